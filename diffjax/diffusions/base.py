@@ -1,0 +1,361 @@
+"""The shared linear-Gaussian algebra behind every diffusion (spec SDES.md §0).
+
+Every forward process here is a linear SDE ``du = F(t) u dt + G(t) dW`` whose operators are block-diagonal in
+a fixed orthogonal basis (identity, or a DCT over the image axes) with 1×1 or 2×2 blocks that act on the
+trailing *block axis* of the state written in that basis. A state in block form has shape
+``(B, *data_shape, k)``; a coefficient has shape ``t.shape + coef_shape + (k, k)``, where ``coef_shape`` is
+``()`` when every coordinate shares the block (VP, VE, EDM, CLD) or a data-shaped, broadcastable shape when
+coefficients vary per coordinate (blurring, per frequency).
+
+Subclasses give the closed forms: ``drift_block`` F(t), ``diffusion_block`` G(t), ``transition_block`` Ψ(t,s)
+and ``cov_block`` Σ_t (the covariance of ``u_t`` given the clean part ``ū_0``, including any known Gaussian
+initial part, SDES.md §0.2), plus the map between the user-facing state and block form. Everything else —
+kernels, ``perturb``, the prior, reverse-time drifts for any λ, conversions between score and ε — is written
+once here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+ScoreFn = Callable[[Any, Array], Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# Small-block linear algebra on the trailing (k, k) axes, k ∈ {1, 2}, in closed form.
+# --------------------------------------------------------------------------------------------------
+def bmv(m: Array, v: Array) -> Array:
+    """Block matrix–vector product ``(…, k, k) @ (…, k) -> (…, k)`` with broadcasting."""
+    if m.shape[-1] == 1:
+        return m[..., 0] * v
+    return jnp.einsum("...ij,...j->...i", m, v)
+
+
+def bmm(a: Array, b: Array) -> Array:
+    """Block matrix product with broadcasting."""
+    if a.shape[-1] == 1:
+        return a * b
+    return jnp.einsum("...ij,...jk->...ik", a, b)
+
+
+def btrans(m: Array) -> Array:
+    return jnp.swapaxes(m, -1, -2)
+
+
+def binv(m: Array) -> Array:
+    """Inverse of 1×1 or 2×2 blocks (closed form)."""
+    if m.shape[-1] == 1:
+        return 1.0 / m
+    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    det = a * d - b * c
+    return jnp.stack([jnp.stack([d, -b], -1), jnp.stack([-c, a], -1)], -2) / det[..., None, None]
+
+
+def bchol(m: Array) -> Array:
+    """Lower Cholesky factor of symmetric positive-definite 1×1 or 2×2 blocks."""
+    if m.shape[-1] == 1:
+        return jnp.sqrt(m)
+    l11 = jnp.sqrt(m[..., 0, 0])
+    l21 = m[..., 1, 0] / l11
+    l22 = jnp.sqrt(m[..., 1, 1] - l21**2)
+    zero = jnp.zeros_like(l11)
+    return jnp.stack([jnp.stack([l11, zero], -1), jnp.stack([l21, l22], -1)], -2)
+
+
+def blogdet(m: Array) -> Array:
+    """log det of positive-definite 1×1 or 2×2 blocks."""
+    if m.shape[-1] == 1:
+        return jnp.log(m[..., 0, 0])
+    return jnp.log(m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0])
+
+
+def scalar_block(c: Array) -> Array:
+    """Lift a scalar (any shape) to a 1×1 block."""
+    return jnp.asarray(c)[..., None, None]
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation helpers shared by the package.
+# --------------------------------------------------------------------------------------------------
+def check_positive(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_times(sde: "LinearDiffusion", t: Any, what: str = "t") -> None:
+    """Raise ValueError when a concrete time lies outside ``(0, T]`` of ``sde``; traced values pass."""
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains non-finite values: {arr}")
+    lo, hi = float(arr.min(initial=np.inf)), float(arr.max(initial=-np.inf))
+    if arr.size and (lo <= 0.0 or hi > sde.T * (1 + 1e-6)):
+        raise ValueError(
+            f"{what} must lie in (0, T] = (0, {sde.T}] for {type(sde).__name__}; got values in [{lo}, {hi}]"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The protocol.
+# --------------------------------------------------------------------------------------------------
+class LinearDiffusion:
+    """Base class of every forward diffusion: a linear SDE with closed-form Gaussian kernels.
+
+    Subclasses are frozen dataclasses registered as PyTrees whose hyperparameters are static (hashable) fields,
+    so a diffusion can be passed to ``jit``-compiled functions and closes over no mutable state.
+
+    Required from subclasses (block form, see module docstring): ``block_size``, ``T``, ``t_min``, ``t_eps``,
+    ``drift_block(t)``, ``diffusion_block(t)``, ``transition_block(t, s)``, ``cov_block(t)``,
+    ``prior_cov_block()``. Override ``to_blocks``/``from_blocks``/``clean_embedding``/``data_part`` for states
+    other than a single array in the identity basis.
+    """
+
+    block_size: int = 1
+    T: float
+    t_min: float
+    t_eps: float
+
+    # ---- structure (defaults: x-only state in the identity basis) -------------------------------
+    @property
+    def coef_ndim(self) -> int:
+        """Number of data axes over which coefficients vary (0: shared by every coordinate)."""
+        return 0
+
+    def to_blocks(self, y: Any) -> Array:
+        """User state -> block form ``(B, *data_shape, k)`` in the diffusion's basis."""
+        return y[..., None]
+
+    def from_blocks(self, yb: Array) -> Any:
+        """Block form -> user state."""
+        return yb[..., 0]
+
+    def clean_embedding(self) -> np.ndarray:
+        """The k-vector e with ``ū_0 = e ⊗ x_0`` (the clean part of the initial state)."""
+        return np.ones((1,))
+
+    def data_part(self, y: Any) -> Array:
+        """The data (``x``) part of a state."""
+        return y
+
+    def state_from_data(self, x: Array) -> Any:
+        """The state whose data part is ``x`` and whose other parts are zero."""
+        return x
+
+    def data_ndim_of(self, y: Any) -> int:
+        """Number of data axes (excluding batch) of a state."""
+        return jnp.ndim(self.data_part(y)) - 1
+
+    # ---- closed forms given by subclasses ------------------------------------------------------
+    def drift_block(self, t: Array) -> Array:
+        raise NotImplementedError
+
+    def diffusion_block(self, t: Array) -> Array:
+        raise NotImplementedError
+
+    def transition_block(self, t: Array, s: Array) -> Array:
+        raise NotImplementedError
+
+    def cov_block(self, t: Array) -> Array:
+        raise NotImplementedError
+
+    def prior_cov_block(self) -> Array:
+        raise NotImplementedError
+
+    # ---- alignment of per-sample times with the data axes -------------------------------------
+    def align(self, coef: Array, t: Array, data_ndim: int) -> Array:
+        """Reshape a coefficient ``t.shape + coef_shape + (k, k)`` so it broadcasts against block states.
+
+        ``t`` is a scalar (shared time) or a vector of per-sample times of shape ``(B,)``.
+        """
+        t = jnp.asarray(t)
+        if t.ndim == 0:
+            return coef
+        pad = data_ndim - self.coef_ndim
+        return coef.reshape(t.shape + (1,) * pad + coef.shape[t.ndim:])
+
+    def _coef(self, fn, t, data_ndim, *args):
+        return self.align(fn(jnp.asarray(t), *args), t, data_ndim)
+
+    # ---- derived: SDE terms ------------------------------------------------------------------
+    def drift(self, y: Any, t: Array) -> Any:
+        """Forward drift ``F(t) y``."""
+        yb = self.to_blocks(y)
+        return self.from_blocks(bmv(self._coef(self.drift_block, t, yb.ndim - 2), yb))
+
+    def diffusion_apply(self, t: Array, z: Any) -> Any:
+        """``G(t) z`` for a standard-normal-shaped state ``z``."""
+        zb = self.to_blocks(z)
+        return self.from_blocks(bmv(self._coef(self.diffusion_block, t, zb.ndim - 2), zb))
+
+    def ggt_apply(self, t: Array, s: Any) -> Any:
+        """``G(t) G(t)^T s`` (the only way the score enters the reverse dynamics)."""
+        sb = self.to_blocks(s)
+        g = self._coef(self.diffusion_block, t, sb.ndim - 2)
+        return self.from_blocks(bmv(bmm(g, btrans(g)), sb))
+
+    def reverse_drift(self, y: Any, t: Array, score: Any, lam: float = 0.0) -> Any:
+        """Drift of the reverse-time family ``F y − ((1+λ²)/2) G Gᵀ ∇log p_t`` (λ=0: PF-ODE, λ=1: SDE)."""
+        f = self.drift(y, t)
+        g = self.ggt_apply(t, score)
+        return jax.tree.map(lambda a, b: a - 0.5 * (1.0 + lam**2) * b, f, g)
+
+    # ---- derived: kernels ----------------------------------------------------------------------
+    def mean(self, x0: Array, t: Array) -> Any:
+        """``E[u_t | x_0] = Ψ(t,0) ū_0``."""
+        x0b = self.to_blocks(self.state_from_data(x0))
+        e = jnp.asarray(self.clean_embedding(), x0b.dtype)
+        clean = x0b[..., :1] * e  # lift the data coordinate (in basis) to the block vector e ⊗ x0
+        psi = self._coef(self.transition_block, t, x0b.ndim - 2, jnp.zeros_like(jnp.asarray(t)))
+        return self.from_blocks(bmv(psi, clean))
+
+    def cov_factor(self, t: Array, data_ndim: int, kind: str = "cholesky") -> Array:
+        """A factor K with ``K Kᵀ = Σ_t`` in block form (Cholesky; symmetric = Cholesky for 1×1 blocks)."""
+        if kind != "cholesky":
+            raise ValueError(f"unknown factor kind {kind!r}; accepted: 'cholesky'")
+        return bchol(self._coef(self.cov_block, t, data_ndim))
+
+    def perturb(self, key: Array, x0: Array, t: Array) -> tuple[Any, Any]:
+        """Sample ``u_t ~ N(Ψ(t,0) ū_0, Σ_t)``; returns ``(u_t, z)`` with ``u_t = Ψ ū_0 + K_t z``."""
+        m = self.mean(x0, t)
+        mb = self.to_blocks(m)
+        z = jax.random.normal(key, mb.shape, mb.dtype)
+        k = self.cov_factor(t, mb.ndim - 2)
+        return self.from_blocks(mb + bmv(k, z)), self.from_blocks(z)
+
+    # ---- derived: prior -------------------------------------------------------------------------
+    def prior_sample(self, key: Array, shape: tuple[int, ...], dtype=None) -> Any:
+        """Draw from the prior ``N(0, Σ_prior)``; ``shape`` is the data shape with the batch axis first."""
+        dtype = dtype or jnp.zeros(()).dtype
+        k = self.block_size
+        z = jax.random.normal(key, tuple(shape) + (k,), dtype)
+        if self.coef_ndim:
+            z = self.from_blocks(z)  # draw in pixel space then move: white noise is white in any basis
+            z = self.to_blocks(z)
+        c = bchol(self.prior_cov_block()).astype(dtype)
+        return self.from_blocks(bmv(c, z))
+
+    def prior_logp(self, y: Any) -> Array:
+        """Log-density of the prior, summed over all but the batch axis."""
+        yb = self.to_blocks(y)
+        c = self.prior_cov_block().astype(yb.dtype)
+        cb = jnp.broadcast_to(c, yb.shape[1:-1] + c.shape[-2:])
+        quad = jnp.sum(yb * bmv(binv(cb), yb), axis=tuple(range(1, yb.ndim)))
+        logdet = jnp.sum(blogdet(cb))
+        n = math.prod(yb.shape[1:])
+        return -0.5 * (quad + logdet + n * math.log(2 * math.pi))
+
+    # ---- derived: model-output conversions (any block structure) ------------------------------
+    def eps_from_score(self, y: Any, t: Array, score: Any) -> Any:
+        """``ε = −K_tᵀ ∇log p_t`` (K_t: Cholesky factor)."""
+        sb = self.to_blocks(score)
+        k = self.cov_factor(t, sb.ndim - 2)
+        return self.from_blocks(-bmv(btrans(k), sb))
+
+    def score_from_eps(self, y: Any, t: Array, eps: Any) -> Any:
+        """``∇log p_t = −K_t^{-T} ε``."""
+        eb = self.to_blocks(eps)
+        k = self.cov_factor(t, eb.ndim - 2)
+        return self.from_blocks(-bmv(btrans(binv(k)), eb))
+
+    def clean_from_score(self, y: Any, t: Array, score: Any) -> Any:
+        """Tweedie: ``E[ū_0 | u_t] = Ψ(t,0)^{-1} (u_t + Σ_t ∇log p_t)`` (the full clean state)."""
+        yb, sb = self.to_blocks(y), self.to_blocks(score)
+        nd = yb.ndim - 2
+        cov = self._coef(self.cov_block, t, nd)
+        psi_inv = self._coef(self.transition_block, t, nd, jnp.zeros_like(jnp.asarray(t)))
+        return self.from_blocks(bmv(binv(psi_inv), yb + bmv(cov, sb)))
+
+    # ---- misc ----------------------------------------------------------------------------------
+    def check_time(self, t: Any, what: str = "t") -> None:
+        check_times(self, t, what)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+class ScalarDiffusion(LinearDiffusion):
+    """A diffusion whose kernel is ``x_t = α(t) x_0 + σ(t) z`` with scalars shared by every coordinate.
+
+    Subclasses give ``log_alpha(t)``, ``sigma(t)`` (std of ``x_t`` given the clean data, including any known
+    initial noise) and the inverse ``t_of_rho`` of the noise-to-signal ratio ``ρ = σ/α`` (SAMPLERS.md §0.3).
+    The SDE terms follow exactly (SAMPLERS.md §0.2): ``F = d log α/dt`` and ``G² = dσ²/dt − 2Fσ²``, computed by
+    forward-mode autodiff of the closed forms.
+    """
+
+    def log_alpha(self, t: Array) -> Array:
+        raise NotImplementedError
+
+    def sigma(self, t: Array) -> Array:
+        raise NotImplementedError
+
+    def t_of_rho(self, rho: Array) -> Array:
+        raise NotImplementedError
+
+    prior_std: float = 1.0
+
+    # scalar views
+    def alpha(self, t: Array) -> Array:
+        return jnp.exp(self.log_alpha(t))
+
+    def rho(self, t: Array) -> Array:
+        """Noise-to-signal ratio ``σ/α`` (the EDM σ of this process)."""
+        return self.sigma(t) / self.alpha(t)
+
+    def log_snr(self, t: Array) -> Array:
+        """Half log-SNR ``λ = log α − log σ``."""
+        return self.log_alpha(t) - jnp.log(self.sigma(t))
+
+    def t_of_log_snr(self, lam: Array) -> Array:
+        return self.t_of_rho(jnp.exp(-lam))
+
+    def f_scalar(self, t: Array) -> Array:
+        t = jnp.asarray(t)
+        return jax.jvp(self.log_alpha, (t,), (jnp.ones_like(t),))[1]
+
+    def g2_scalar(self, t: Array) -> Array:
+        t = jnp.asarray(t)
+        var = lambda tt: self.sigma(tt) ** 2
+        v, dv = jax.jvp(var, (t,), (jnp.ones_like(t),))
+        return dv - 2.0 * self.f_scalar(t) * v
+
+    # block forms
+    def drift_block(self, t):
+        return scalar_block(self.f_scalar(t))
+
+    def diffusion_block(self, t):
+        return scalar_block(jnp.sqrt(self.g2_scalar(t)))
+
+    def transition_block(self, t, s):
+        return scalar_block(jnp.exp(self.log_alpha(t) - self.log_alpha(s)))
+
+    def cov_block(self, t):
+        return scalar_block(self.sigma(t) ** 2)
+
+    def prior_cov_block(self):
+        return scalar_block(jnp.asarray(self.prior_std**2))
+
+    # cheap scalar broadcasting for solvers
+    def bcast(self, c: Array, x: Array) -> Array:
+        """Broadcast a scalar or per-sample coefficient against a batch ``x``."""
+        c = jnp.asarray(c)
+        if c.ndim == 0:
+            return c
+        return c.reshape(c.shape + (1,) * (x.ndim - c.ndim))
+
+
+def diffusion_dataclass(cls):
+    """Frozen dataclass registered as a PyTree with every field static (hyperparameters are hashable)."""
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    return jax.tree_util.register_dataclass(
+        cls, data_fields=[], meta_fields=[f.name for f in dataclasses.fields(cls)]
+    )

@@ -1,0 +1,138 @@
+"""Model parameterizations: score, ε, x0 and EDM-denoiser predictions, converted through the kernel.
+
+A *model* here is a callable ``(y, t) -> prediction`` together with what it predicts. Solvers ask a
+:class:`Model` for whichever output their update needs; the conversion goes straight from the native
+prediction to the requested one (never through a ``1/σ`` when it can be avoided), so it stays finite at
+``t_min`` in float32 (SDES.md §0.4, SAMPLERS.md §0.1):
+
+* score ``s``;  ε̂ = −σ s;  x̂0 = (x + σ² s)/α                 (scalar diffusions)
+* ε̂;           s = −ε̂/σ;  x̂0 = (x − σ ε̂)/α
+* x̂0;          ε̂ = (x − α x̂0)/σ;  s = (α x̂0 − x)/σ²
+* EDM denoiser ``D(x̃; σ̃)`` on ``x̃ = x/α``, ``σ̃ = σ/α``: x̂0 = D(x/α, ρ(t))
+
+For diffusions with 2×2 blocks (CLD) the score and ε (with the Cholesky factor K_t) are available; x0-type
+predictions need a scalar kernel and raise otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax.numpy as jnp
+
+from ..diffusions.base import LinearDiffusion, ScalarDiffusion
+
+KINDS = ("score", "eps", "x0")
+ALL_KINDS = KINDS + ("edm",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A prediction function bound to a diffusion, with exact conversions between outputs."""
+
+    sde: LinearDiffusion
+    fn: Callable[[Any, Any], Any]
+    kind: str = "score"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            hint = " (wrap EDM denoisers with as_model(sde, fn, 'edm'))" if self.kind == "edm" else ""
+            raise ValueError(f"unknown prediction kind {self.kind!r}; accepted: {list(ALL_KINDS)}{hint}")
+        if not callable(self.fn):
+            raise TypeError(f"the model must be callable (y, t) -> prediction, got {type(self.fn).__name__}")
+        if self.kind == "x0" and not isinstance(self.sde, ScalarDiffusion):
+            raise ValueError(
+                f"kind={self.kind!r} needs a scalar diffusion (VP/VE/EDM); {self.sde.name} supports 'score' and 'eps'"
+            )
+
+    def x0_eps(self, y, t):
+        """``(x̂0, ε̂)`` from a single evaluation (scalar diffusions)."""
+        out = self.fn(y, t)
+        a, s = self._scalars(y, t)
+        if self.kind == "x0":
+            return out, (y - a * out) / s
+        eps = out if self.kind == "eps" else -s * out
+        return (y - s * eps) / a, eps
+
+    def _scalars(self, x, t):
+        sde = self.sde
+        return sde.bcast(sde.alpha(t), x), sde.bcast(sde.sigma(t), x)
+
+    def raw(self, y, t):
+        return self.fn(y, t)
+
+    def score(self, y, t):
+        out = self.fn(y, t)
+        if self.kind == "score":
+            return out
+        if self.kind == "eps":
+            if isinstance(self.sde, ScalarDiffusion):
+                _, s = self._scalars(y, t)
+                return -out / s
+            return self.sde.score_from_eps(y, t, out)
+        a, s = self._scalars(y, t)
+        return (a * out - y) / s**2
+
+    def eps(self, y, t):
+        out = self.fn(y, t)
+        if self.kind == "eps":
+            return out
+        if self.kind == "score":
+            if isinstance(self.sde, ScalarDiffusion):
+                _, s = self._scalars(y, t)
+                return -s * out
+            return self.sde.eps_from_score(y, t, out)
+        a, s = self._scalars(y, t)
+        return (y - a * out) / s
+
+    def x0(self, y, t):
+        """Data prediction ``E[x_0 | x_t]``."""
+        out = self.fn(y, t)
+        if self.kind == "x0":
+            return out
+        if not isinstance(self.sde, ScalarDiffusion):
+            score = out if self.kind == "score" else self.sde.score_from_eps(y, t, out)
+            return self.sde.data_part(self.sde.clean_from_score(y, t, score))
+        a, s = self._scalars(y, t)
+        if self.kind == "score":
+            return (y + s**2 * out) / a
+        return (y - s * out) / a
+
+    def __call__(self, y, t):
+        return self.fn(y, t)
+
+
+def edm_denoiser(sde: ScalarDiffusion, denoiser: Callable[[Any, Any], Any]) -> Model:
+    """Wrap an EDM-style denoiser ``D(x̃; σ̃)`` (on ``x̃ = x/α``, ``σ̃ = σ/α``) as an x0-model of ``sde``."""
+    if not isinstance(sde, ScalarDiffusion):
+        raise ValueError(f"an EDM denoiser needs a scalar diffusion, got {sde.name}")
+
+    def fn(y, t):
+        a = sde.bcast(sde.alpha(t), y)
+        return denoiser(y / a, sde.rho(t))
+
+    return Model(sde, fn, "x0")
+
+
+def as_model(sde: LinearDiffusion, model: Any, kind: str = "score") -> Model:
+    """Bind a callable (or pass through a :class:`Model`) to ``sde``. ``kind='edm'`` wraps an EDM denoiser."""
+    if isinstance(model, Model):
+        if model.sde is not sde and model.sde != sde:
+            raise ValueError(f"the model is bound to {model.sde!r}, not to {sde!r}")
+        return model
+    if kind == "edm":
+        return edm_denoiser(sde, model)
+    if kind not in KINDS:
+        raise ValueError(f"unknown prediction kind {kind!r}; accepted: {list(ALL_KINDS)}")
+    return Model(sde, model, kind)
+
+
+def edm_preconditioning(sigma, sigma_data: float):
+    """EDM's ``(c_skip, c_out, c_in, c_noise)`` at noise level σ (SDES.md §3.4)."""
+    sigma = jnp.asarray(sigma)
+    sd2 = sigma_data**2
+    c_skip = sd2 / (sigma**2 + sd2)
+    c_out = sigma * sigma_data / jnp.sqrt(sigma**2 + sd2)
+    c_in = 1.0 / jnp.sqrt(sigma**2 + sd2)
+    c_noise = 0.25 * jnp.log(sigma)
+    return c_skip, c_out, c_in, c_noise

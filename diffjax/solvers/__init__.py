@@ -1,0 +1,14 @@
+"""Samplers: pure ``init``/``step`` solvers run by one ``lax.scan`` driver."""
+from .base import Context, Solver
+from .ddim import DDIM
+from .driver import nfe_of, plan, sample
+from .multistep import DPMSolverPP, UniPC
+from .ode import EDMHeun, ODEEuler, ODEHeun
+from .registry import available, get
+from .schedules import GRIDS, make_grid, validate_grid
+from .sde import EulerMaruyama, PredictorCorrector
+
+__all__ = [
+    "Context", "Solver", "DDIM", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
+    "PredictorCorrector", "sample", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
+]

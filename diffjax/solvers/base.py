@@ -1,0 +1,106 @@
+"""The solver protocol: an immutable dataclass of hyperparameters with pure ``init`` / ``step`` / ``output``.
+
+The driver (``driver.py``) runs every solver the same way::
+
+    coefs = solver.coefficients(sde, ts, nfe)        # per-step tables, leading axis M, float64 -> dtype
+    state = solver.init(ctx, y_T, coefs)
+    state = lax.scan(solver.step, state, coefs)       # one step per grid interval
+    y     = solver.output(ctx, state, coefs)
+
+``coefs`` always holds ``t`` (start of the step), ``t_next`` and ``i`` (step index); solvers add what they
+precompute from the grid (multistep weights, churn levels, …) so no coefficient is computed inside the scan.
+``ctx`` bundles the diffusion, the bound model and per-sample PRNG keys: noise for sample b at step i is
+``normal(fold_in(key_b, i))``, so a sample never depends on the batch size.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..diffusions.base import LinearDiffusion, ScalarDiffusion
+from ..models.parameterization import Model
+from .schedules import _f64
+
+
+class Context(NamedTuple):
+    """What a solver step may use besides its own state: the diffusion, the model, per-sample keys."""
+
+    sde: LinearDiffusion
+    model: Model
+    keys: jax.Array  # (B,) typed PRNG keys, one per sample
+
+    def normal(self, i: Any, like: Any) -> Any:
+        """Standard normal noise shaped like the state ``like``, drawn from the per-sample keys at step ``i``."""
+        leaves, treedef = jax.tree.flatten(like)
+        out = []
+        for j, leaf in enumerate(leaves):
+            def draw(k, leaf=leaf, j=j):
+                k = jax.random.fold_in(jax.random.fold_in(k, i), j)
+                return jax.random.normal(k, leaf.shape[1:], leaf.dtype)
+
+            out.append(jax.vmap(draw)(self.keys))
+        return jax.tree.unflatten(treedef, out)
+
+
+def tree_axpy(a, x, y):
+    """``a·x + y`` over PyTrees (a scalar or broadcastable array)."""
+    return jax.tree.map(lambda u, v: a * u + v, x, y)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solver:
+    """Base class. Subclasses set ``name`` and implement ``coefficients``/``init``/``step``/``output``."""
+
+    name: ClassVar[str] = "solver"
+    stochastic: ClassVar[bool] = False
+    scalar_only: ClassVar[bool] = False  # needs α(t), σ(t) (VP/VE/EDM)
+    evals_per_step: ClassVar[int] = 1
+    default_grid: ClassVar[str] = "uniform"
+    grid: str | None = None  # None: the solver's default grid kind
+
+    # ---- NFE accounting ----------------------------------------------------------------------
+    def num_steps(self, nfe: int) -> int:
+        """Grid intervals M that spend exactly ``nfe`` network evaluations (denoising step excluded)."""
+        e = self.evals_per_step
+        if nfe < e or nfe % e:
+            raise ValueError(f"{self.name} spends {e} evaluation(s) per step; nfe must be a positive multiple of {e}, got {nfe}")
+        return nfe // e
+
+    def nfe(self, num_steps: int) -> int:
+        """Network evaluations for a grid of ``num_steps`` intervals (denoising step excluded)."""
+        return self.evals_per_step * num_steps
+
+    def grid_kind(self) -> str:
+        return self.grid or self.default_grid
+
+    # ---- compiled parts ----------------------------------------------------------------------
+    def coefficients(self, sde: LinearDiffusion, ts: np.ndarray, nfe: int | None) -> dict[str, np.ndarray]:
+        """Per-step float64 tables (leading axis M). ``nfe`` is the evaluation budget (None: full steps)."""
+        return {}
+
+    def init(self, ctx: Context, y: Any, coefs: dict) -> Any:
+        return y
+
+    def step(self, ctx: Context, state: Any, c: dict) -> Any:
+        raise NotImplementedError
+
+    def output(self, ctx: Context, state: Any, coefs: dict) -> Any:
+        return state
+
+    # ---- checks --------------------------------------------------------------------------------
+    def check(self, sde: LinearDiffusion) -> None:
+        if self.scalar_only and not isinstance(sde, ScalarDiffusion):
+            raise ValueError(f"solver {self.name!r} needs a scalar diffusion (VP/VE/EDM), got {sde.name}")
+
+
+def scalar_tables(sde: ScalarDiffusion, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """α, σ, λ at every grid point (float64)."""
+    return {
+        "alpha": _f64(sde.alpha, ts),
+        "sigma": _f64(sde.sigma, ts),
+        "lam": _f64(sde.log_snr, ts),
+    }

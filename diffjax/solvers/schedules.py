@@ -1,0 +1,87 @@
+"""Time grids for sampling (SAMPLERS.md §0.3): M steps ⇒ M+1 strictly decreasing times from ``t_start`` to
+``t_end``.
+
+Grids depend only on static quantities (the diffusion, M, the kind), so they are computed once, in float64
+numpy, at trace time — even inside ``jit`` — and validated before any compilation:
+
+* ``uniform``   ``t_i = T + (i/M)(t_end − T)``
+* ``quadratic`` ``t_i = (√T + (i/M)(√t_end − √T))²``
+* ``logsnr``    half log-SNR ``λ`` uniform between ``λ(T)`` and ``λ(t_end)`` (DPM-Solver)
+* ``karras``    ``ρ_i^{1/r}`` uniform between ``ρ(T)^{1/r}`` and ``ρ(t_end)^{1/r}`` on the noise-to-signal ratio
+  ``ρ = σ/α`` (EDM, ``r = 7``), mapped back through the exact inverse ``t(ρ)``
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..diffusions.base import LinearDiffusion, ScalarDiffusion
+
+GRIDS = ("uniform", "quadratic", "logsnr", "karras")
+
+
+def _f64(fn, *args) -> np.ndarray:
+    """Evaluate a jnp function eagerly in float64, even while a caller is being traced."""
+    with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+        return np.array(fn(*[jnp.asarray(a, jnp.float64) for a in args]), np.float64)
+
+
+def make_grid(
+    sde: LinearDiffusion,
+    num_steps: int,
+    kind: str = "uniform",
+    t_start: float | None = None,
+    t_end: float | None = None,
+    rho: float = 7.0,
+) -> np.ndarray:
+    """A float64 grid of ``num_steps + 1`` times from ``t_start`` (default ``sde.T``) to ``t_end`` (``sde.t_min``)."""
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    t0 = float(sde.T if t_start is None else t_start)
+    t1 = float(sde.t_min if t_end is None else t_end)
+    if not (0.0 < t1 < t0 <= sde.T * (1 + 1e-12)):
+        raise ValueError(f"need 0 < t_end < t_start <= T={sde.T}; got t_start={t0}, t_end={t1}")
+    frac = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+    if kind == "uniform":
+        ts = t0 + frac * (t1 - t0)
+    elif kind == "quadratic":
+        ts = (np.sqrt(t0) + frac * (np.sqrt(t1) - np.sqrt(t0))) ** 2
+    elif kind in ("logsnr", "karras"):
+        if not isinstance(sde, ScalarDiffusion):
+            raise ValueError(f"grid {kind!r} needs a scalar diffusion (VP/VE/EDM); use 'uniform' or 'quadratic' for {sde.name}")
+        r0, r1 = _f64(sde.rho, t0), _f64(sde.rho, t1)
+        if kind == "logsnr":
+            rhos = np.exp(np.log(r0) + frac * (np.log(r1) - np.log(r0)))
+        else:
+            if not rho > 0:
+                raise ValueError(f"karras rho must be > 0, got {rho}")
+            rhos = (r0 ** (1 / rho) + frac * (r1 ** (1 / rho) - r0 ** (1 / rho))) ** rho
+        ts = _f64(sde.t_of_rho, rhos)
+        ts[0], ts[-1] = t0, t1  # exact endpoints
+    else:
+        raise ValueError(f"unknown grid kind {kind!r}; accepted: {list(GRIDS)}")
+    return validate_grid(sde, ts)
+
+
+def validate_grid(sde: LinearDiffusion, ts: Any) -> np.ndarray:
+    """Check a user grid: 1-D, ≥ 2 points, finite, strictly decreasing, inside ``(0, T]``."""
+    try:
+        arr = np.asarray(ts, dtype=np.float64)
+    except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError) as e:
+        raise ValueError("a time grid must be concrete (numpy or a non-traced array)") from e
+    if arr.ndim != 1 or arr.shape[0] < 2:
+        raise ValueError(f"a time grid must be 1-D with at least 2 points, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"the time grid contains non-finite values: {arr}")
+    d = np.diff(arr)
+    if not np.all(d < 0):
+        i = int(np.argmax(d >= 0))
+        raise ValueError(
+            f"the time grid must be strictly decreasing (no duplicates); t[{i}]={arr[i]} -> t[{i + 1}]={arr[i + 1]}"
+        )
+    if arr[-1] <= 0 or arr[0] > sde.T * (1 + 1e-9):
+        raise ValueError(f"grid times must lie in (0, T] = (0, {sde.T}] for {sde.name}; got [{arr[-1]}, {arr[0]}]")
+    return arr
