@@ -24,7 +24,7 @@ def sliced_wasserstein(x, y, key: jax.Array | None = None, num_projections: int 
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"dimension mismatch: {x.shape[1]} vs {y.shape[1]}")
     key = jax.random.key(0) if key is None else key
-    theta = np.asarray(jax.random.normal(key, (x.shape[1], num_projections)), np.float64)
+    theta = np.array(jax.random.normal(key, (x.shape[1], num_projections)), np.float64)
     theta /= np.linalg.norm(theta, axis=0, keepdims=True)
     px, py = np.sort(x @ theta, axis=0), np.sort(y @ theta, axis=0)
     if px.shape[0] != py.shape[0]:

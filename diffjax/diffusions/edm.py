@@ -23,6 +23,8 @@ class EDM(ScalarDiffusion):
         if not self.sigma_max > self.sigma_min:
             raise ValueError(f"sigma_max must be > sigma_min={self.sigma_min}, got {self.sigma_max}")
 
+    preferred_grid = "karras"  # solvers default to EDM's ρ=7 grid on this process
+
     @property
     def T(self) -> float:
         return float(self.sigma_max)

@@ -74,8 +74,10 @@ class Solver:
         """Network evaluations for a grid of ``num_steps`` intervals (denoising step excluded)."""
         return self.evals_per_step * num_steps
 
-    def grid_kind(self) -> str:
-        return self.grid or self.default_grid
+    def grid_kind(self, sde: LinearDiffusion | None = None) -> str:
+        """The grid used when none is given: the solver's ``grid`` field, else the diffusion's preferred grid
+        (EDM: 'karras', since its time is σ itself), else the solver's default."""
+        return self.grid or getattr(sde, "preferred_grid", None) or self.default_grid
 
     # ---- compiled parts ----------------------------------------------------------------------
     def coefficients(self, sde: LinearDiffusion, ts: np.ndarray, nfe: int | None) -> dict[str, np.ndarray]:

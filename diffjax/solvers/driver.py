@@ -36,7 +36,7 @@ def plan(
         if avail < 1:
             raise ValueError(f"nfe={nfe} leaves no evaluation for {solver.name!r} (denoise={denoise} uses 1)")
         m = solver.num_steps(avail)
-        ts = make_grid(sde, m, grid or solver.grid_kind())
+        ts = make_grid(sde, m, grid or solver.grid_kind(sde))
         return solver, ts, avail
     ts = validate_grid(sde, grid)
     evals = solver.nfe(len(ts) - 1)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..diffusions.base import ScalarDiffusion
 from .base import Context, Solver, tree_axpy
 from .schedules import _f64
 
@@ -29,12 +30,24 @@ def _euler_flags(num_steps: int, nfe: int | None) -> np.ndarray:
     return flags
 
 
+def _ode_grid(solver: Solver, sde) -> str:
+    """Scalar diffusions: log-SNR spacing (uniform in log σ for VE); others: quadratic in t."""
+    if solver.grid:
+        return solver.grid
+    if isinstance(sde, ScalarDiffusion):
+        return getattr(sde, "preferred_grid", None) or "logsnr"
+    return solver.default_grid
+
+
 @dataclasses.dataclass(frozen=True)
 class ODEEuler(Solver):
     """Explicit Euler on the PF-ODE ``dy/dt = F y − ½ G Gᵀ ∇log p_t`` in the diffusion's time. Order 1."""
 
     name: ClassVar[str] = "ode_euler"
     default_grid: ClassVar[str] = "quadratic"
+
+    def grid_kind(self, sde=None):
+        return _ode_grid(self, sde)
 
     def coefficients(self, sde, ts, nfe):
         return {"dt": np.diff(ts)}
@@ -52,6 +65,9 @@ class ODEHeun(Solver):
     name: ClassVar[str] = "ode_heun"
     evals_per_step: ClassVar[int] = 2
     default_grid: ClassVar[str] = "quadratic"
+
+    def grid_kind(self, sde=None):
+        return _ode_grid(self, sde)
 
     def num_steps(self, nfe):
         return _heun_steps(nfe, self.name)

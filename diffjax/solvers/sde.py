@@ -50,17 +50,27 @@ class PredictorCorrector(Solver):
     Predictor (exact-kernel form): with the forward kernel ``y_t = Ψ y_{t'} + N(0, Q)`` between consecutive
     grid times ``t' < t``, step ``y_{t'} = Ψ⁻¹(y_t + Q s) + chol(Ψ⁻¹ Q Ψ⁻ᵀ) z`` (VE: ``x + (σ_t² − σ_t'²)s + …``,
     exactly score_sde's; VP: a first-order-equivalent form of it).
-    Corrector: ``ε = 2 (snr ‖z‖/‖s‖)²``, ``y ← y + ε s + √(2ε) z``, with per-sample norms (``per_sample=True``,
-    batch-independent) or score_sde's batch-averaged norms. NFE = M (1 + n_corrector).
+    Corrector: ``y ← y + ε s + √(2ε) z`` with the step ``ε`` set by ``step_size``:
+
+    * ``"sigma"`` (default): ``ε = 2 snr² σ_t²`` with ``σ_t²`` the mean diagonal of ``Σ_t``. It is what the
+      snr rule below gives in high dimension (there ``‖s‖² ≈ d/σ_t²``), it does not depend on the batch, and it
+      stays stable in low dimension;
+    * ``"sample"``: ``ε = 2 (snr ‖z‖/‖s‖)²`` with per-sample norms (batch-independent, but the norm ratio is
+      heavy-tailed when d is small: on 2-D data it inflates the variance ~5×);
+    * ``"batch"``: the same with batch-averaged norms, as score_sde (samples then depend on the batch).
+
+    NFE = M (1 + n_corrector).
     """
 
     name: ClassVar[str] = "pc"
     stochastic: ClassVar[bool] = True
     snr: float = 0.16
     n_corrector: int = 1
-    per_sample: bool = True
+    step_size: str = "sigma"
 
     def __post_init__(self):
+        if self.step_size not in ("sigma", "sample", "batch"):
+            raise ValueError(f"step_size must be 'sigma', 'sample' or 'batch', got {self.step_size!r}")
         if not self.snr > 0:
             raise ValueError(f"snr must be > 0, got {self.snr}")
         if not isinstance(self.n_corrector, int) or self.n_corrector < 0:
@@ -77,14 +87,15 @@ class PredictorCorrector(Solver):
         cov_t, cov_n = _f64(sde.cov_block, t), _f64(sde.cov_block, tn)
         q = cov_t - np.einsum("...ij,...jk,...lk->...il", psi, cov_n, psi)
         noise = np.einsum("...ij,...jk,...lk->...il", psi_inv, q, psi_inv)
-        return {"psi_inv": psi_inv, "q": q, "noise_chol": np.asarray(_f64(bchol, noise))}
+        var = np.mean(np.diagonal(cov_t, axis1=-2, axis2=-1).reshape(len(t), -1), axis=1)
+        return {"psi_inv": psi_inv, "q": q, "noise_chol": np.asarray(_f64(bchol, noise)), "var": var}
 
     def init(self, ctx, y, coefs):
         return (y, y)
 
     def _norm(self, x):
         n = jnp.sqrt(sum(jnp.sum(l.reshape(l.shape[0], -1) ** 2, axis=1) for l in jax.tree.leaves(x)))
-        return n if self.per_sample else jnp.broadcast_to(jnp.mean(n), n.shape)
+        return n if self.step_size == "sample" else jnp.broadcast_to(jnp.mean(n), n.shape)
 
     def step(self, ctx: Context, state, c):
         y, _ = state
@@ -93,7 +104,10 @@ class PredictorCorrector(Solver):
         for j in range(self.n_corrector):  # static, small
             s = ctx.model.score(y, t)
             z = ctx.normal(base + j, y)
-            eps = 2.0 * (self.snr * self._norm(z) / self._norm(s)) ** 2
+            if self.step_size == "sigma":
+                eps = jnp.full((jax.tree.leaves(y)[0].shape[0],), 2.0 * self.snr**2) * c["var"]
+            else:
+                eps = 2.0 * (self.snr * self._norm(z) / self._norm(s)) ** 2
             eps = jax.tree.map(lambda l: eps.reshape((-1,) + (1,) * (l.ndim - 1)), y)
             y = jax.tree.map(lambda a, e, g, n: a + e * g + jnp.sqrt(2 * e) * n, y, eps, s, z)
         s = ctx.model.score(y, t)
