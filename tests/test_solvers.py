@@ -130,15 +130,19 @@ def test_init_reuses_prior_noise_and_grid_array_matches_name():
 
 
 def test_nfe_accounting():
-    assert dj.solvers.nfe_of("heun", 17, denoise=True) == 35  # EDM CIFAR-10: 18 levels, 35 NFE
-    assert dj.solvers.get("heun").num_steps(34) == 17
-    assert dj.solvers.get("heun").num_steps(35) == 18  # odd budget: last step Euler
+    # EDM CIFAR-10 verbatim: 17 Heun steps between 18 levels, then the Euler step into σ = 0 (= denoise): 35
+    edm = dj.solvers.EDMHeun(final_euler=False)
+    assert dj.solvers.nfe_of(edm, 17, denoise=True) == 35 and edm.num_steps(34) == 17
+    assert edm.num_steps(35) == 18  # odd budget: the last step is Euler
+    # default: the last step is Euler (two for an even budget)
+    assert dj.solvers.nfe_of("heun", 18) == 35 and dj.solvers.get("heun").num_steps(34) == 18
     assert dj.solvers.nfe_of("pc", 10) == 20
     assert dj.solvers.nfe_of("dpmpp_3m", 10, denoise=True) == 11
     # the model is called exactly nfe times
     sde = dj.VP()
     g = dj.testbed.ring()
-    for solver, nfe, denoise in [("heun", 7, False), ("heun", 8, True), ("dpmpp_3m", 6, True), ("unipc", 5, False),
+    for solver, nfe, denoise in [("heun", 7, False), ("heun", 8, True), ("heun", 2, False), (edm, 8, False),
+                                 ("ode_heun", 6, True), ("dpmpp_3m", 6, True), ("unipc", 5, False),
                                  ("pc", 8, False), ("ddim", 4, True), ("euler_maruyama", 3, False)]:
         calls = []
 

@@ -90,6 +90,10 @@ class Solver:
     def step(self, ctx: Context, state: Any, c: dict) -> Any:
         raise NotImplementedError
 
+    def current(self, ctx: Context, state: Any, c: dict) -> Any:
+        """The state at ``c['t_next']`` after a step (for trajectories)."""
+        return state
+
     def output(self, ctx: Context, state: Any, coefs: dict) -> Any:
         return state
 

@@ -73,6 +73,7 @@ def sample(
     denoise: bool = False,
     kind: str = "score",
     return_state: bool = False,
+    trajectory: bool = False,
     dtype=None,
 ) -> Any:
     """Draw samples by solving the reverse dynamics of ``sde`` from its prior (or ``init``) down to ``t_min``.
@@ -89,6 +90,8 @@ def sample(
       grid: a grid kind ('uniform', 'quadratic', 'logsnr', 'karras') or an explicit decreasing array of times.
       denoise: end with ``x̂0(y, t_end)`` (one extra NFE) instead of returning ``x`` at ``t_end``.
       return_state: return the full state (e.g. CLD's ``(x, v)``) instead of its data part.
+      trajectory: also return the data part after every step, shape ``(M, B, *data_shape)`` (at the grid
+        times ``t_1 … t_M``), as ``(x, xs)``.
 
     Returns the data part ``x`` of the final state, shape ``(B, *data_shape)``.
     """
@@ -120,12 +123,17 @@ def sample(
         t=jnp.asarray(ts[:-1], dtype), t_next=jnp.asarray(ts[1:], dtype), i=jnp.arange(m, dtype=jnp.int32)
     )
     state = solver.init(ctx, y, coefs)
-    state, _ = jax.lax.scan(lambda s, c: (solver.step(ctx, s, c), None), state, coefs)
+    def body(s, c):
+        s = solver.step(ctx, s, c)
+        return s, (sde.data_part(solver.current(ctx, s, c)) if trajectory else None)
+
+    state, path = jax.lax.scan(body, state, coefs)
     y = solver.output(ctx, state, coefs)
     if denoise:
         t_end = jnp.asarray(ts[-1], dtype)
         if isinstance(sde, ScalarDiffusion):
-            x = model.x0(y, t_end)
-            return sde.state_from_data(x) if return_state else x
-        y = sde.clean_from_score(y, t_end, model.score(y, t_end))
-    return y if return_state else sde.data_part(y)
+            y = sde.state_from_data(model.x0(y, t_end))
+        else:
+            y = sde.clean_from_score(y, t_end, model.score(y, t_end))
+    out = y if return_state else sde.data_part(y)
+    return (out, path) if trajectory else out

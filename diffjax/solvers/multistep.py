@@ -52,6 +52,9 @@ class _LinearMultistep(Solver):
         x_next = c["a_pred"] * x + jnp.sum(w(c["pred"]) * hist, axis=0)
         return (x, x_next, hist)
 
+    def current(self, ctx, state, c):
+        return state[1]
+
     def output(self, ctx, state, coefs):
         return state[1]
 

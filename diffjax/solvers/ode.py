@@ -16,18 +16,47 @@ from .base import Context, Solver, tree_axpy
 from .schedules import _f64
 
 
-def _heun_steps(nfe: int, name: str) -> int:
+def _heun_plan(nfe: int, name: str, final_euler: bool) -> tuple[int, int]:
+    """(steps M, trailing Euler steps E) spending exactly ``nfe`` evaluations: 2(M − E) + E = nfe.
+
+    Without ``final_euler`` only an odd budget ends on one Euler step. With it the last step is always Euler
+    (EDM's practice: a Heun correction evaluated at a tiny σ after a large step only moves half-way to the
+    denoised point) and an even budget ends on two Euler steps.
+    """
     if nfe < 1:
         raise ValueError(f"{name} needs nfe >= 1, got {nfe}")
-    return (nfe + 1) // 2  # an odd budget makes the last step an Euler step
+    if final_euler:
+        e = 1 if nfe % 2 == 1 else min(2, nfe)
+    else:
+        e = nfe % 2
+    return (nfe - e) // 2 + e, e
 
 
-def _euler_flags(num_steps: int, nfe: int | None) -> np.ndarray:
-    """1.0 where a Heun step is replaced by Euler (the last step when the budget is odd)."""
+def _euler_flags(num_steps: int, trailing: int) -> np.ndarray:
+    """1.0 on the trailing steps that take an Euler step instead of Heun."""
     flags = np.zeros(num_steps)
-    if nfe is not None and nfe % 2 == 1:
-        flags[-1] = 1.0
+    if trailing:
+        flags[-trailing:] = 1.0
     return flags
+
+
+class _HeunBudget:
+    """NFE accounting shared by the Heun-type solvers (needs a ``final_euler`` field)."""
+
+    evals_per_step: ClassVar[int] = 2
+
+    def num_steps(self, nfe):
+        return _heun_plan(nfe, self.name, self.final_euler)[0]
+
+    def nfe(self, num_steps):
+        return 2 * num_steps - (1 if self.final_euler else 0)
+
+    def trailing_euler(self, num_steps, nfe):
+        if nfe is None:
+            return 1 if self.final_euler else 0
+        m, e = _heun_plan(nfe, self.name, self.final_euler)
+        assert m == num_steps
+        return e
 
 
 def _ode_grid(solver: Solver, sde) -> str:
@@ -58,22 +87,20 @@ class ODEEuler(Solver):
 
 
 @dataclasses.dataclass(frozen=True)
-class ODEHeun(Solver):
+class ODEHeun(_HeunBudget, Solver):
     """Heun (explicit trapezoid) on the PF-ODE in the diffusion's time: 2 NFE per step, order 2.
-    An odd NFE budget makes the last step an Euler step."""
+    ``final_euler`` (default) ends on an Euler step (two for an even budget), see ``_heun_plan``."""
 
     name: ClassVar[str] = "ode_heun"
-    evals_per_step: ClassVar[int] = 2
     default_grid: ClassVar[str] = "quadratic"
+    final_euler: bool = True
 
     def grid_kind(self, sde=None):
         return _ode_grid(self, sde)
 
-    def num_steps(self, nfe):
-        return _heun_steps(nfe, self.name)
-
     def coefficients(self, sde, ts, nfe):
-        return {"dt": np.diff(ts), "euler": _euler_flags(len(ts) - 1, nfe)}
+        m = len(ts) - 1
+        return {"dt": np.diff(ts), "euler": _euler_flags(m, self.trailing_euler(m, nfe))}
 
     def step(self, ctx: Context, y, c):
         sde, model = ctx.sde, ctx.model
@@ -89,18 +116,19 @@ class ODEHeun(Solver):
 
 
 @dataclasses.dataclass(frozen=True)
-class EDMHeun(Solver):
+class EDMHeun(_HeunBudget, Solver):
     """EDM's Heun sampler (Alg. 2) on ``dx̃/dσ̃ = (x̃ − D(x̃; σ̃))/σ̃`` with ``x̃ = x/α``, ``σ̃ = σ/α`` and
     ``D = x̂0``; for VE/EDM (α = 1) it is EDM's sampler verbatim, for VP it is EDM's recommended treatment
     (SAMPLERS.md §0.2 form 5). Churn (``s_churn > 0``): ``γ_i = min(s_churn/M, √2−1)`` for
     ``σ̃_i ∈ [s_tmin, s_tmax]``, ``σ̂ = σ̃_i(1+γ_i)``, ``x̂ = x̃ + √(σ̂² − σ̃_i²)·s_noise·z``, then the Heun step
-    from σ̂. 2 NFE per step; an odd budget makes the last step Euler. Deterministic order 2.
+    from σ̂. 2 NFE per step; ``final_euler`` (default) ends on an Euler step (two for an even budget), as EDM
+    does with its last step into σ = 0. Deterministic order 2.
     """
 
     name: ClassVar[str] = "heun"
     scalar_only: ClassVar[bool] = True
-    evals_per_step: ClassVar[int] = 2
     default_grid: ClassVar[str] = "karras"
+    final_euler: bool = True
     s_churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = float("inf")
@@ -117,9 +145,6 @@ class EDMHeun(Solver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.s_churn > 0
 
-    def num_steps(self, nfe):
-        return _heun_steps(nfe, self.name)
-
     def coefficients(self, sde, ts, nfe):
         m = len(ts) - 1
         rho = _f64(sde.rho, ts)
@@ -132,11 +157,14 @@ class EDMHeun(Solver):
             "rho": r, "rho_next": rn, "rho_hat": r_hat, "t_hat": t_hat,
             "alpha": _f64(sde.alpha, ts[:-1]), "alpha_hat": _f64(sde.alpha, t_hat), "alpha_next": _f64(sde.alpha, ts[1:]),
             "churn_std": np.sqrt(np.maximum(r_hat**2 - r**2, 0.0)) * self.s_noise,
-            "euler": _euler_flags(m, nfe),
+            "euler": _euler_flags(m, self.trailing_euler(m, nfe)),
         }
 
     def init(self, ctx, y, coefs):
         return y / coefs["alpha"][0]
+
+    def current(self, ctx, xs, c):
+        return xs * c["alpha_next"]
 
     def output(self, ctx, xs, coefs):
         return xs * coefs["alpha_next"][-1]

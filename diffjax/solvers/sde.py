@@ -39,6 +39,9 @@ class EulerMaruyama(Solver):
         y = jax.tree.map(lambda m, n: m + jnp.sqrt(-dt) * n, mean, noise)
         return (y, mean)
 
+    def current(self, ctx, state, c):
+        return state[0]
+
     def output(self, ctx, state, coefs):
         return state[1]
 
@@ -116,6 +119,9 @@ class PredictorCorrector(Solver):
         zb = sde.to_blocks(ctx.normal(base + self.n_corrector, y))
         y = sde.from_blocks(mean_b + bmv(c["noise_chol"], zb))
         return (y, sde.from_blocks(mean_b))
+
+    def current(self, ctx, state, c):
+        return state[0]
 
     def output(self, ctx, state, coefs):
         return state[1]
