@@ -1,10 +1,17 @@
 """Forward diffusions: each a frozen PyTree of hyperparameters with closed-form kernels."""
 from .base import LinearDiffusion, ScalarDiffusion
+from .blur import Blur
+from .cld import CLD
 from .edm import EDM
+from .fdm import FDM
 from .ve import VE
 from .vp import VP
 
-_REGISTRY = {"vp": VP, "subvp": lambda **kw: VP(sub_vp=True, **kw), "ve": VE, "edm": EDM}
+_REGISTRY = {
+    "vp": VP, "subvp": lambda **kw: VP(sub_vp=True, **kw), "ve": VE, "edm": EDM, "cld": CLD, "blur": Blur,
+    "fdm_vp": lambda **kw: FDM(base="vp", **kw), "fdm_ve": lambda **kw: FDM(base="ve", **kw),
+    "fdm_edm": lambda **kw: FDM(base="edm", **kw),
+}
 
 
 def available() -> list[str]:
@@ -13,10 +20,10 @@ def available() -> list[str]:
 
 
 def get(name: str, **kwargs) -> LinearDiffusion:
-    """Build a diffusion from its name (``'vp'``, ``'subvp'``, ``'ve'``, ``'edm'``)."""
+    """Build a diffusion from its name (see :func:`available`)."""
     if not isinstance(name, str) or name.lower() not in _REGISTRY:
         raise ValueError(f"unknown diffusion {name!r}; accepted: {available()}")
     return _REGISTRY[name.lower()](**kwargs)
 
 
-__all__ = ["LinearDiffusion", "ScalarDiffusion", "VP", "VE", "EDM", "available", "get"]
+__all__ = ["LinearDiffusion", "ScalarDiffusion", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "available", "get"]

@@ -236,10 +236,7 @@ class LinearDiffusion:
         """Draw from the prior ``N(0, Σ_prior)``; ``shape`` is the data shape with the batch axis first."""
         dtype = dtype or jnp.zeros(()).dtype
         k = self.block_size
-        z = jax.random.normal(key, tuple(shape) + (k,), dtype)
-        if self.coef_ndim:
-            z = self.from_blocks(z)  # draw in pixel space then move: white noise is white in any basis
-            z = self.to_blocks(z)
+        z = jax.random.normal(key, tuple(shape) + (k,), dtype)  # white in any orthonormal basis
         c = bchol(self.prior_cov_block()).astype(dtype)
         return self.from_blocks(bmv(c, z))
 

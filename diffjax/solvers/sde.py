@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diffusions.base import bchol, bmm, bmv, btrans
+from ..diffusions.base import bchol, binv, bmv
 from .base import Context, Solver
 from .schedules import _f64
 
@@ -48,11 +48,20 @@ class EulerMaruyama(Solver):
 
 @dataclasses.dataclass(frozen=True)
 class PredictorCorrector(Solver):
-    """Reverse-diffusion predictor + ``n_corrector`` Langevin corrector steps (Song et al. 2021).
+    """Predictor + ``n_corrector`` Langevin corrector steps (Song et al. 2021), for any diffusion.
 
-    Predictor (exact-kernel form): with the forward kernel ``y_t = Ψ y_{t'} + N(0, Q)`` between consecutive
-    grid times ``t' < t``, step ``y_{t'} = Ψ⁻¹(y_t + Q s) + chol(Ψ⁻¹ Q Ψ⁻ᵀ) z`` (VE: ``x + (σ_t² − σ_t'²)s + …``,
-    exactly score_sde's; VP: a first-order-equivalent form of it).
+    With the forward kernel ``y_t = Ψ y_{t'} + N(0, Q)`` between consecutive grid times ``t' < t``:
+
+    * ``predictor="ancestral"``: the posterior ``q(y_{t'} | y_t, ū_0)`` at the Tweedie estimate
+      ``Ψ(t,0)ū_0 = y_t + Σ_t s``: precision ``P = Σ_{t'}⁻¹ + Ψᵀ Q⁻¹ Ψ``, mean
+      ``P⁻¹[Σ_{t'}⁻¹ Ψ(t',t)(y_t + Σ_t s) + Ψᵀ Q⁻¹ y_t]``, covariance ``P⁻¹`` (VE: SMLD ancestral sampling;
+      VP: DDPM; Blur: BDM's ancestral step). Exact for Dirac data, stable when Ψ contracts strongly.
+    * ``predictor="reverse_diffusion"``: ``y_{t'} = Ψ⁻¹(y_t + Q s) + chol(Ψ⁻¹ Q Ψ⁻ᵀ) z`` (VE: exactly
+      score_sde's reverse-diffusion predictor; VP: a first-order-equivalent form). Its noise grows like 1/Ψ,
+      which breaks it on blurring diffusions.
+    * ``predictor="auto"`` (default): reverse diffusion when every coordinate shares the blocks (VP, VE, EDM,
+      CLD, FDM: on Gaussian data at NFE 100 it gives variance 0.32 for 0.30, the ancestral step 0.25), the
+      ancestral step for per-frequency diffusions (Blur).
     Corrector: ``y ← y + ε s + √(2ε) z`` with the step ``ε`` set by ``step_size``:
 
     * ``"sigma"`` (default): ``ε = 2 snr² σ_t²`` with ``σ_t²`` the mean diagonal of ``Σ_t``. It is what the
@@ -70,8 +79,11 @@ class PredictorCorrector(Solver):
     snr: float = 0.16
     n_corrector: int = 1
     step_size: str = "sigma"
+    predictor: str = "auto"
 
     def __post_init__(self):
+        if self.predictor not in ("auto", "ancestral", "reverse_diffusion"):
+            raise ValueError(f"predictor must be 'auto', 'ancestral' or 'reverse_diffusion', got {self.predictor!r}")
         if self.step_size not in ("sigma", "sample", "batch"):
             raise ValueError(f"step_size must be 'sigma', 'sample' or 'batch', got {self.step_size!r}")
         if not self.snr > 0:
@@ -88,10 +100,24 @@ class PredictorCorrector(Solver):
         psi = _f64(sde.transition_block, t, tn)  # Ψ(t, t')
         psi_inv = _f64(sde.transition_block, tn, t)
         cov_t, cov_n = _f64(sde.cov_block, t), _f64(sde.cov_block, tn)
-        q = cov_t - np.einsum("...ij,...jk,...lk->...il", psi, cov_n, psi)
-        noise = np.einsum("...ij,...jk,...lk->...il", psi_inv, q, psi_inv)
+        mm = lambda *ms: np.einsum("...ij,...jk->...ik", ms[0], mm(*ms[1:])) if len(ms) > 1 else ms[0]
+        tr = lambda a: np.swapaxes(a, -1, -2)
+        inv = lambda a: _f64(binv, a)
+        q = cov_t - mm(psi, cov_n, tr(psi))
         var = np.mean(np.diagonal(cov_t, axis1=-2, axis2=-1).reshape(len(t), -1), axis=1)
-        return {"psi_inv": psi_inv, "q": q, "noise_chol": np.asarray(_f64(bchol, noise)), "var": var}
+        kind = self.predictor
+        if kind == "auto":
+            kind = "ancestral" if sde.coef_ndim else "reverse_diffusion"
+        if kind == "reverse_diffusion":
+            a, b = psi_inv, mm(psi_inv, q)
+            noise = mm(psi_inv, q, tr(psi_inv))
+        else:
+            cn_inv, q_inv = inv(cov_n), inv(q)
+            noise = inv(cn_inv + mm(tr(psi), q_inv, psi))  # posterior covariance P⁻¹
+            to_clean = mm(noise, cn_inv, psi_inv)  # P⁻¹ Σ_{t'}⁻¹ Ψ(t',t)
+            a = to_clean + mm(noise, tr(psi), q_inv)
+            b = mm(to_clean, cov_t)
+        return {"a": a, "b": b, "noise_chol": np.asarray(_f64(bchol, noise)), "var": var}
 
     def init(self, ctx, y, coefs):
         return (y, y)
@@ -115,7 +141,7 @@ class PredictorCorrector(Solver):
             y = jax.tree.map(lambda a, e, g, n: a + e * g + jnp.sqrt(2 * e) * n, y, eps, s, z)
         s = ctx.model.score(y, t)
         yb, sb = sde.to_blocks(y), sde.to_blocks(s)
-        mean_b = bmv(c["psi_inv"], yb + bmv(c["q"], sb))
+        mean_b = bmv(c["a"], yb) + bmv(c["b"], sb)
         zb = sde.to_blocks(ctx.normal(base + self.n_corrector, y))
         y = sde.from_blocks(mean_b + bmv(c["noise_chol"], zb))
         return (y, sde.from_blocks(mean_b))

@@ -161,12 +161,14 @@ class GaussianMixture:
             q = bmv(pinv, w)  # P⁻¹ w
             axes = tuple(range(1, w.ndim))
             logn = -0.5 * (jnp.sum(w * q, axes) + jnp.sum(blogdet(p), axes[:-1]) + self.dim * k * math.log(2 * math.pi))
-            # posterior mean of the clean data coordinate: m + U (e_j (Ψe)·q_j)
+            # posterior mean of the clean data coordinate: m + U (e_j (Ψe)·q_j), in the diffusion's basis
             x0w = ek * jnp.sum(pe * q, -1)
             if uk is not None:
                 qf = q.reshape(b, self.dim, k)
                 q = jnp.einsum("dj,bjk->bdk", uk, qf).reshape(r.shape)
                 x0w = jnp.einsum("dj,bj->bd", uk, x0w.reshape(b, self.dim)).reshape((b,) + self.data_shape)
+            onehot = jnp.zeros((k,), dtype).at[0].set(1.0)
+            x0w = sde.data_part(sde.from_blocks(x0w[..., None] * onehot))  # back to pixels (DCT for Blur)
             return logn, -q, mk[None] + x0w
 
         if self.evecs is None:

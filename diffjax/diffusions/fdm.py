@@ -1,0 +1,111 @@
+"""Fast Diffusion Model (Wu et al. 2023; SDES.md §6): the base process with the momentum mean factor s_F."""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .base import ScalarDiffusion, check_positive, diffusion_dataclass
+
+# σ ranges of the official code (EDM-style noise levels of each base)
+_BASES = {
+    "vp": dict(beta_min=0.1, beta_d=19.9, t_lo=1e-5, t_hi=1.0),
+    "ve": dict(sigma_lo=0.02, sigma_hi=100.0),
+    "edm": dict(sigma_lo=0.002, sigma_hi=80.0),
+}
+
+
+@diffusion_dataclass
+class FDM(ScalarDiffusion):
+    """FDM over a base process: ``x_t | x_0 ~ N(s_F x_0, s_F² σ² I)`` where σ(t) is the base model's EDM-style
+    noise level (VP: ``√(e^{B(t)} − 1)``; VE: ``√t``; EDM: ``t``) and
+
+        s_F(τ) = e^{−γB(τ)} (1 + γB(τ)),  B(τ) = 0.1 τ + ½ 19.9 τ²,  τ = (σ − σ_min)/(σ_max − σ_min)
+
+    (the x-mean of a critically damped oscillator run on the clock γB: "momentum"). The state is x only; the
+    linear SDE has ``f = d ln s_F/dt`` and ``g = s_F √(2σσ̇)``.
+
+    Caveat (SDES.md §8.4): with an exact score FDM and its base produce the same samples — in unscaled
+    coordinates ``x/s_F`` the PF-ODE is the base's. The gain reported for FDM is in training (its network input
+    is ``c_in = s_F`` times the unscaled sample), not in sampling.
+    """
+
+    base: str = "edm"
+    gamma: float = 2.0
+    t_min: float | None = None
+
+    def __post_init__(self):
+        if self.base not in _BASES:
+            raise ValueError(f"unknown FDM base {self.base!r}; accepted: {sorted(_BASES)}")
+        check_positive("gamma", self.gamma)
+        if self.t_min is None:
+            object.__setattr__(self, "t_min", {"vp": 1e-3, "ve": 0.02**2, "edm": 0.002}[self.base])
+        if not 0 < self.t_min < self.T:
+            raise ValueError(f"t_min must lie in (0, T={self.T}), got {self.t_min}")
+
+    # ---- the base's time and noise level --------------------------------------------------
+    @property
+    def T(self) -> float:
+        return {"vp": 1.0, "ve": 100.0**2, "edm": 80.0}[self.base]
+
+    @property
+    def t_eps(self) -> float:
+        return {"vp": 1e-5, "ve": 0.02**2, "edm": 0.002}[self.base]
+
+    @property
+    def preferred_grid(self):
+        """Karras (EDM ρ = 7 on σ) for every base: VE-FDM's time is σ², where uniform grids are unusable."""
+        return "karras"
+
+    def base_sigma(self, t):
+        """The base model's EDM-style noise level σ(t) (also this process's noise-to-signal ratio)."""
+        t = jnp.asarray(t)
+        if self.base == "vp":
+            p = _BASES["vp"]
+            return jnp.sqrt(jnp.expm1(p["beta_min"] * t + 0.5 * p["beta_d"] * t**2))
+        if self.base == "ve":
+            return jnp.sqrt(t)
+        return t
+
+    def sigma_range(self) -> tuple[float, float]:
+        if self.base == "vp":
+            p = _BASES["vp"]
+            f = lambda t: float((2.718281828459045 ** (p["beta_min"] * t + 0.5 * p["beta_d"] * t**2) - 1) ** 0.5)
+            return f(p["t_lo"]), f(p["t_hi"])
+        p = _BASES[self.base]
+        return p["sigma_lo"], p["sigma_hi"]
+
+    def clock(self, t):
+        """τ(σ(t)) = (σ − σ_min)/(σ_max − σ_min) (not clamped, as in the official code)."""
+        lo, hi = self.sigma_range()
+        return (self.base_sigma(t) - lo) / (hi - lo)
+
+    def mean_factor(self, t):
+        """``s_F = e^{−γB(τ)}(1 + γB(τ))``."""
+        tau = self.clock(t)
+        gb = self.gamma * (0.1 * tau + 0.5 * 19.9 * tau**2)
+        return jnp.exp(-gb) * (1 + gb)
+
+    # ---- ScalarDiffusion interface --------------------------------------------------------
+    def log_alpha(self, t):
+        tau = self.clock(t)
+        gb = self.gamma * (0.1 * tau + 0.5 * 19.9 * tau**2)
+        return -gb + jnp.log1p(gb)
+
+    def sigma(self, t):
+        return self.mean_factor(t) * self.base_sigma(t)
+
+    def rho(self, t):
+        return self.base_sigma(t)
+
+    def t_of_rho(self, rho):
+        rho = jnp.asarray(rho)
+        if self.base == "vp":
+            p = _BASES["vp"]
+            b = jnp.log1p(rho**2)
+            return 2.0 * b / (p["beta_min"] + jnp.sqrt(p["beta_min"] ** 2 + 2.0 * p["beta_d"] * b))
+        if self.base == "ve":
+            return rho**2
+        return rho
+
+    @property
+    def prior_std(self) -> float:
+        return float(self.sigma(self.T))
