@@ -271,6 +271,16 @@ class LinearDiffusion:
         psi_inv = self._coef(self.transition_block, t, nd, jnp.zeros_like(jnp.asarray(t)))
         return self.from_blocks(bmv(binv(psi_inv), yb + bmv(cov, sb)))
 
+    # ---- gDDIM's factor R_t ------------------------------------------------------------------
+    def gddim_factor(self, ts) -> np.ndarray:
+        """gDDIM's ``R_t`` (SDES.md §7.3) at the float64 times ``ts``: ``dR/dt = (F + ½GGᵀΣ⁻¹)R``,
+        ``R_0R_0ᵀ = Σ_0``, so ``R_tR_tᵀ = Σ_t`` and ``ε = −R_tᵀ∇log p_t`` is constant along PF-ODE paths of
+        Gaussian data. For 1×1 blocks ``R_t = √Σ_t``; diffusions with 2×2 blocks override this."""
+        if self.block_size != 1:
+            raise NotImplementedError(f"{self.name} must provide gddim_factor for {self.block_size}×{self.block_size} blocks")
+        with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+            return np.sqrt(np.array(self.cov_block(jnp.asarray(ts, jnp.float64)), np.float64))
+
     # ---- misc ----------------------------------------------------------------------------------
     def check_time(self, t: Any, what: str = "t") -> None:
         check_times(self, t, what)

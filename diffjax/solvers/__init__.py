@@ -1,6 +1,7 @@
 """Samplers: pure ``init``/``step`` solvers run by one ``lax.scan`` driver."""
 from .base import Context, Solver
 from .ddim import DDIM
+from .gddim import GDDIM, gddim_coefficients
 from .driver import nfe_of, plan, sample
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
@@ -9,6 +10,6 @@ from .schedules import GRIDS, make_grid, validate_grid
 from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
-    "Context", "Solver", "DDIM", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
+    "Context", "Solver", "DDIM", "GDDIM", "gddim_coefficients", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
     "PredictorCorrector", "sample", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 from .base import Solver
 from .ddim import DDIM
+from .gddim import GDDIM
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .sde import EulerMaruyama, PredictorCorrector
@@ -23,6 +24,9 @@ _FACTORIES: dict[str, Callable[[], Solver]] = {
     "dpmpp_3m_ref": lambda: DPMSolverPP(order=3, variant="reference"),
     "unipc": lambda: UniPC(order=3),
     "unipc_2": lambda: UniPC(order=2),
+    "gddim": GDDIM,
+    "gddim_2": lambda: GDDIM(order=2),
+    "gddim_sde": lambda: GDDIM(lam=1.0),
 }
 
 
