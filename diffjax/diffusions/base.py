@@ -150,6 +150,12 @@ class LinearDiffusion:
         """The state whose data part is ``x`` and whose other parts are zero."""
         return x
 
+    def check_state(self, y: Any) -> None:
+        """Raise ValueError when ``y`` is not a batch of states of this diffusion."""
+        if isinstance(y, (tuple, list)) or jnp.ndim(y) < 2:
+            raise ValueError(f"{self.name} states are arrays (B, *data_shape); got {type(y).__name__} "
+                             f"of shape {jax.tree.map(jnp.shape, y)}")
+
     def data_ndim_of(self, y: Any) -> int:
         """Number of data axes (excluding batch) of a state."""
         return jnp.ndim(self.data_part(y)) - 1

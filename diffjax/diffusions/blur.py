@@ -56,8 +56,12 @@ class Blur(LinearDiffusion):
         return 3
 
     # ---- basis -------------------------------------------------------------------------------
+    def check_state(self, y) -> None:
+        super().check_state(y)
+        self._check_image(y)
+
     def _check_image(self, x):
-        if tuple(x.shape[-3:]) != self.shape:
+        if x.ndim < 3 or tuple(x.shape[-3:]) != self.shape:
             raise ValueError(f"Blur was built for images of shape {self.shape}, got data of shape {tuple(x.shape[1:])}")
 
     def to_blocks(self, y):

@@ -93,9 +93,9 @@ class CLD(LinearDiffusion):
     def state_from_data(self, x):
         return (x, jnp.zeros_like(x))
 
-    def check_state(self, y, data_shape=None) -> None:
+    def check_state(self, y) -> None:
         if not (isinstance(y, (tuple, list)) and len(y) == 2):
-            raise ValueError("a CLD state is a pair (x, v) of arrays with the same shape")
+            raise ValueError(f"a CLD state is a pair (x, v) of arrays with the same shape, got {type(y).__name__}")
         if jnp.shape(y[0]) != jnp.shape(y[1]):
             raise ValueError(f"CLD x and v must have the same shape, got {jnp.shape(y[0])} and {jnp.shape(y[1])}")
 

@@ -75,9 +75,16 @@ class Solver:
         return self.evals_per_step * num_steps
 
     def grid_kind(self, sde: LinearDiffusion | None = None) -> str:
-        """The grid used when none is given: the solver's ``grid`` field, else the diffusion's preferred grid
-        (EDM: 'karras', since its time is σ itself), else the solver's default."""
-        return self.grid or getattr(sde, "preferred_grid", None) or self.default_grid
+        """The grid used when none is given: the solver's ``grid`` field, else its default — except that grids
+        defined in the diffusion's own time variable ('uniform', 'quadratic') give way to the diffusion's
+        preferred grid when it has one (EDM and FDM: 'karras', their time being σ or σ²). The intrinsic grids
+        ('logsnr', 'karras') do not depend on how a diffusion parameterizes time and are kept."""
+        if self.grid:
+            return self.grid
+        preferred = getattr(sde, "preferred_grid", None)
+        if preferred and self.default_grid in ("uniform", "quadratic"):
+            return preferred
+        return self.default_grid
 
     # ---- compiled parts ----------------------------------------------------------------------
     def coefficients(self, sde: LinearDiffusion, ts: np.ndarray, nfe: int | None) -> dict[str, np.ndarray]:

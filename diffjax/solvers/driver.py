@@ -54,6 +54,7 @@ def nfe_of(solver: Any, num_steps: int, denoise: bool = False) -> int:
 
 
 def _check_state(sde: LinearDiffusion, y: Any) -> None:
+    sde.check_state(y)
     for leaf in jax.tree.leaves(y):
         if not hasattr(leaf, "ndim") or leaf.ndim < 1:
             raise ValueError("init must be a batch of states with the batch axis first")
@@ -104,6 +105,8 @@ def sample(
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"shape must be (B, *data_shape) with positive sizes, got {shape}")
+        if hasattr(sde, "shape") and tuple(shape[1:]) != tuple(sde.shape):
+            raise ValueError(f"{sde.name} was built for data of shape {tuple(sde.shape)}, got shape={shape}")
         batch = shape[0]
     else:
         _check_state(sde, init)

@@ -54,20 +54,30 @@ def _lagrange(nodes: np.ndarray, j: int, tau: np.ndarray) -> np.ndarray:
     return out
 
 
-def gddim_coefficients(sde, ts: np.ndarray, order: int, method: str = "parts") -> np.ndarray:
+def _factor(sde, ts, factor: str) -> np.ndarray:
+    if factor == "R":
+        return sde.gddim_factor(ts)
+    return _f64(lambda t: sde.cov_factor(t, 0), np.asarray(ts))  # Cholesky L_t
+
+
+def gddim_coefficients(sde, ts: np.ndarray, order: int, method: str = "parts", factor: str = "R") -> np.ndarray:
     """``C[n, j]`` of shape ``(M, order + 1, *coef_shape, k, k)`` (float64).
 
     ``method="parts"`` (default) integrates by parts, using ``Ψ(t,τ) ½GGᵀ R_τ^{−T} = ∂_τ[Ψ(t,τ) R_τ]``:
     ``C = ℓ(t_{n+1}) R_{t_{n+1}} − ℓ(t_n) Ψ R_{t_n} − ∫ ℓ'(τ) Ψ(t_{n+1},τ) R_τ dτ`` — exact for r = 0 (no quadrature),
     and the remaining integrand is smooth. ``method="quadrature"`` applies Gauss–Legendre to the defining
     integral directly (inaccurate over long steps near t = 0, where R_τ⁻¹ varies fast; kept for checks).
+    ``factor="L"`` uses the Cholesky factor instead of R (no integration-by-parts identity: quadrature).
     """
     if method not in ("parts", "quadrature"):
         raise ValueError(f"method must be 'parts' or 'quadrature', got {method!r}")
+    if factor == "L":
+        method = "quadrature"
     m = len(ts) - 1
-    cs_shape = np.shape(_f64(sde.cov_block, ts[:1]))[1:]
+    t0 = np.float64(ts[0])
+    cs_shape = np.broadcast_shapes(*(np.shape(_f64(fn, t0)) for fn in (sde.cov_block, sde.drift_block)))
     out = np.zeros((m, order + 1) + cs_shape)
-    r_grid = sde.gddim_factor(ts)
+    r_grid = _factor(sde, ts, factor)
     for n in range(m):
         t0, t1 = ts[n], ts[n + 1]
         rn = min(order, n)
@@ -79,7 +89,7 @@ def gddim_coefficients(sde, ts: np.ndarray, order: int, method: str = "parts") -
         tau = 0.5 * (t0 + t1) + 0.5 * (t0 - t1) * _GL_NODES  # nodes on [t1, t0]
         w = -0.5 * (t0 - t1) * _GL_WEIGHTS  # oriented ∫_{t0}^{t1}
         psi = _f64(sde.transition_block, np.full_like(tau, t1), tau)
-        r = sde.gddim_factor(tau)
+        r = _factor(sde, tau, factor)
         if method == "quadrature":
             g = _f64(sde.diffusion_block, tau)
             kernel = _mm(_mm(psi, 0.5 * _mm(g, _tr(g))), _tr(_inv(r)))
@@ -88,7 +98,8 @@ def gddim_coefficients(sde, ts: np.ndarray, order: int, method: str = "parts") -
             psi_n = _f64(sde.transition_block, t1, t0)
         for j in range(rn + 1):
             others = np.delete(nodes, j)
-            poly = np.polynomial.Polynomial.fromroots(others) / np.prod(nodes[j] - others)
+            poly = np.polynomial.Polynomial.fromroots(others) / np.prod(nodes[j] - others) if len(others) else \
+                np.polynomial.Polynomial([1.0])
             shape = (-1,) + (1,) * (kernel.ndim - 1)
             if method == "quadrature":
                 out[n, j] = np.sum((w * poly(tau)).reshape(shape) * kernel, axis=0)
@@ -103,8 +114,8 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
     from scipy.integrate import solve_ivp
 
     m = len(ts) - 1
-    probe = _f64(sde.cov_block, ts[:1])[0]
-    shape = probe.shape  # (*cs, k, k)
+    t0 = np.float64(ts[0])
+    shape = np.broadcast_shapes(*(np.shape(_f64(fn, t0)) for fn in (sde.cov_block, sde.drift_block, sde.diffusion_block)))
     k = shape[-1]
     psi_hat = np.zeros((m,) + shape)
     chol = np.zeros((m,) + shape)
@@ -144,14 +155,21 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
 @dataclasses.dataclass(frozen=True)
 class GDDIM(Solver):
     """gDDIM: ``order`` = polynomial degree r ∈ {0, 1, 2, 3} of the ε extrapolation, ``lam`` = λ ≥ 0
-    (λ > 0 needs r = 0). Works on every diffusion; default grid quadratic in t (gDDIM's). 1 NFE per step."""
+    (λ > 0 needs r = 0). Works on every diffusion; default grid quadratic in t (gDDIM's). 1 NFE per step.
+    ``factor="L"`` swaps R_t for the Cholesky factor L_t (CLD-SGM's choice), to compare: only R makes ε
+    constant along the exact paths of Gaussian data (gDDIM Table 1)."""
 
     name: ClassVar[str] = "gddim"
     default_grid: ClassVar[str] = "quadratic"
     order: int = 0
     lam: float = 0.0
+    factor: str = "R"
 
     def __post_init__(self):
+        if self.factor not in ("R", "L"):
+            raise ValueError(f"gDDIM factor must be 'R' or 'L', got {self.factor!r}")
+        if self.factor == "L" and self.lam > 0:
+            raise ValueError("stochastic gDDIM is defined with R_t only")
         if self.order not in (0, 1, 2, 3):
             raise ValueError(f"gDDIM order (polynomial degree) must be 0, 1, 2 or 3, got {self.order}")
         if not self.lam >= 0:
@@ -163,18 +181,15 @@ class GDDIM(Solver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.lam > 0
 
-    def grid_kind(self, sde=None):
-        return self.grid or getattr(sde, "preferred_grid", None) or self.default_grid
-
     def coefficients(self, sde, ts, nfe):
         psi = _f64(sde.transition_block, ts[1:], ts[:-1])
-        r = sde.gddim_factor(ts[:-1])
+        r = _factor(sde, ts[:-1], self.factor)
         out = {"psi": psi, "r_t": _tr(r)}
         if self.lam > 0:
             psi_hat, chol = _stochastic_tables(sde, ts, self.lam)
             out.update(eps_coef=_mm(psi_hat - psi, r)[:, None], noise_chol=chol)
         else:
-            out["eps_coef"] = gddim_coefficients(sde, ts, self.order)
+            out["eps_coef"] = gddim_coefficients(sde, ts, self.order, factor=self.factor)
         return out
 
     def init(self, ctx, y, coefs):

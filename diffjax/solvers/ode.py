@@ -65,7 +65,7 @@ def _ode_grid(solver: Solver, sde) -> str:
         return solver.grid
     if isinstance(sde, ScalarDiffusion):
         return getattr(sde, "preferred_grid", None) or "logsnr"
-    return solver.default_grid
+    return Solver.grid_kind(solver, sde)
 
 
 @dataclasses.dataclass(frozen=True)
