@@ -35,7 +35,7 @@ def test_lyapunov_transition_and_semigroup(name, x64):
 def test_kernel_matches_forward_simulation(name, x64):
     """Euler–Maruyama of the forward SDE (in the state's own coordinates) against Ψ x0 and Σ_t."""
     sde = NEW[name]()
-    n, steps = 20000, 1000
+    n, steps = (20000, 1000) if name == "cld" else (8000, 400)
     shape = (1,) if name == "cld" else (4, 4, 1)
     x0 = jnp.linspace(-1, 1, int(np.prod(shape))).reshape((1,) + shape)
     t0, t1 = 0.05, 0.4
@@ -55,7 +55,7 @@ def test_kernel_matches_forward_simulation(name, x64):
     var = np.diagonal(cov, axis1=-2, axis2=-1).reshape(-1)
     se = np.sqrt(var / n)
     assert np.all(np.abs(yb.mean(0) - mean) < 4.5 * se + 1e-3), np.max(np.abs(yb.mean(0) - mean) / se)
-    np.testing.assert_allclose(yb.var(0), var, rtol=0.06)
+    np.testing.assert_allclose(yb.var(0), var, rtol=0.08)
 
 
 # ---------------------------------------------------------------- CLD

@@ -120,15 +120,21 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
     psi_hat = np.zeros((m,) + shape)
     chol = np.zeros((m,) + shape)
 
-    def fields(t):
-        f = _f64(sde.drift_block, np.float64(t))
-        g = _f64(sde.diffusion_block, np.float64(t))
-        c = _f64(sde.cov_block, np.float64(t))
-        ggt = _mm(g, _tr(g))
-        f = np.broadcast_to(f, shape)
-        ggt = np.broadcast_to(ggt, shape)
-        fhat = f + 0.5 * (1 + lam**2) * _mm(ggt, _inv(np.broadcast_to(c, shape)))
+    def _fields(t):
+        f, g, c = sde.drift_block(t), sde.diffusion_block(t), sde.cov_block(t)
+        ggt = jnp.broadcast_to(jnp.einsum("...ij,...kj->...ik", g, g), shape)
+        c = jnp.broadcast_to(c, shape)
+        cinv = jnp.linalg.inv(c) if k > 1 else 1.0 / c
+        fhat = jnp.broadcast_to(f, shape) + 0.5 * (1 + lam**2) * jnp.einsum("...ij,...jk->...ik", ggt, cinv)
         return fhat, ggt
+
+    with jax.enable_x64(True):  # compiled once: the ODE right-hand side is called thousands of times
+        compiled = jax.jit(_fields).lower(jnp.float64(ts[0])).compile()
+
+    def fields(t):
+        with jax.enable_x64(True):
+            fhat, ggt = compiled(np.float64(t))
+            return np.asarray(fhat), np.asarray(ggt)
 
     size = int(np.prod(shape))
     for n in range(m):
