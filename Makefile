@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench notebooks clean
+.PHONY: install demo test bench bench-gddim notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) experiments/bench_solvers.py
+
+bench-gddim: $(STAMP)
+	$(PY) experiments/bench_gddim.py
 
 notebooks: $(STAMP)
 	$(PY) -m jupytext --to ipynb notebooks/*.py
