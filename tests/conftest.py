@@ -1,7 +1,10 @@
+import os
+
 import jax
 import pytest
 
-jax.config.update("jax_platforms", "cpu")
+# CPU by default (CI has no accelerator); DIFFJAX_TEST_PLATFORM=cuda runs the suite on a GPU.
+jax.config.update("jax_platforms", os.environ.get("DIFFJAX_TEST_PLATFORM", "cpu"))
 
 
 @pytest.fixture
