@@ -3,7 +3,8 @@ import os
 import jax
 import pytest
 
-# CPU by default (CI has no accelerator); DIFFJAX_TEST_PLATFORM=cuda runs the suite on a GPU.
+# CPU by default (CI has no accelerator); DIFFJAX_TEST_PLATFORM=cuda,cpu runs the suite on a GPU (cpu stays
+# listed for jax.debug.callback, used to count model calls).
 jax.config.update("jax_platforms", os.environ.get("DIFFJAX_TEST_PLATFORM", "cpu"))
 
 

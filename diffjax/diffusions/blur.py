@@ -20,7 +20,7 @@ class Blur(LinearDiffusion):
     ``d_k = (1 − d_min) e^{−λ_k τ(t)} + d_min``, ``τ = σ_B²/2``, ``σ_B(t) = σ_Bmax sin²(πt/2)`` and
     ``λ_ij = (πi/H)² + (πj/W)²``. ``a² + σ² = 1`` follows ``schedule``:
 
-    * ``"bdm"``  (BDM paper): ``logSNR = −2 ln tan(c₁t + c₀)`` between +10 and −10;
+    * ``"bdm"``  (BDM paper): ``logSNR = −2 ln tan(c₁t + c₀)`` between +10 and −10, i.e. ``a = cos(c₁t + c₀)``;
     * ``"cos2"`` (gDDIM code): ``a = cos φ``, ``φ = ((t + 0.004)/1.008)·π/2``.
 
     ``f_k = d ln α_k/dt`` and ``g_k² = dσ²/dt − 2 f_k σ²`` by forward-mode autodiff. ``sigma_blur_max = 0`` is VP
@@ -78,24 +78,21 @@ class Blur(LinearDiffusion):
         i, j = np.arange(h)[:, None], np.arange(w)[None, :]
         return ((np.pi * i / h) ** 2 + (np.pi * j / w) ** 2)[..., None]
 
-    def log_a(self, t):
+    def _angle(self, t):
+        """The schedule as an angle φ(t) with ``a = cos φ``, ``σ = sin φ``: BDM's ``logSNR = −2 ln tan φ``,
+        ``φ = c₁t + c₀`` between logSNR +10 and −10; gDDIM's ``φ = ((t + 0.004)/1.008)·π/2``."""
         t = jnp.asarray(t)
         if self.schedule == "bdm":
             c0 = math.atan(math.exp(-5.0))
             c1 = math.atan(math.exp(5.0)) - c0
-            log_snr = -2.0 * jnp.log(jnp.tan(c1 * t + c0))
-            return 0.5 * jax.nn.log_sigmoid(log_snr)
-        phi = (t + 0.004) / 1.008 * (math.pi / 2)
-        return jnp.log(jnp.cos(phi))
+            return c1 * t + c0
+        return (t + 0.004) / 1.008 * (math.pi / 2)
+
+    def log_a(self, t):
+        return jnp.log(jnp.cos(self._angle(t)))
 
     def sigma(self, t):
-        t = jnp.asarray(t)
-        if self.schedule == "bdm":
-            c0 = math.atan(math.exp(-5.0))
-            c1 = math.atan(math.exp(5.0)) - c0
-            log_snr = -2.0 * jnp.log(jnp.tan(c1 * t + c0))
-            return jnp.sqrt(jax.nn.sigmoid(-log_snr))
-        return jnp.sin((t + 0.004) / 1.008 * (math.pi / 2))
+        return jnp.sin(self._angle(t))
 
     def log_alpha(self, t):
         """``ln α_k(t)``, shape ``t.shape + (H, W, 1)``."""
