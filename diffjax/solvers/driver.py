@@ -11,7 +11,7 @@ from ..diffusions.base import LinearDiffusion, ScalarDiffusion
 from ..models.parameterization import as_model
 from . import registry
 from .base import Context, Solver
-from .schedules import make_grid, validate_grid
+from .schedules import validate_grid
 
 
 def plan(
@@ -35,8 +35,7 @@ def plan(
         avail = int(nfe) - extra
         if avail < 1:
             raise ValueError(f"nfe={nfe} leaves no evaluation for {solver.name!r} (denoise={denoise} uses 1)")
-        m = solver.num_steps(avail)
-        ts = make_grid(sde, m, grid or solver.grid_kind(sde))
+        ts = solver.build_grid(sde, avail, grid or solver.grid_kind(sde))
         return solver, ts, avail
     ts = validate_grid(sde, grid)
     evals = solver.nfe(len(ts) - 1)

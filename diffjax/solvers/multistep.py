@@ -36,7 +36,7 @@ class _LinearMultistep(Solver):
 
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "logsnr"
-    history: ClassVar[int] = 4  # stored data predictions (order + 1 at most)
+    prediction: ClassVar[str] = "x0"  # what the history stores: data ("x0") or noise ("eps") predictions
 
     def init(self, ctx, y, coefs):
         hist = jnp.zeros((coefs["pred"].shape[1],) + y.shape, y.dtype)
@@ -44,7 +44,7 @@ class _LinearMultistep(Solver):
 
     def step(self, ctx: Context, state, c):
         x_prev, x, hist = state
-        m = ctx.model.x0(x, c["t"])
+        m = ctx.model.x0(x, c["t"]) if self.prediction == "x0" else ctx.model.eps(x, c["t"])
         hist = jnp.concatenate([m[None], hist[:-1]], axis=0)
         w = lambda v: v.reshape(v.shape + (1,) * x.ndim)
         x_corr = c["a_corr"] * x_prev + jnp.sum(w(c["corr"]) * hist, axis=0)

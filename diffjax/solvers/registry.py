@@ -8,6 +8,7 @@ from .ddim import DDIM
 from .gddim import GDDIM
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
+from .scire import SciRE
 from .sde import EulerMaruyama, PredictorCorrector
 
 _FACTORIES: dict[str, Callable[[], Solver]] = {
@@ -27,6 +28,11 @@ _FACTORIES: dict[str, Callable[[], Solver]] = {
     "gddim": GDDIM,
     "gddim_2": lambda: GDDIM(order=2),
     "gddim_sde": lambda: GDDIM(lam=1.0),
+    "scire": SciRE,
+    "scire_v2": lambda: SciRE(version="v2"),
+    "scire_3": lambda: SciRE(order=3),
+    "scire_phi1": lambda: SciRE(phi="one", intermediate="taylor"),
+    "scire_2m": lambda: SciRE(method="multistep"),
 }
 
 

@@ -9,6 +9,8 @@ numpy, at trace time — even inside ``jit`` — and validated before any compil
 * ``logsnr``    half log-SNR ``λ`` uniform between ``λ(T)`` and ``λ(t_end)`` (DPM-Solver)
 * ``karras``    ``ρ_i^{1/r}`` uniform between ``ρ(T)^{1/r}`` and ``ρ(t_end)^{1/r}`` on the noise-to-signal ratio
   ``ρ = σ/α`` (EDM, ``r = 7``), mapped back through the exact inverse ``t(ρ)``
+* ``nsr``       SciRE's NSR-k grid: ``u = −log(ρ + k ρ_end)`` uniform, ``ρ_i = e^{−u_i} − k ρ_end`` (k = 3.1;
+  k → 0 is the log-SNR grid, larger k moves points away from t_end)
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion
 
-GRIDS = ("uniform", "quadratic", "logsnr", "karras")
+GRIDS = ("uniform", "quadratic", "logsnr", "karras", "nsr")
 
 
 def _f64(fn, *args) -> np.ndarray:
@@ -36,6 +38,7 @@ def make_grid(
     t_start: float | None = None,
     t_end: float | None = None,
     rho: float = 7.0,
+    nsr_k: float = 3.1,
 ) -> np.ndarray:
     """A float64 grid of ``num_steps + 1`` times from ``t_start`` (default ``sde.T``) to ``t_end`` (``sde.t_min``)."""
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
@@ -49,12 +52,17 @@ def make_grid(
         ts = t0 + frac * (t1 - t0)
     elif kind == "quadratic":
         ts = (np.sqrt(t0) + frac * (np.sqrt(t1) - np.sqrt(t0))) ** 2
-    elif kind in ("logsnr", "karras"):
+    elif kind in ("logsnr", "karras", "nsr"):
         if not isinstance(sde, ScalarDiffusion):
             raise ValueError(f"grid {kind!r} needs a scalar diffusion (VP/VE/EDM); use 'uniform' or 'quadratic' for {sde.name}")
         r0, r1 = _f64(sde.rho, t0), _f64(sde.rho, t1)
         if kind == "logsnr":
             rhos = np.exp(np.log(r0) + frac * (np.log(r1) - np.log(r0)))
+        elif kind == "nsr":
+            if not nsr_k >= 0:
+                raise ValueError(f"nsr_k must be >= 0, got {nsr_k}")
+            u0, u1 = -np.log(r0 + nsr_k * r1), -np.log(r1 + nsr_k * r1)
+            rhos = np.exp(-(u0 + frac * (u1 - u0))) - nsr_k * r1
         else:
             if not rho > 0:
                 raise ValueError(f"karras rho must be > 0, got {rho}")
