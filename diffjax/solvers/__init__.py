@@ -7,10 +7,11 @@ from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .registry import available, get
 from .schedules import GRIDS, make_grid, validate_grid
+from .pds import PDS, Preconditioner, preconditioner_from_images
 from .scire import SciRE
 from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
-    "Context", "Solver", "DDIM", "GDDIM", "gddim_coefficients", "SciRE", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
+    "Context", "Solver", "DDIM", "GDDIM", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
     "PredictorCorrector", "sample", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

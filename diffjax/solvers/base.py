@@ -97,6 +97,10 @@ class Solver:
         """Per-step float64 tables (leading axis M). ``nfe`` is the evaluation budget (None: full steps)."""
         return {}
 
+    def prior(self, key: jax.Array, sde: LinearDiffusion, shape: tuple, dtype) -> Any:
+        """A draw from the prior the solver starts from (PDS preconditions it)."""
+        return sde.prior_sample(key, shape, dtype)
+
     def init(self, ctx: Context, y: Any, coefs: dict) -> Any:
         return y
 

@@ -113,7 +113,7 @@ def sample(
     keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(batch))
     if init is None:
         prior_key = lambda k: jax.random.fold_in(k, 0x7FFFFFFF)
-        y = jax.vmap(lambda k: sde.prior_sample(prior_key(k), (1,) + shape[1:], dtype))(keys)
+        y = jax.vmap(lambda k: solver.prior(prior_key(k), sde, (1,) + shape[1:], dtype))(keys)
         y = jax.tree.map(lambda l: l[:, 0], y)
     else:
         y = init
