@@ -7,11 +7,11 @@ Forward diffusions as pure functions, compiled samplers under one API, and an ex
     data = dj.testbed.ring()
     x = dj.sample(jax.random.key(0), sde, data.score_fn(sde), solver="dpmpp_2m", nfe=10, shape=(1000, 2))
 """
-from . import diffusions, metrics, models, solvers, testbed
+from . import diffusions, interop, metrics, models, solvers, testbed
 from .diffusions import CLD, EDM, FDM, VE, VP, Blur, LinearDiffusion, ScalarDiffusion
 from .solvers import sample
 
 __version__ = "0.1.0"
 
-__all__ = ["diffusions", "solvers", "models", "testbed", "metrics", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "LinearDiffusion",
+__all__ = ["diffusions", "solvers", "models", "testbed", "metrics", "interop", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "LinearDiffusion",
            "ScalarDiffusion", "sample"]
