@@ -156,13 +156,23 @@ def test_blur_pixel_and_dct_kernels_agree(x64):
 def test_blur_testbed_scores_and_shape_errors(x64):
     sde = dj.Blur((4, 4, 1))
     rng = np.random.default_rng(0)
-    g = dj.testbed.GaussianMixture([0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)))
+    g = dj.testbed.GaussianMixture([0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)), basis="dct")
     y, _ = sde.perturb(jax.random.key(0), g.sample(jax.random.key(1), 3), 0.3)
     auto = jax.grad(lambda yy: g.log_prob(sde, yy, 0.3).sum())(y)
     np.testing.assert_allclose(g.score(sde, y, 0.3), auto, atol=1e-10)
     np.testing.assert_allclose(sde.data_part(sde.clean_from_score(y, 0.3, g.score(sde, y, 0.3))), g.denoiser(sde, y, 0.3), atol=1e-9)
     with pytest.raises(ValueError, match="built for images of shape"):
         sde.to_blocks(jnp.zeros((2, 8, 8, 1)))
+    pixel = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(1, 16)))
+    with pytest.raises(ValueError, match="basis"):
+        pixel.score(sde, y, 0.3)
+    # the same DCT-diagonal mixture under an isotropic diffusion (dense path through the DCT matrix) and its samples
+    vp = dj.VP()
+    y2, _ = vp.perturb(jax.random.key(2), g.sample(jax.random.key(3), 3), 0.3)
+    auto = jax.grad(lambda yy: g.log_prob(vp, yy, 0.3).sum())(y2)
+    np.testing.assert_allclose(g.score(vp, y2, 0.3), auto, atol=1e-10)
+    x = np.asarray(g.sample(jax.random.key(4), 100000)).reshape(100000, -1)
+    np.testing.assert_allclose(np.cov(x, rowvar=False), g.covariance(), atol=0.02)
     with pytest.raises(ValueError, match="schedule"):
         dj.Blur((4, 4, 1), schedule="linear")
     with pytest.raises(ValueError, match=r"\(H, W, C\)"):

@@ -51,6 +51,8 @@ class Blur(LinearDiffusion):
         if not self.t_min < self.T <= 1.0:
             raise ValueError(f"need t_min < T <= 1, got t_min={self.t_min}, T={self.T}")
 
+    basis_name = "dct"  # the test bed's name for this basis (GaussianMixture(..., basis="dct"))
+
     @property
     def coef_ndim(self) -> int:
         return 3

@@ -27,9 +27,12 @@ class GaussianMixture:
       means: ``(K, *data_shape)``.
       covs: ``(K,)`` isotropic variances, ``(K, d)`` diagonal variances or ``(K, d, d)`` dense covariances
         (``d = prod(data_shape)``, C-order flattening). Zero variances give Dirac components.
+      basis: the basis in which ``(K, d)`` diagonal covariances are diagonal: ``"pixel"`` (default) or
+        ``"dct"`` (the orthonormal 2-D DCT over (H, W) per channel, for images ``(H, W, C)``; the fast path of the
+        blurring diffusion, whose basis it is). Means are always in pixel space.
     """
 
-    def __init__(self, weights, means, covs):
+    def __init__(self, weights, means, covs, basis: str = "pixel"):
         w = np.asarray(weights, np.float64)
         m = np.asarray(means, np.float64)
         c = np.asarray(covs, np.float64)
@@ -61,6 +64,28 @@ class GaussianMixture:
         if not np.all(np.isfinite(self.evals)) or self.evals.min() < -1e-10 * max(1.0, self.evals.max()):
             raise ValueError("covariances must be finite and positive semi-definite")
         self.evals = np.clip(self.evals, 0.0, None)
+        if basis not in ("pixel", "dct"):
+            raise ValueError(f"basis must be 'pixel' or 'dct', got {basis!r}")
+        if basis == "dct" and (self.kind != "diag" or len(self.data_shape) != 3):
+            raise ValueError("basis='dct' needs (K,) or (K, d) covariances and images of shape (H, W, C)")
+        self.basis = basis
+        # isotropic components are diagonal in every orthonormal basis
+        self.isotropic = self.kind == "diag" and bool(np.all(self.evals == self.evals[:, :1]))
+
+    def _dct_matrix(self) -> np.ndarray:
+        """Columns: the pixel-space images of the orthonormal DCT basis vectors (d × d)."""
+        from scipy.fft import idctn
+
+        eye = np.eye(self.dim).reshape((self.dim,) + self.data_shape)
+        return idctn(eye, axes=(1, 2), norm="ortho").reshape(self.dim, self.dim).T
+
+    def _eigvecs(self):
+        """(K, d, d) eigenvectors in pixel space, or None for pixel-diagonal covariances."""
+        if self.evecs is not None:
+            return self.evecs
+        if self.basis == "dct":
+            return np.broadcast_to(self._dct_matrix(), (self.num_components, self.dim, self.dim))
+        return None
 
     # ------------------------------------------------------------------ data-space facts
     @property
@@ -69,9 +94,10 @@ class GaussianMixture:
 
     def covariances(self) -> np.ndarray:
         """Dense ``(K, d, d)`` covariances (float64)."""
-        if self.evecs is None:
+        u = self._eigvecs()
+        if u is None:
             return np.stack([np.diag(e) for e in self.evals])
-        return np.einsum("kij,kj,klj->kil", self.evecs, self.evals, self.evecs)
+        return np.einsum("kij,kj,klj->kil", u, self.evals, u)
 
     def mean(self) -> np.ndarray:
         return np.einsum("k,kd->d", self.weights, self.means.reshape(self.num_components, -1))
@@ -92,6 +118,10 @@ class GaussianMixture:
         scale = jnp.sqrt(jnp.asarray(self.evals, dtype))[comp] * z
         if self.evecs is not None:
             scale = jnp.einsum("nij,nj->ni", jnp.asarray(self.evecs, dtype)[comp], scale)
+        elif self.basis == "dct":
+            from jax.scipy.fft import idctn
+
+            scale = idctn(scale.reshape((n,) + self.data_shape), axes=(1, 2), norm="ortho").reshape(n, -1)
         x = jnp.asarray(self.means.reshape(self.num_components, -1), dtype)[comp] + scale
         return x.reshape((n,) + self.data_shape)
 
@@ -140,11 +170,13 @@ class GaussianMixture:
         evals = jnp.asarray(self.evals, dtype).reshape((self.num_components,) + self.data_shape)
         logw = jnp.log(jnp.asarray(self.weights, dtype))
 
-        if self.evecs is not None and sde.coef_ndim:
-            raise NotImplementedError(
-                "dense mixture covariances need a diffusion whose blocks are shared by every coordinate; "
-                "give covariances that are diagonal in the diffusion's basis instead"
+        sde_basis = getattr(sde, "basis_name", "pixel")
+        if sde.coef_ndim and not self.isotropic and (self.evecs is not None or self.basis != sde_basis):
+            raise ValueError(
+                f"{sde.name} has per-coordinate coefficients in the {sde_basis!r} basis: give the mixture covariances "
+                f"diagonal in that basis (GaussianMixture(..., basis={sde_basis!r})), not {self.basis!r}/{self.kind}"
             )
+        evecs = None if (sde.coef_ndim or self.isotropic) else self._eigvecs()
 
         def one(mk, ek, uk):
             # residual r = u − Ψ ū_0-mean, in block form (B, *shape, k)
@@ -171,11 +203,10 @@ class GaussianMixture:
             x0w = sde.data_part(sde.from_blocks(x0w[..., None] * onehot))  # back to pixels (DCT for Blur)
             return logn, -q, mk[None] + x0w
 
-        if self.evecs is None:
+        if evecs is None:
             logn, scores, x0s = jax.vmap(lambda m, e: one(m, e, None), out_axes=(1, 1, 1))(means, evals)
         else:
-            evecs = jnp.asarray(self.evecs, dtype)
-            logn, scores, x0s = jax.vmap(one, out_axes=(1, 1, 1))(means, evals, evecs)
+            logn, scores, x0s = jax.vmap(one, out_axes=(1, 1, 1))(means, evals, jnp.asarray(evecs, dtype))
         return logn + logw, scores, x0s
 
     def log_prob(self, sde: LinearDiffusion, y: Any, t: Any) -> jax.Array:

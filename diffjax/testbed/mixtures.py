@@ -59,4 +59,4 @@ def digits_dct(shrinkage: float = 0.01) -> GaussianMixture:
         means.append(x[y == c].mean(0))
         variances.append(coefs[y == c].var(0) + shrinkage)
         weights.append(int((y == c).sum()))
-    return GaussianMixture(np.asarray(weights, float), np.stack(means), np.stack(variances))
+    return GaussianMixture(np.asarray(weights, float), np.stack(means), np.stack(variances), basis="dct")
