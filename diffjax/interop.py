@@ -7,7 +7,6 @@ and exact log-likelihoods by the instantaneous change of variables.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import diffrax

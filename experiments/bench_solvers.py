@@ -28,7 +28,7 @@ import numpy as np
 
 import diffjax as dj
 from diffjax import interop
-from diffjax.solvers import DPMSolverPP, EDMHeun, SciRE, UniPC
+from diffjax.solvers import EDMHeun, SciRE, UniPC
 
 NFES = [4, 5, 6, 8, 10, 12, 15, 20, 30, 50]
 # (label, solver, grid): grid None = the solver's default for that diffusion

@@ -106,7 +106,7 @@ def test_cld_state_and_samplers(x64):
     g = dj.testbed.GaussianMixture([1.0], [[0.5, -0.5]], [0.3])
     y, z = sde.perturb(jax.random.key(0), g.sample(jax.random.key(1), 4), 0.4)
     assert isinstance(y, tuple) and y[0].shape == y[1].shape == (4, 2)
-    x, state = dj.sample(jax.random.key(0), sde, g.score_fn(sde), solver="euler_maruyama", nfe=200, shape=(4000, 2)), None
+    x = dj.sample(jax.random.key(0), sde, g.score_fn(sde), solver="euler_maruyama", nfe=200, shape=(4000, 2))
     m, c = g.marginal_moments(sde, sde.t_min)
     np.testing.assert_allclose(np.asarray(x).mean(0), m, atol=0.04)
     np.testing.assert_allclose(np.asarray(x).var(0), np.diag(c), rtol=0.1)

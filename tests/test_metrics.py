@@ -1,5 +1,4 @@
 """Metrics against closed forms and obvious orderings."""
-import jax
 import numpy as np
 import pytest
 

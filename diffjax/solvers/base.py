@@ -18,7 +18,6 @@ import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diffusions.base import bmv, btrans
+from ..diffusions.base import bmv
 from .base import Context, Solver
 from .schedules import _f64
 

@@ -11,7 +11,6 @@ scan); the scan carries the last ``order + 1`` data predictions. 1 NFE per step.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import ClassVar
 
 import jax.numpy as jnp

@@ -8,7 +8,6 @@ import math
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import ScalarDiffusion

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diffusions.base import LinearDiffusion, bmv, binv, blogdet, btrans
+from ..diffusions.base import LinearDiffusion, binv, blogdet, bmv
 
 
 class GaussianMixture:
