@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-gddim notebooks clean
+.PHONY: install demo test bench bench-gddim bench-pds notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: $(STAMP)
 
 bench-gddim: $(STAMP)
 	$(PY) experiments/bench_gddim.py
+
+bench-pds: $(STAMP)
+	$(PY) experiments/bench_pds.py
 
 notebooks: $(STAMP)
 	$(PY) -m jupytext --to ipynb notebooks/*.py
