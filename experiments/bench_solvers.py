@@ -70,8 +70,11 @@ def _problems(quick: bool):
     ]
 
 
-def run(quick: bool, out: str):
+def run(quick: bool, out: str, include: list[str] | None = None, name: str = "bench_solvers"):
     nfes = [4, 10, 20] if quick else NFES
+    keep = lambda label: include is None or any(label.startswith(p) for p in include)
+    deterministic = [e for e in DETERMINISTIC if keep(e[0])]
+    stochastic_list = [e for e in STOCHASTIC if keep(e[0])]
     results = []
     for data_name, data, sde, n in _problems(quick):
         score = data.score_fn(sde)
@@ -85,7 +88,7 @@ def run(quick: bool, out: str):
         exact, _ = sde.perturb(jax.random.fold_in(key, 2), data.sample(jax.random.fold_in(key, 3), n), sde.t_min)
         floor = dj.metrics.frechet_distance(exact, mean, cov)
         print(f"[{data_name}/{sde.name}] reference in {time.perf_counter() - t0:.1f}s, Fréchet floor {floor:.2e}", flush=True)
-        for label, solver, grid in DETERMINISTIC + STOCHASTIC:
+        for label, solver, grid in deterministic + stochastic_list:
             stochastic = (label, solver, grid) in STOCHASTIC
             for nfe in nfes:
                 try:
@@ -105,10 +108,10 @@ def run(quick: bool, out: str):
             print(f"  {label:34s} " + " ".join(
                 f"{(r['rmse'] if r['rmse'] is not None else r['frechet']):.1e}" for r in last), flush=True)
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "bench_solvers.json"), "w") as fh:
+    with open(os.path.join(out, f"{name}.json"), "w") as fh:
         json.dump({"nfes": nfes, "results": results}, fh, indent=1)
-    write_table(results, nfes, out)
-    plot(results, out)
+    write_table(results, nfes, out, name)
+    plot(results, out, name)
 
 
 def _best(results, data, sde, nfe, key="rmse"):
@@ -116,7 +119,7 @@ def _best(results, data, sde, nfe, key="rmse"):
     return min(rows, key=lambda r: r[key]) if rows else None
 
 
-def write_table(results, nfes, out):
+def write_table(results, nfes, out, name="bench_solvers"):
     lines = ["# Solver benchmark (exact-score test bed)", "",
              "Pathwise RMSE at t_min against a float64 Dopri8 reference (rtol = atol = 1e-10) from the same prior noise;",
              "solvers in float32; no denoising step. Lower is better. `solver/grid` names the time grid.", ""]
@@ -144,7 +147,7 @@ def write_table(results, nfes, out):
             lines += ["", f"Fréchet distance to the exact p_tmin moments (floor of exact samples: "
                       f"{next(r['frechet_floor'] for r in results if r['data'] == data and r['sde'] == sde):.2e}):", "",
                       "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
-            labs = labels + [lab for lab, _, _ in STOCHASTIC]
+            labs = labels + list(dict.fromkeys(r["solver"] for r in results if r["stochastic"]))
             for lab in labs:
                 cells = []
                 for n in nfes:
@@ -161,11 +164,11 @@ def write_table(results, nfes, out):
                 b = _best(results, data, sde, n)
                 cells.append(f"{b['solver']} {b['rmse']:.1e}" if b else "—")
             lines.append(f"| {data}/{sde} | " + " | ".join(cells) + " |")
-    with open(os.path.join(out, "bench_solvers.md"), "w") as fh:
+    with open(os.path.join(out, f"{name}.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
 
-def plot(results, out):
+def plot(results, out, name="bench_solvers"):
     fig, axes = plt.subplots(2, 2, figsize=(13, 10))
     for ax, (data, sde) in zip(axes.ravel(), [("ring", "VP"), ("ring", "EDM"), ("digits", "VP"), ("digits", "EDM")]):
         labels = []
@@ -181,12 +184,14 @@ def plot(results, out):
         ax.grid(True, which="both", alpha=0.3)
     axes[0, 0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "bench_solvers.png"), dpi=100)
+    fig.savefig(os.path.join(out, f"{name}.png"), dpi=100)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="solver accuracy vs NFE on the exact-score test bed")
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--include", nargs="*", help="run only solvers whose label starts with one of these")
+    p.add_argument("--name", default="bench_solvers", help="output file stem")
     a = p.parse_args()
-    run(a.quick, a.out)
+    run(a.quick, a.out, a.include, a.name)
