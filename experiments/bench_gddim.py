@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import diffjax as dj
+from benchutil import nfe_to_reach
 from diffjax import interop
 from diffjax.solvers import GDDIM
 
@@ -32,18 +33,6 @@ DET = [(f"gddim r={r}", GDDIM(order=r)) for r in range(4)] + [("ode_euler", "ode
 STO = [("gddim λ=0.5", GDDIM(lam=0.5)), ("gddim λ=1", GDDIM(lam=1.0)), ("euler_maruyama", "euler_maruyama")]
 NFES = [5, 10, 20, 50, 100, 200, 500, 1000]
 TARGETS = [10, 20, 50]
-
-
-def _nfe_to_reach(nfes, errs, target):
-    """Smallest NFE (log-log interpolation) at which a monotone-ish error curve reaches ``target``."""
-    nfes, errs = np.asarray(nfes, float), np.asarray(errs, float)
-    for i in range(len(nfes)):
-        if errs[i] <= target:
-            if i == 0:
-                return float(nfes[0])
-            x0, x1, y0, y1 = np.log(nfes[i - 1]), np.log(nfes[i]), np.log(errs[i - 1]), np.log(errs[i])
-            return float(np.exp(x0 + (np.log(target) - y0) * (x1 - x0) / (y1 - y0)))
-    return float("inf")
 
 
 def run(quick, out):
@@ -90,7 +79,7 @@ def run(quick, out):
                     g_err = next(r[metric] for r in results if r["problem"] == name and r["solver"] == gl and r["nfe"] == target)
                     for bl in baselines:
                         rr = [r for r in results if r["problem"] == name and r["solver"] == bl]
-                        need = _nfe_to_reach([r["nfe"] for r in rr], [r[metric] for r in rr], g_err)
+                        need = nfe_to_reach([r["nfe"] for r in rr], [r[metric] for r in rr], g_err)
                         speedups.append({"problem": name, "metric": metric, "gddim": gl, "gddim_nfe": target, "error": g_err,
                                          "baseline": bl, "baseline_nfe": need, "factor": need / target})
     os.makedirs(out, exist_ok=True)

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import diffjax as dj
+from benchutil import nfe_to_reach
 from diffjax.solvers import PDS, PredictorCorrector, preconditioner_from_images
 
 SHAPE = (32, 32, 3)
@@ -57,16 +58,6 @@ def log_spectral_distance(x, target_var):
     return float(np.mean(np.abs(np.log(v / target_var))))
 
 
-def _nfe_to_reach(nfes, errs, target):
-    for i in range(len(nfes)):
-        if errs[i] <= target:
-            if i == 0:
-                return float(nfes[0])
-            x0, x1, y0, y1 = np.log(nfes[i - 1]), np.log(nfes[i]), np.log(errs[i - 1]), np.log(errs[i])
-            return float(np.exp(x0 + (np.log(target) - y0) * (x1 - x0) / (y1 - y0)))
-    return float("inf")
-
-
 def run(quick, out):
     n = 128 if quick else 512
     nfes = [20, 50, 100] if quick else [20, 50, 100, 200, 500, 1000, 2000]
@@ -99,7 +90,7 @@ def run(quick, out):
                       ("pc batch-norm step (score_sde)", "pds official, batch-norm step")]:
         b = [r for r in results if r["sampler"] == base]
         for r in [r for r in results if r["sampler"] == pds]:
-            need = _nfe_to_reach([q["nfe"] for q in b], [q["log_spectral_distance"] for q in b], r["log_spectral_distance"])
+            need = nfe_to_reach([q["nfe"] for q in b], [q["log_spectral_distance"] for q in b], r["log_spectral_distance"])
             speedups.append({"base": base, "pds": pds, "nfe": r["nfe"], "distance": r["log_spectral_distance"],
                              "base_nfe": need, "speedup": need / r["nfe"]})
     os.makedirs(out, exist_ok=True)
