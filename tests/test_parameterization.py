@@ -59,3 +59,21 @@ def test_bad_kinds():
         as_model(dj.VP(), lambda y, t: y, "v")
     with pytest.raises(TypeError, match="callable"):
         Model(dj.VP(), 3.0)
+
+
+def test_fdm_preconditioning(x64):
+    """c_in = s_F(σ); the rest is the base model's (EDM: equal to EDM's c_skip, c_out, c_noise)."""
+    from diffjax.models import fdm_preconditioning
+
+    sig = jnp.array([0.01, 1.0, 10.0, 40.0])
+    for base in ("edm", "vp", "ve"):
+        sde = dj.FDM(base)
+        c_skip, c_out, c_in, c_noise = fdm_preconditioning(sde, sig)
+        np.testing.assert_allclose(c_in, sde.mean_factor(sde.t_of_rho(sig)), rtol=1e-12)
+        assert np.all(np.diff(np.asarray(c_in)) < 0) and float(c_in[0]) == pytest.approx(1.0, abs=1e-3)
+    ref = edm_preconditioning(sig, 0.5)
+    got = fdm_preconditioning(dj.FDM("edm"), sig)
+    for i in (0, 1, 3):
+        np.testing.assert_allclose(got[i], ref[i], rtol=1e-12)
+    with pytest.raises(TypeError, match="FDM"):
+        fdm_preconditioning(dj.EDM(), sig)

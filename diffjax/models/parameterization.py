@@ -136,3 +136,23 @@ def edm_preconditioning(sigma, sigma_data: float):
     c_in = 1.0 / jnp.sqrt(sigma**2 + sd2)
     c_noise = 0.25 * jnp.log(sigma)
     return c_skip, c_out, c_in, c_noise
+
+
+def fdm_preconditioning(sde, sigma, sigma_data: float = 0.5):
+    """FDM's ``(c_skip, c_out, c_in, c_noise)`` at the base noise level σ (SDES.md §6.4): the base model's
+    ``c_skip, c_out, c_noise`` (EDM: §3.4; VP: ``1, −σ, 999·t(σ)``; VE: ``1, σ, ln(σ/2)``) with ``c_in = s_F(σ)``,
+    so the network sees the FDM-scaled sample ``s_F x̃`` of the unscaled ``x̃ = x/s_F``:
+    ``D(x̃; σ) = c_skip x̃ + c_out F_θ(c_in x̃; c_noise)``."""
+    from ..diffusions.fdm import FDM
+
+    if not isinstance(sde, FDM):
+        raise TypeError(f"fdm_preconditioning needs a dj.FDM diffusion, got {type(sde).__name__}")
+    sigma = jnp.asarray(sigma)
+    c_in = sde.mean_factor(sde.t_of_rho(sigma))
+    if sde.base == "edm":
+        c_skip, c_out, _, c_noise = edm_preconditioning(sigma, sigma_data)
+    elif sde.base == "vp":
+        c_skip, c_out, c_noise = jnp.ones_like(sigma), -sigma, 999.0 * sde.t_of_rho(sigma)
+    else:
+        c_skip, c_out, c_noise = jnp.ones_like(sigma), sigma, jnp.log(0.5 * sigma)
+    return c_skip, c_out, c_in, c_noise
