@@ -17,7 +17,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -25,8 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import diffjax as dj
-from benchutil import nfe_to_reach
-from diffjax import interop
+from benchutil import nfe_to_reach, prior_and_reference
 from diffjax.solvers import GDDIM
 
 DET = [(f"gddim r={r}", GDDIM(order=r)) for r in range(4)] + [("ode_euler", "ode_euler"), ("ode_heun", "ode_heun")]
@@ -44,10 +42,7 @@ def run(quick, out):
         score = data.score_fn(sde)
         key = jax.random.key(0)
         t0 = time.perf_counter()
-        with jax.enable_x64(True):
-            y64 = sde.prior_sample(jax.random.fold_in(key, 1), (n,) + data.data_shape, jnp.float64)
-            ref = np.asarray(interop.reference_sample(sde, score, y64, rtol=1e-10, atol=1e-10))
-        y_t = jax.tree.map(lambda l: jnp.asarray(l, jnp.float32), y64)
+        y_t, ref = prior_and_reference(sde, data, n, key)
         exact = data.sample(jax.random.fold_in(key, 3), 4 * n)
         exact_t, _ = sde.perturb(jax.random.fold_in(key, 2), exact, sde.t_min)
         exact_t = np.asarray(sde.data_part(exact_t)).reshape(4 * n, -1)

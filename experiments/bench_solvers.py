@@ -19,7 +19,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -27,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import diffjax as dj
-from diffjax import interop
+from benchutil import prior_and_reference
 from diffjax.solvers import EDMHeun, SciRE, UniPC
 
 NFES = [4, 5, 6, 8, 10, 12, 15, 20, 30, 50]
@@ -80,10 +79,7 @@ def run(quick: bool, out: str, include: list[str] | None = None, name: str = "be
         score = data.score_fn(sde)
         key = jax.random.key(0)
         t0 = time.perf_counter()
-        with jax.enable_x64(True):
-            y64 = sde.prior_sample(jax.random.fold_in(key, 1), (n,) + data.data_shape, jnp.float64)
-            ref = np.asarray(interop.reference_sample(sde, score, y64, rtol=1e-10, atol=1e-10))
-        y_T = jnp.asarray(y64, jnp.float32)
+        y_T, ref = prior_and_reference(sde, data, n, key)
         mean, cov = data.marginal_moments(sde, sde.t_min)
         exact, _ = sde.perturb(jax.random.fold_in(key, 2), data.sample(jax.random.fold_in(key, 3), n), sde.t_min)
         floor = dj.metrics.frechet_distance(exact, mean, cov)

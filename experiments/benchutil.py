@@ -1,7 +1,20 @@
 """Helpers shared by the benchmark scripts."""
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from diffjax import interop
+
+
+def prior_and_reference(sde, data, n, key):
+    """``n`` prior draws (float64, and as float32 for the solvers) and their float64 Dopri8 PF-ODE solutions at
+    t_min (rtol = atol = 1e-10): the pathwise reference every benchmark compares against."""
+    with jax.enable_x64(True):
+        y64 = sde.prior_sample(jax.random.fold_in(key, 1), (n,) + data.data_shape, jnp.float64)
+        ref = np.asarray(interop.reference_sample(sde, data.score_fn(sde), y64, rtol=1e-10, atol=1e-10))
+    return jax.tree.map(lambda l: jnp.asarray(l, jnp.float32), y64), ref
 
 
 def nfe_to_reach(nfes, errs, target) -> float:

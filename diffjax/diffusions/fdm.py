@@ -1,16 +1,15 @@
 """Fast Diffusion Model (Wu et al. 2023; SDES.md §6): the base process with the momentum mean factor s_F."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from .base import ScalarDiffusion, check_positive, diffusion_dataclass
+from .vp import VP
 
-# σ ranges of the official code (EDM-style noise levels of each base)
-_BASES = {
-    "vp": dict(beta_min=0.1, beta_d=19.9, t_lo=1e-5, t_hi=1.0),
-    "ve": dict(sigma_lo=0.02, sigma_hi=100.0),
-    "edm": dict(sigma_lo=0.002, sigma_hi=80.0),
-}
+# σ ranges of the official code (EDM-style noise levels of each base); VP's is σ_VP(1e-5) … σ_VP(1)
+_BASES = {"vp": None, "ve": (0.02, 100.0), "edm": (0.002, 80.0)}
+_VP = VP()  # the score_sde VP (β_min = 0.1, β_max = 20): its ρ = σ/α is VP-FDM's noise level
 
 
 @diffusion_dataclass
@@ -59,35 +58,33 @@ class FDM(ScalarDiffusion):
         """The base model's EDM-style noise level σ(t) (also this process's noise-to-signal ratio)."""
         t = jnp.asarray(t)
         if self.base == "vp":
-            p = _BASES["vp"]
-            return jnp.sqrt(jnp.expm1(p["beta_min"] * t + 0.5 * p["beta_d"] * t**2))
+            return _VP.rho(t)
         if self.base == "ve":
             return jnp.sqrt(t)
         return t
 
     def sigma_range(self) -> tuple[float, float]:
         if self.base == "vp":
-            p = _BASES["vp"]
-            f = lambda t: float((2.718281828459045 ** (p["beta_min"] * t + 0.5 * p["beta_d"] * t**2) - 1) ** 0.5)
-            return f(p["t_lo"]), f(p["t_hi"])
-        p = _BASES[self.base]
-        return p["sigma_lo"], p["sigma_hi"]
+            with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+                return float(_VP.rho(jnp.float64(1e-5))), float(_VP.rho(jnp.float64(1.0)))
+        return _BASES[self.base]
 
     def clock(self, t):
         """τ(σ(t)) = (σ − σ_min)/(σ_max − σ_min) (not clamped, as in the official code)."""
         lo, hi = self.sigma_range()
         return (self.base_sigma(t) - lo) / (hi - lo)
 
+    def _gamma_b(self, t):
+        """γB(τ) with B(τ) = 0.1τ + ½·19.9τ² (VP's integrated β on the clock τ)."""
+        return self.gamma * _VP.integrated_beta(self.clock(t))
+
     def mean_factor(self, t):
         """``s_F = e^{−γB(τ)}(1 + γB(τ))``."""
-        tau = self.clock(t)
-        gb = self.gamma * (0.1 * tau + 0.5 * 19.9 * tau**2)
-        return jnp.exp(-gb) * (1 + gb)
+        return jnp.exp(self.log_alpha(t))
 
     # ---- ScalarDiffusion interface --------------------------------------------------------
     def log_alpha(self, t):
-        tau = self.clock(t)
-        gb = self.gamma * (0.1 * tau + 0.5 * 19.9 * tau**2)
+        gb = self._gamma_b(t)
         return -gb + jnp.log1p(gb)
 
     def sigma(self, t):
@@ -99,9 +96,7 @@ class FDM(ScalarDiffusion):
     def t_of_rho(self, rho):
         rho = jnp.asarray(rho)
         if self.base == "vp":
-            p = _BASES["vp"]
-            b = jnp.log1p(rho**2)
-            return 2.0 * b / (p["beta_min"] + jnp.sqrt(p["beta_min"] ** 2 + 2.0 * p["beta_d"] * b))
+            return _VP.t_of_rho(rho)
         if self.base == "ve":
             return rho**2
         return rho
