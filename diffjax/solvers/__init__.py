@@ -1,6 +1,7 @@
 """Samplers: pure ``init``/``step`` solvers run by one ``lax.scan`` driver."""
 from .base import Context, Solver
 from .ddim import DDIM
+from .dlg import DLG, Chains, level_times
 from .gddim import GDDIM, gddim_coefficients
 from .driver import nfe_of, plan, sample
 from .multistep import DPMSolverPP, UniPC
@@ -12,6 +13,6 @@ from .scire import SciRE
 from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
-    "Context", "Solver", "DDIM", "GDDIM", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
+    "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
     "PredictorCorrector", "sample", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

@@ -73,11 +73,12 @@ class Solver:
         """Network evaluations for a grid of ``num_steps`` intervals (denoising step excluded)."""
         return self.evals_per_step * num_steps
 
-    def build_grid(self, sde: LinearDiffusion, nfe: int, kind: str) -> np.ndarray:
-        """The float64 grid that spends ``nfe`` evaluations (solvers with uneven steps override this)."""
+    def build_grid(self, sde: LinearDiffusion, nfe: int, kind: str, t_start: float | None = None) -> np.ndarray:
+        """The float64 grid from ``t_start`` (default T) to ``t_min`` that spends ``nfe`` evaluations (solvers
+        with uneven steps override this)."""
         from .schedules import make_grid
 
-        return make_grid(sde, self.num_steps(nfe), kind)
+        return make_grid(sde, self.num_steps(nfe), kind, t_start=t_start)
 
     def grid_kind(self, sde: LinearDiffusion | None = None) -> str:
         """The grid used when none is given: the solver's ``grid`` field, else its default — except that grids

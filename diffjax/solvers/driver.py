@@ -20,8 +20,13 @@ def plan(
     nfe: int | None = None,
     grid: Any = None,
     denoise: bool = False,
-) -> tuple[Solver, np.ndarray, int]:
-    """Resolve the solver and its float64 grid; returns ``(solver, ts, evaluations)``. Raises on bad input."""
+) -> tuple[Solver, np.ndarray, int | None]:
+    """Resolve the solver and its float64 grid; returns ``(solver, ts, budget)``. Raises on bad input.
+
+    ``grid`` may be a kind, a 1-D array of times, or a 2-D table ``(K, M+1)`` of per-sample grids (every row a
+    valid grid with the same number of steps). ``budget`` is the evaluation count the solver must spend on
+    each grid (``nfe`` minus the denoising step), or None when only the grid fixes it.
+    """
     if not isinstance(sde, LinearDiffusion):
         raise TypeError(f"sde must be a diffjax diffusion (e.g. dj.VP()), got {type(sde).__name__}")
     solver = registry.get(solver)
@@ -37,14 +42,30 @@ def plan(
             raise ValueError(f"nfe={nfe} leaves no evaluation for {solver.name!r} (denoise={denoise} uses 1)")
         ts = solver.build_grid(sde, avail, grid or solver.grid_kind(sde))
         return solver, ts, avail
-    ts = validate_grid(sde, grid)
-    evals = solver.nfe(len(ts) - 1)
-    if nfe is not None and evals + extra != nfe:
+    rows_given = isinstance(grid, (list, tuple)) and len(grid) > 0 and np.ndim(grid[0]) == 1
+    if rows_given or np.ndim(grid) == 2:
+        if len(grid) == 0:
+            raise ValueError("a table of per-sample grids needs at least one row")
+        rows = [validate_grid(sde, row) for row in grid]
+        if len({len(r) for r in rows}) != 1:
+            raise ValueError("all per-sample grids must have the same number of steps")
+        ts = np.stack(rows)
+    else:
+        ts = validate_grid(sde, grid)
+    m = ts.shape[-1] - 1
+    if nfe is None:
+        return solver, ts, None
+    avail = int(nfe) - extra
+    try:
+        fits = avail >= 1 and solver.num_steps(avail) == m
+    except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(
-            f"the grid has {len(ts) - 1} steps, which costs {evals + extra} NFE with {solver.name!r} "
+            f"the grid has {m} steps, which costs {solver.nfe(m) + extra} NFE with {solver.name!r} "
             f"(denoise={denoise}), but nfe={nfe} was asked"
         )
-    return solver, ts, None
+    return solver, ts, avail
 
 
 def nfe_of(solver: Any, num_steps: int, denoise: bool = False) -> int:
@@ -61,6 +82,17 @@ def _check_state(sde: LinearDiffusion, y: Any) -> None:
             raise ValueError("init contains non-finite values")
 
 
+def _tables(sde: LinearDiffusion, solver: Solver, ts: np.ndarray, budget: int | None) -> dict[str, np.ndarray]:
+    """The solver's per-step coefficients on one grid, plus ``t``, ``t_next`` and the step index ``i`` (numpy)."""
+    coefs = {k: np.asarray(v) for k, v in solver.coefficients(sde, ts, budget).items()}
+    coefs.update(t=ts[:-1], t_next=ts[1:], i=np.arange(len(ts) - 1, dtype=np.int32))
+    return coefs
+
+
+def _to_device(coefs: dict[str, np.ndarray], dtype) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v, jnp.int32 if k == "i" else dtype) for k, v in coefs.items()}
+
+
 def sample(
     key: jax.Array,
     sde: LinearDiffusion,
@@ -75,6 +107,7 @@ def sample(
     return_state: bool = False,
     trajectory: bool = False,
     dtype=None,
+    grid_index: Any = None,
 ) -> Any:
     """Draw samples by solving the reverse dynamics of ``sde`` from its prior (or ``init``) down to ``t_min``.
 
@@ -86,19 +119,29 @@ def sample(
       solver: a name from :func:`diffjax.solvers.available` or a solver instance.
       nfe: network-evaluation budget, spent exactly (including the denoising step when ``denoise``).
       shape: ``(B, *data_shape)`` of the samples (ignored when ``init`` is given).
-      init: start from this prior sample (a state at the grid's first time) instead of drawing one.
-      grid: a grid kind ('uniform', 'quadratic', 'logsnr', 'karras') or an explicit decreasing array of times.
+      init: start from this state (at the grid's first time) instead of drawing from the prior.
+      grid: a grid kind ('uniform', 'quadratic', 'logsnr', 'karras', 'nsr'), an explicit decreasing array of
+        times, or **per-sample grids**: a 2-D table ``(K, M+1)`` whose rows are grids with the same number of
+        steps; sample b then runs on row ``grid_index[b]`` (default: row b, i.e. one grid per sample). The
+        table is concrete (coefficients are precomputed per row in float64), the index may be traced — this
+        is how DLG hands each chain's own noise level to any integrator. Per-sample grids need ``init``.
       denoise: end with ``x̂0(y, t_end)`` (one extra NFE) instead of returning ``x`` at ``t_end``.
       return_state: return the full state (e.g. CLD's ``(x, v)``) instead of its data part.
       trajectory: also return the data part after every step, shape ``(M, B, *data_shape)`` (at the grid
         times ``t_1 … t_M``), as ``(x, xs)``.
+      grid_index: ``(B,)`` integer row of the grid table for each sample (only with a 2-D ``grid``).
 
     Returns the data part ``x`` of the final state, shape ``(B, *data_shape)``.
     """
     solver, ts, budget = plan(sde, solver, nfe, grid, denoise)
     model = as_model(sde, score, kind)
     dtype = dtype or jnp.zeros(()).dtype
+    per_sample = ts.ndim == 2
+    if grid_index is not None and not per_sample:
+        raise ValueError("grid_index selects rows of a 2-D table of per-sample grids; grid is not one")
     if init is None:
+        if per_sample:
+            raise ValueError("per-sample grids start from per-sample states: give init=")
         if shape is None:
             raise ValueError("give shape=(B, *data_shape) or init=")
         shape = tuple(int(s) for s in shape)
@@ -117,25 +160,49 @@ def sample(
         y = jax.tree.map(lambda l: l[:, 0], y)
     else:
         y = init
-    ctx = Context(sde, model, keys)
-    coefs = solver.coefficients(sde, ts, budget)
-    coefs = {k: jnp.asarray(v, dtype) for k, v in coefs.items()}
-    m = len(ts) - 1
-    coefs.update(
-        t=jnp.asarray(ts[:-1], dtype), t_next=jnp.asarray(ts[1:], dtype), i=jnp.arange(m, dtype=jnp.int32)
-    )
-    state = solver.init(ctx, y, coefs)
-    def body(s, c):
-        s = solver.step(ctx, s, c)
-        return s, (sde.data_part(solver.current(ctx, s, c)) if trajectory else None)
 
-    state, path = jax.lax.scan(body, state, coefs)
-    y = solver.output(ctx, state, coefs)
-    if denoise:
-        t_end = jnp.asarray(ts[-1], dtype)
-        if isinstance(sde, ScalarDiffusion):
-            y = sde.state_from_data(model.x0(y, t_end))
-        else:
-            y = sde.clean_from_score(y, t_end, model.score(y, t_end))
+    def solve(ctx, y, coefs):
+        state = solver.init(ctx, y, coefs)
+
+        def body(s, c):
+            s = solver.step(ctx, s, c)
+            return s, (sde.data_part(solver.current(ctx, s, c)) if trajectory else None)
+
+        state, path = jax.lax.scan(body, state, coefs)
+        y = solver.output(ctx, state, coefs)
+        if denoise:
+            t_end = coefs["t_next"][-1]
+            if isinstance(sde, ScalarDiffusion):
+                y = sde.state_from_data(model.x0(y, t_end))
+            else:
+                y = sde.clean_from_score(y, t_end, model.score(y, t_end))
+        return y, path
+
+    if not per_sample:
+        y, path = solve(Context(sde, model, keys), y, _to_device(_tables(sde, solver, ts, budget), dtype))
+    else:
+        if grid_index is None:
+            if ts.shape[0] != batch:
+                raise ValueError(f"{ts.shape[0]} per-sample grids for a batch of {batch}; give grid_index=")
+            grid_index = jnp.arange(batch)
+        grid_index = jnp.asarray(grid_index)
+        if grid_index.shape != (batch,) or not jnp.issubdtype(grid_index.dtype, jnp.integer):
+            raise ValueError(f"grid_index must be an integer array of shape ({batch},), got {grid_index.shape} {grid_index.dtype}")
+        rows = [_tables(sde, solver, row, budget) for row in ts]
+        # coefficients equal on every row (step indices, Euler flags, …) stay unbatched under vmap, so that
+        # lax.cond on them still skips the branch not taken
+        shared = {k: v for k, v in rows[0].items() if all(np.array_equal(v, r[k]) for r in rows[1:])}
+        table = _to_device({k: np.stack([r[k] for r in rows]) for k in rows[0] if k not in shared}, dtype)
+        shared = _to_device(shared, dtype)
+
+        def one(y_b, key_b, row):
+            coefs = dict(shared, **jax.tree.map(lambda a: a[row], table))
+            lift = lambda l: l[None]
+            out, path = solve(Context(sde, model, key_b[None]), jax.tree.map(lift, y_b), coefs)
+            return jax.tree.map(lambda l: l[0], out), (None if path is None else path[:, 0])
+
+        y, path = jax.vmap(one)(y, keys, grid_index)
+        if trajectory:
+            path = jnp.moveaxis(path, 0, 1)
     out = y if return_state else sde.data_part(y)
     return (out, path) if trajectory else out

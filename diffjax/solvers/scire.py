@@ -113,10 +113,10 @@ class SciRE(Solver):
     def nfe(self, num_steps):
         return num_steps if self.method == "multistep" else self.order * num_steps
 
-    def build_grid(self, sde, nfe, kind):
+    def build_grid(self, sde, nfe, kind, t_start=None):
         if self.method != "singlestep_agile":
-            return super().build_grid(sde, nfe, kind)
-        full = make_grid(sde, nfe, kind)  # outer points at the cumulative orders (DPM-Solver, non-logSNR grids)
+            return super().build_grid(sde, nfe, kind, t_start)
+        full = make_grid(sde, nfe, kind, t_start=t_start)  # outer points at the cumulative orders (DPM-Solver, non-logSNR grids)
         return full[np.cumsum([0] + agile_orders(nfe, self.order))]
 
     def _phis(self, num_steps: int, multistep: bool) -> np.ndarray:

@@ -232,6 +232,21 @@ class GaussianMixture:
         """Exact ``ε* = −K_tᵀ ∇log p_t`` for the diffusion's Cholesky factor."""
         return sde.eps_from_score(y, t, self.score(sde, y, t))
 
+    def noise_level_logits(self, sde: LinearDiffusion, times: Any):
+        """The exact noise-level posterior of DLG (SAMPLERS.md §1.2) as a classifier: ``x -> (B, K)`` logits
+        ``log p_{t_j}(x)``, so ``softmax`` is ``π(j | x)`` under a uniform prior on the levels ``times``."""
+        times = np.asarray(times, np.float64)
+
+        def logits(x):
+            ts = jnp.asarray(times, jax.tree.leaves(x)[0].dtype)
+            return jax.vmap(lambda t: self.log_prob(sde, x, t), out_axes=1)(ts)
+
+        return logits
+
+    def log_prob_fn(self, sde: LinearDiffusion):
+        """``(y, t) -> log p_t(y)``, shape ``(B,)`` (per-sample ``t`` allowed)."""
+        return lambda y, t: self.log_prob(sde, y, t)
+
     def score_fn(self, sde: LinearDiffusion):
         """``(y, t) -> ∇ log p_t(y)`` for THIS diffusion (DESIGN.md public API)."""
         return lambda y, t: self.score(sde, y, t)
