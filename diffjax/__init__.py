@@ -7,7 +7,7 @@ Forward diffusions as pure functions, compiled samplers under one API, and an ex
     data = dj.testbed.ring()
     x = dj.sample(jax.random.key(0), sde, data.score_fn(sde), solver="dpmpp_2m", nfe=10, shape=(1000, 2))
 """
-from . import diffusions, interop, metrics, models, solvers, testbed
+from . import data, diffusions, interop, metrics, models, solvers, testbed, training
 from .diffusions import CLD, EDM, FDM, VE, VP, Blur, LinearDiffusion, ScalarDiffusion
 from .solvers import sample
 

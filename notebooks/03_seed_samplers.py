@@ -12,12 +12,13 @@
 # ---
 
 # %% [markdown]
-# # SciRE-Solver and PDS
+# # SciRE-Solver, PDS and Denoising Langevin Gibbs (DLG)
 #
 # **SciRE** estimates the derivative of the score integrand by a "recursive difference": the plain finite
 # difference divided by φ = φ₁(m) (2/3 as published). With an exact score we can see what that does to the
 # error. **PDS** preconditions the Langevin corrector (and the predictor) of the PC sampler with a frequency
-# filter built from data statistics. `DIFFJAX_FAST=1` runs small.
+# filter built from data statistics. **DLG** keeps persistent Langevin–Gibbs chains on (x, noise level) and hands
+# each chain's state to any integrator started at the chain's own level. `DIFFJAX_FAST=1` runs small.
 
 # %%
 import os
@@ -28,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import diffjax as dj
-from diffjax.solvers import PDS, PredictorCorrector, SciRE, preconditioner_from_images
+from diffjax.solvers import DLG, PDS, PredictorCorrector, SciRE, preconditioner_from_images
 
 FAST = os.environ.get("DIFFJAX_FAST") == "1"
 key = jax.random.key(0)
@@ -107,3 +108,49 @@ for label, solver in [("PC", PredictorCorrector(predictor="reverse_diffusion")),
     x = dj.sample(key, ve, score_field, solver=solver, nfe=40, shape=(n, h, h, 1))
     power = np.mean(np.abs(np.fft.fft2(np.asarray(x), axes=(1, 2))) ** 2, axis=0)[:, :, 0] / h**2
     print(label, "mean |log variance ratio| =", float(np.mean(np.abs(np.log(power / target)))))
+
+# %% [markdown]
+# ## DLG: chains in (x, σ)
+# 64-d digits mixture under VE, exact score, and the exact noise-level posterior `π(j | x) ∝ p_{σ_j}(x)` as
+# the classifier. In 64 dimensions the noise level of a point is sharply identified, so the chains settle at
+# moderate σ; left: σ-trajectories of a few chains over the sweeps; right: where the kept states start their
+# denoising.
+
+# %%
+digits = dj.testbed.digits()
+ve20 = dj.VE(sigma_max=20.0)
+score_d = digits.score_fn(ve20)
+chains_n = 64 if FAST else 500
+dlg = DLG(levels=50 if FAST else 100, eta=0.02, integrator="heun", integrator_nfe=7, n_skip=2,
+          burn_in=((5, 0.05), (5, None)) if FAST else ((10, 0.05), (10, None)))
+clf = digits.noise_level_logits(ve20, dlg.times(ve20))
+chains = dlg.init(key, ve20, score_d, clf, (chains_n, 64))
+sig = dlg.sigmas(ve20)
+_, _, trace = dlg.sweeps(jax.random.key(1), ve20, score_d, clf, chains, 10 if FAST else 40)
+fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+ax[0].semilogy(sig[np.asarray(trace[:, :8])])
+ax[0].set_xlabel("sweep")
+ax[0].set_ylabel("σ of the chain")
+x_dlg, chains, info = dlg.sample(jax.random.key(2), ve20, score_d, clf, chains, return_info=True)
+ax[1].hist(np.log10(sig[np.asarray(info["kept_level"])]), bins=20)
+ax[1].set_xlabel("log10 σ* where the integrator starts")
+plt.show()
+print("NFE per sample:", dlg.nfe, "(n_skip 2 + Heun 7 + Tweedie 1)")
+
+# %% [markdown]
+# The same 10 NFE spent by Heun from the prior (σ = 20), measured by the Fréchet distance to the exact data
+# moments, next to the samples themselves.
+
+# %%
+x_heun = dj.sample(jax.random.key(3), ve20, score_d, "heun", nfe=dlg.nfe, shape=(chains_n, 64))
+for label, xs in [("DLG + Heun", x_dlg), ("Heun from the prior", x_heun)]:
+    print(label, "Fréchet:", dj.metrics.frechet_distance(xs, digits.mean(), digits.covariance()))
+fig, ax = plt.subplots(2, 8, figsize=(10, 2.8))
+for i in range(8):
+    ax[0, i].imshow(np.asarray(x_dlg[i]).reshape(8, 8), cmap="gray")
+    ax[1, i].imshow(np.asarray(x_heun[i]).reshape(8, 8), cmap="gray")
+    ax[0, i].axis("off")
+    ax[1, i].axis("off")
+ax[0, 0].set_title("DLG + Heun", loc="left")
+ax[1, 0].set_title("Heun from the prior", loc="left")
+plt.show()

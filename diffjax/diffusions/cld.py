@@ -134,6 +134,13 @@ class CLD(LinearDiffusion):
     def prior_cov_block(self):
         return jnp.array([[1.0, 0.0], [0.0, self.mass]])
 
+    def hsm_scales(self, t):
+        """``(ℓ_t, Σ_vv(t))`` for hybrid score matching: with the Cholesky factor ``L_t`` of Σ_t, the v-score of
+        the perturbation kernel is ``−ℓ_t z_v`` with ``ℓ_t = 1/L_vv = (Σ_vv − Σ_xv²/Σ_xx)^{−1/2}``."""
+        c = self.cov_block(t)
+        xx, xv, vv = c[..., 0, 0], c[..., 0, 1], c[..., 1, 1]
+        return 1.0 / jnp.sqrt(vv - xv**2 / xx), vv
+
     # ---- gDDIM's R_t (no closed form): one float64 implicit solve, cached per hyperparameters --------
     def gddim_factor(self, ts) -> np.ndarray:
         """``R_t`` from ``dR/dt = (F + ½GGᵀΣ_t⁻¹)R``, ``R_0 = diag(√eps_num, √(γM + eps_num))`` (closed-form Σ_t

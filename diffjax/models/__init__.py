@@ -1,4 +1,9 @@
-"""Models and their parameterizations."""
+"""Models: parameterizations, networks (MLP, DDPM++ UNet, DLG's noise classifier) and their preconditioning."""
+from .classifier import NoiseLevelCNN, NoiseLevelMLP
+from .mlp import MLP
 from .parameterization import Model, as_model, edm_denoiser, edm_preconditioning, fdm_preconditioning
+from .precond import guided, precondition
+from .unet import UNet, count_params, ddpmpp_cifar10
 
-__all__ = ["Model", "as_model", "edm_denoiser", "edm_preconditioning", "fdm_preconditioning"]
+__all__ = ["Model", "as_model", "edm_denoiser", "edm_preconditioning", "fdm_preconditioning", "MLP", "UNet",
+           "ddpmpp_cifar10", "count_params", "precondition", "guided", "NoiseLevelCNN", "NoiseLevelMLP"]

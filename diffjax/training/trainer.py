@@ -1,0 +1,258 @@
+"""The trainer: one jitted, data-parallel train step (optax), EMA, evaluation, logging, orbax checkpoints.
+
+The train state is a PyTree ``{params, ema, opt, step}``; everything else is a pure function of the step count:
+the batch (``source.batch(step, …)``), the loss's noise and the dropout key (``fold_in(seed, step)``). So a run
+interrupted after a checkpoint and resumed reproduces the uninterrupted run exactly (bit for bit on CPU).
+
+Data parallelism: a 1-D mesh ``("data",)`` over all devices; the state is replicated, the batch is sharded along
+its first axis and XLA inserts the gradient all-reduce. With ``distributed=True`` the run calls
+``jax.distributed.initialize()`` and every process loads only its slice of each global batch.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from ..diffusions.base import LinearDiffusion
+from ..models.precond import precondition
+from .losses import LossConfig, diffusion_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 100  # linear learning-rate ramp
+    grad_clip: float = 1.0  # global-norm clipping (0: off)
+    optimizer: str = "adam"  # 'adam' or 'adamw'
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    ema_half_life: float = 200.0  # in optimizer steps; EMA decay 0.5^(1/half_life)
+    log_every: int = 50
+    eval_every: int = 0  # 0: only at the end
+    eval_batches: int = 4
+    ckpt_every: int = 500  # 0: only at the end
+    keep: int = 3
+    seed: int = 0
+    async_checkpoint: bool = True
+    distributed: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if not (self.lr > 0 and self.ema_half_life >= 0 and self.grad_clip >= 0):
+            raise ValueError("need lr > 0, ema_half_life >= 0, grad_clip >= 0")
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    # linear ramp lr·(k+1)/W over the first W steps (the first step already moves the parameters)
+    sched = optax.linear_schedule(cfg.lr / max(cfg.warmup_steps, 1), cfg.lr, max(cfg.warmup_steps - 1, 1)) if cfg.warmup_steps else cfg.lr
+    if cfg.optimizer == "adamw":
+        opt = optax.adamw(sched, cfg.b1, cfg.b2, weight_decay=cfg.weight_decay)
+    else:
+        opt = optax.adam(sched, cfg.b1, cfg.b2)
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
+
+
+def _signature(sde: LinearDiffusion, params: Any) -> dict:
+    shapes = jax.tree.map(lambda a: list(a.shape), params)
+    return {"sde": repr(sde), "params": json.loads(json.dumps(shapes, default=str))}
+
+
+class Trainer:
+    """Train ``net`` (an NNX module ``net(x, c_noise, labels)``) on ``data`` (a batch source) for ``sde``.
+
+    ``workdir`` holds ``checkpoints/`` (orbax, atomic, keep-N), ``metrics.jsonl``/``metrics.csv`` and
+    ``signature.json`` (the diffusion and parameter shapes, checked on resume).
+    """
+
+    def __init__(self, sde: LinearDiffusion, net: nnx.Module, data: Any, cfg: TrainConfig = TrainConfig(),
+                 loss_cfg: LossConfig = LossConfig(), workdir: str | None = None, eval_data: Any = None):
+        if cfg.distributed and jax.process_count() == 1 and not jax.distributed.is_initialized():
+            jax.distributed.initialize()
+        self.sde, self.data, self.cfg, self.loss_cfg = sde, data, cfg, loss_cfg
+        self.eval_data, self.workdir = eval_data, workdir
+        n_dev = jax.device_count()
+        if cfg.batch_size % n_dev:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {n_dev} devices")
+        self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        self.graphdef, params, self.rest = nnx.split(net, nnx.Param, ...)
+        self.tx = make_optimizer(cfg)
+        state = {"params": params, "ema": jax.tree.map(jnp.copy, params), "opt": self.tx.init(params),
+                 "step": jnp.zeros((), jnp.int32)}
+        self.state = jax.device_put(state, self.replicated)
+        self._step = jax.jit(self._train_step, donate_argnums=0)
+        self._eval = jax.jit(self._eval_loss)
+        self.manager = None
+        if workdir:
+            import orbax.checkpoint as ocp
+
+            os.makedirs(workdir, exist_ok=True)
+            self.manager = ocp.CheckpointManager(
+                os.path.abspath(os.path.join(workdir, "checkpoints")),
+                options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep, create=True,
+                                                     enable_async_checkpointing=cfg.async_checkpoint))
+
+    # ---- pure pieces ---------------------------------------------------------------------------
+    def net(self, params: Any, dropout_key: jax.Array | None = None, train: bool = False) -> nnx.Module:
+        m = nnx.merge(self.graphdef, params, self.rest)
+        if dropout_key is not None:
+            nnx.reseed(m, dropout=dropout_key)
+        m.train() if train else m.eval()
+        return m
+
+    def _loss(self, params, x0, labels, key, step):
+        k_loss, k_drop = jax.random.split(key)
+        return diffusion_loss(self.sde, self.net(params, k_drop, True), k_loss, x0, labels, step, self.loss_cfg)
+
+    def _train_step(self, state, x0, labels):
+        key = jax.random.fold_in(jax.random.key(self.cfg.seed), state["step"])
+        loss, grads = jax.value_and_grad(self._loss)(state["params"], x0, labels, key, state["step"])
+        updates, opt = self.tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        decay = 0.5 ** (1.0 / self.cfg.ema_half_life) if self.cfg.ema_half_life > 0 else 0.0
+        n = state["step"].astype(jnp.float32)
+        decay = jnp.minimum(decay, (1.0 + n) / (10.0 + n))  # EMA warm-up: forget the initialization quickly
+        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state["ema"], params)
+        new = {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+    def _eval_loss(self, params, x0, labels, key):
+        return diffusion_loss(self.sde, self.net(params), key, x0, labels, 10**9, self.loss_cfg)
+
+    # ---- data ----------------------------------------------------------------------------------
+    def _global_batch(self, source, step):
+        x, labels = source.batch(int(step), self.cfg.batch_size, jax.process_index(), jax.process_count())
+        put = lambda a: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(a))
+        return put(x), (None if labels is None else put(labels))
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def _check_signature(self):
+        path = os.path.join(self.workdir, "signature.json")
+        sig = _signature(self.sde, self.state["params"])
+        if os.path.exists(path):
+            with open(path) as f:
+                old = json.load(f)
+            if old != sig:
+                raise ValueError(
+                    f"the checkpoints in {self.workdir!r} were written for another model or diffusion "
+                    f"({old['sde']} vs {sig['sde']}, or different parameter shapes); use a fresh workdir")
+        elif jax.process_index() == 0:
+            with open(path, "w") as f:
+                json.dump(sig, f)
+
+    def save(self):
+        import orbax.checkpoint as ocp
+
+        step = int(self.state["step"])
+        self.manager.save(step, args=ocp.args.StandardSave(self.state), force=True)
+
+    def restore(self) -> int:
+        """Load the latest checkpoint (if any); returns its step (0 when none)."""
+        import orbax.checkpoint as ocp
+
+        self._check_signature()
+        step = self.manager.latest_step()
+        if step is None:
+            return 0
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), self.state)
+        try:
+            self.state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:
+            raise RuntimeError(
+                f"checkpoint {step} in {self.workdir!r} is corrupt or does not match this model: {e}. Delete it to "
+                "resume from the previous one") from e
+        return int(self.state["step"])
+
+    # ---- evaluation and logging ----------------------------------------------------------------
+    def evaluate(self) -> dict:
+        """Held-out loss of the EMA parameters (fixed batches and keys: comparable across steps)."""
+        src = self.eval_data or self.data
+        losses = []
+        for i in range(self.cfg.eval_batches):
+            x, labels = self._global_batch(src, 10**6 + i)
+            losses.append(float(self._eval(self.state["ema"], x, labels, jax.random.key(1000 + i))))
+        return {"eval_loss": float(np.mean(losses))}
+
+    def _log(self, row: dict):
+        if not self.workdir or jax.process_index() != 0:
+            return
+        with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        path = os.path.join(self.workdir, "metrics.csv")
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=sorted(row), extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def train(self, steps: int | None = None, resume: bool = True) -> list[dict]:
+        """Run until ``steps`` (default ``cfg.steps``) optimizer steps are done; resumes from the latest
+        checkpoint in ``workdir`` when ``resume``. Returns the logged rows of this call."""
+        total = int(steps or self.cfg.steps)
+        start = self.restore() if (self.manager and resume) else int(self.state["step"])
+        if self.manager and not resume:
+            self._check_signature()
+        rows, t_last, s_last = [], time.time(), start
+        bar = None
+        if self.cfg.progress and jax.process_index() == 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=start, desc="train", dynamic_ncols=True)
+        step = start
+        while step < total:
+            x, labels = self._global_batch(self.data, step)
+            self.state, info = self._step(self.state, x, labels)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+            last = step == total
+            if step % max(self.cfg.log_every, 1) == 0 or last:
+                loss = float(info["loss"])
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"the loss became non-finite at step {step}; lower the learning rate")
+                now = time.time()
+                row = {"step": step, "loss": loss, "grad_norm": float(info["grad_norm"]),
+                       "steps_per_s": (step - s_last) / max(now - t_last, 1e-9)}
+                t_last, s_last = now, step
+                if (self.cfg.eval_every and step % self.cfg.eval_every == 0) or last:
+                    row.update(self.evaluate())
+                rows.append(row)
+                self._log(row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss:.4f}", it_s=f"{row['steps_per_s']:.1f}")
+            if self.manager and ((self.cfg.ckpt_every and step % self.cfg.ckpt_every == 0) or last):
+                self.save()
+        if bar is not None:
+            bar.close()
+        if self.manager:
+            self.manager.wait_until_finished()
+        return rows
+
+    # ---- using the result ----------------------------------------------------------------------
+    def model(self, ema: bool = True, labels: Any = None, **kw):
+        """The trained network as a :class:`diffjax.models.Model` for ``dj.sample`` (EMA weights by default)."""
+        net = self.net(self.state["ema" if ema else "params"])
+        return precondition(self.sde, net, labels, cld_param=self.loss_cfg.cld_param,
+                            mixed=self.loss_cfg.cld_mixed, sigma_data=self.loss_cfg.sigma_data, **kw)
