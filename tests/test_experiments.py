@@ -1,7 +1,10 @@
 """The demo entry script runs end to end and writes its picture and table."""
+import json
 import pathlib
 import subprocess
 import sys
+
+import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -16,3 +19,41 @@ def test_demo_writes_picture_and_table(tmp_path):
     assert "| dpmpp_2m | 6 |" in table and "unipc" in table
     png = (out / "demo_samples.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def _run(script, *args, timeout=600):
+    env = {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / script), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_train_resume_and_sample_scripts(tmp_path):
+    cfg = str(ROOT / "experiments" / "configs" / "default.py")
+    work = str(tmp_path / "run")
+    small = ["--set", "train.log_every=10", "--set", "train.ckpt_every=10", "--set", "model.width=32"]
+    res = _run("train.py", "--config", cfg + ":toy-fdm-edm", "--workdir", work, "--set", "train.steps=20", *small)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = _run("train.py", "--config", cfg + ":toy-fdm-edm", "--workdir", work, "--set", "train.steps=30", *small)
+    assert res.returncode == 0, res.stderr[-2000:]
+    steps = [json.loads(l)["step"] for l in open(tmp_path / "run" / "metrics.jsonl")]
+    assert steps == [10, 20, 30]  # the second call resumed at 20
+    for solver, nfe in [("heun", 9), ("dpmpp_2m", 8), ("euler_maruyama", 10)]:
+        res = _run("sample.py", "--workdir", work, "--solver", solver, "--nfe", str(nfe), "--num", "50")
+        assert res.returncode == 0, res.stderr[-2000:]
+        x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}.npz")["samples"]
+        assert x.shape == (50, 2) and np.all(np.isfinite(x))
+    res = _run("sample.py", "--workdir", str(tmp_path / "nothing"))
+    assert res.returncode != 0 and "no run" in res.stderr
+    res = _run("train.py", "--config", cfg + ":toy-warp", "--workdir", str(tmp_path / "bad"))
+    assert res.returncode != 0 and "unknown diffusion" in res.stderr
+
+
+def test_image_configs_build(tmp_path):
+    cfg = str(ROOT / "experiments" / "configs" / "default.py")
+    tiny = ["--set", "train.steps=1", "--set", "train.batch_size=4", "--set", "model.channels=8",
+            "--set", "train.log_every=1"]
+    for spec in ("digits-cld", "digits-blur"):
+        res = _run("train.py", "--config", f"{cfg}:{spec}", "--workdir", str(tmp_path / spec), *tiny)
+        assert res.returncode == 0, res.stderr[-2000:]
+    res = _run("train.py", "--config", f"{cfg}:cifar10-edm", "--workdir", str(tmp_path / "c"), "--set", "data.data_dir=" + str(tmp_path))
+    assert res.returncode != 0 and ("not prepared" in res.stderr or "tensorflow-datasets" in res.stderr)

@@ -205,6 +205,10 @@ def test_unet_sizes():
     assert o16.dtype == jnp.float32 and float(jnp.max(jnp.abs(o16 - o32))) < 0.05 * float(jnp.max(jnp.abs(o32))) + 1e-2
     with pytest.raises(ValueError, match="divisible"):
         UNet((10, 10, 1), 8, (1, 2, 2), rngs=nnx.Rngs(0))
+    drop = UNet((8, 8, 1), 8, (1, 2), 1, (), dropout=0.5, rngs=nnx.Rngs(0))
+    x, c = jnp.ones((2, 8, 8, 1)), jnp.ones(2)
+    np.testing.assert_array_equal(drop(x, c), drop(x, c))  # deterministic without a key
+    assert not np.allclose(drop(x, c, dropout_key=jax.random.key(0)), drop(x, c))
 
 
 # ---- data ----------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class ResBlock(nnx.Module):
         self.conv0 = nnx.Conv(cin, cout, (3, 3), **kw)
         self.affine = nnx.Linear(emb, cout, **kw)
         self.norm1 = nnx.GroupNorm(cout, num_groups=_groups(cout), epsilon=1e-6, **kw)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.rate = float(dropout)
         self.conv1 = nnx.Conv(cout, cout, (3, 3), **kw)
         self.skip = nnx.Conv(cin, cout, (1, 1), **kw) if (cin != cout or resample) else None
         self.attention = attention
@@ -61,11 +61,14 @@ class ResBlock(nnx.Module):
             return _up(x)
         return x
 
-    def __call__(self, x, emb):
+    def __call__(self, x, emb, dropout_key=None):
         h = self._resample(jax.nn.silu(self.norm0(x)))
         h = self.conv0(h)
         h = jax.nn.silu(self.norm1(h + self.affine(emb)[:, None, None, :]))
-        h = self.conv1(self.dropout(h))
+        if dropout_key is not None and self.rate > 0:  # inverted dropout with an explicit key (pure: no RNG state)
+            keep = jax.random.bernoulli(dropout_key, 1.0 - self.rate, h.shape)
+            h = jnp.where(keep, h / (1.0 - self.rate), 0).astype(h.dtype)
+        h = self.conv1(h)
         skip = self._resample(x)
         if self.skip is not None:
             skip = self.skip(skip)
@@ -132,20 +135,24 @@ class UNet(nnx.Module):
         self.norm_out = nnx.GroupNorm(cout, num_groups=_groups(cout), epsilon=1e-6, **kw)
         self.conv_out = nnx.Conv(cout, c * out_mult, (3, 3), **kw)
 
-    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        """``dropout_key`` switches dropout on (training); without it the network is deterministic."""
         out_dtype = x.dtype
         emb = jax.nn.silu(self.embed(c_noise, x.shape[0], labels)).astype(self.dtype)
         h = self.conv_in(x.astype(self.dtype))
         skips = [h]
-        for block in self.enc:
-            h = block(h, emb)
+        blocks = list(self.enc) + list(self.mid) + list(self.dec)
+        keys = [None] * len(blocks) if dropout_key is None else list(jax.random.split(dropout_key, len(blocks)))
+        for block, k in zip(self.enc, keys):
+            h = block(h, emb, k)
             skips.append(h)
-        for block in self.mid:
-            h = block(h, emb)
-        for block, takes_skip in zip(self.dec, self.dec_layout):
+        for block, k in zip(self.mid, keys[len(self.enc):]):
+            h = block(h, emb, k)
+        for block, takes_skip, k in zip(self.dec, self.dec_layout, keys[len(self.enc) + len(self.mid):]):
             if takes_skip:
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
-            h = block(h, emb)
+            h = block(h, emb, k)
         return self.conv_out(jax.nn.silu(self.norm_out(h))).astype(out_dtype)
 
 

@@ -113,16 +113,17 @@ class Trainer:
                                                      enable_async_checkpointing=cfg.async_checkpoint))
 
     # ---- pure pieces ---------------------------------------------------------------------------
-    def net(self, params: Any, dropout_key: jax.Array | None = None, train: bool = False) -> nnx.Module:
+    def net(self, params: Any, dropout_key: jax.Array | None = None):
+        """The network with ``params``; with ``dropout_key`` a training-mode callable (networks that take a
+        ``dropout_key`` keyword, like the UNet, get it; the key is pure, so no RNG state lives in the model)."""
         m = nnx.merge(self.graphdef, params, self.rest)
-        if dropout_key is not None:
-            nnx.reseed(m, dropout=dropout_key)
-        m.train() if train else m.eval()
-        return m
+        if dropout_key is None or "dropout_key" not in m.__call__.__code__.co_varnames:
+            return m
+        return lambda x, c, labels=None: m(x, c, labels, dropout_key=dropout_key)
 
     def _loss(self, params, x0, labels, key, step):
         k_loss, k_drop = jax.random.split(key)
-        return diffusion_loss(self.sde, self.net(params, k_drop, True), k_loss, x0, labels, step, self.loss_cfg)
+        return diffusion_loss(self.sde, self.net(params, k_drop), k_loss, x0, labels, step, self.loss_cfg)
 
     def _train_step(self, state, x0, labels):
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), state["step"])
