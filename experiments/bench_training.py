@@ -74,6 +74,9 @@ def run(a):
                        "frechet": dj.metrics.frechet_distance(x, mean, cov) if ok else float("inf")}
                 rows.append(row)
                 print(label, json.dumps(row), flush=True)
+                os.makedirs(a.out, exist_ok=True)
+                with open(os.path.join(a.out, "bench_training_rows.jsonl"), "a") as f:  # kept if the run is cut short
+                    f.write(json.dumps({"model": label, **row}) + "\n")
             results[label] = rows
     summary = {}
     for pair in a.pairs:
