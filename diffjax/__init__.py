@@ -9,9 +9,9 @@ Forward diffusions as pure functions, compiled samplers under one API, and an ex
 """
 from . import data, diffusions, interop, metrics, models, solvers, testbed, training
 from .diffusions import CLD, EDM, FDM, VE, VP, Blur, LinearDiffusion, ScalarDiffusion
-from .solvers import sample
+from .solvers import sample, sample_chunked
 
 __version__ = "0.1.0"
 
 __all__ = ["diffusions", "solvers", "models", "testbed", "metrics", "interop", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "LinearDiffusion",
-           "ScalarDiffusion", "sample"]
+           "ScalarDiffusion", "sample", "sample_chunked"]

@@ -3,7 +3,7 @@ from .base import Context, Solver
 from .ddim import DDIM
 from .dlg import DLG, Chains, level_times
 from .gddim import GDDIM, gddim_coefficients
-from .driver import nfe_of, plan, sample
+from .driver import nfe_of, plan, sample, sample_chunked
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .registry import available, get
@@ -14,5 +14,5 @@ from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
     "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
-    "PredictorCorrector", "sample", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
+    "PredictorCorrector", "sample", "sample_chunked", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

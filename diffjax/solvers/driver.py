@@ -108,6 +108,8 @@ def sample(
     trajectory: bool = False,
     dtype=None,
     grid_index: Any = None,
+    mesh: Any = None,
+    sample_offset: Any = 0,
 ) -> Any:
     """Draw samples by solving the reverse dynamics of ``sde`` from its prior (or ``init``) down to ``t_min``.
 
@@ -130,6 +132,10 @@ def sample(
       trajectory: also return the data part after every step, shape ``(M, B, *data_shape)`` (at the grid
         times ``t_1 … t_M``), as ``(x, xs)``.
       grid_index: ``(B,)`` integer row of the grid table for each sample (only with a 2-D ``grid``).
+      mesh: a ``jax.sharding.Mesh``; the batch axis is split over its first axis (data-parallel sampling on all
+        devices; samples are identical to unsharded ones since every sample has its own key).
+      sample_offset: index of the first sample (keys ``fold_in(key, sample_offset + b)``): chunks of a large
+        run reproduce the one-shot samples.
 
     Returns the data part ``x`` of the final state, shape ``(B, *data_shape)``.
     """
@@ -153,13 +159,24 @@ def sample(
     else:
         _check_state(sde, init)
         batch = jax.tree.leaves(init)[0].shape[0]
-    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(batch))
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(sample_offset + jnp.arange(batch))
+    shard = lambda tree: tree
+    if mesh is not None:
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        axis = mesh.axis_names[0]
+        if batch % mesh.shape[axis]:
+            raise ValueError(f"batch {batch} is not divisible by the {mesh.shape[axis]} devices of mesh axis {axis!r}")
+        spec = lambda l: NamedSharding(mesh, PartitionSpec(axis, *([None] * (l.ndim - 1))))
+        shard = lambda tree: jax.tree.map(lambda l: jax.lax.with_sharding_constraint(l, spec(l)), tree)
+        keys = shard(keys)
     if init is None:
         prior_key = lambda k: jax.random.fold_in(k, 0x7FFFFFFF)
         y = jax.vmap(lambda k: solver.prior(prior_key(k), sde, (1,) + shape[1:], dtype))(keys)
         y = jax.tree.map(lambda l: l[:, 0], y)
     else:
         y = init
+    y = shard(y)
 
     def solve(ctx, y, coefs):
         state = solver.init(ctx, y, coefs)
@@ -204,5 +221,62 @@ def sample(
         y, path = jax.vmap(one)(y, keys, grid_index)
         if trajectory:
             path = jnp.moveaxis(path, 0, 1)
-    out = y if return_state else sde.data_part(y)
+    out = shard(y if return_state else sde.data_part(y))
     return (out, path) if trajectory else out
+
+
+def sample_chunked(
+    key: jax.Array,
+    sde: LinearDiffusion,
+    score: Any,
+    solver: Any,
+    nfe: int,
+    shape: tuple[int, ...],
+    chunk: int,
+    out_dir: str,
+    progress: bool = True,
+    load: bool = True,
+    **kw,
+) -> Any:
+    """Draw ``shape[0]`` samples in chunks of ``chunk`` (for counts beyond device memory, e.g. 50 k for FID),
+    streaming each chunk to ``out_dir/chunk_XXXXX.npy`` (written to a temporary file, then renamed: atomic).
+    Re-running skips the chunks already on disk, so an interrupted run resumes without recomputing them. Sample b
+    uses key ``fold_in(key, b)`` exactly as in one :func:`sample` call, so the result equals the one-shot samples.
+    Returns the concatenated samples (``load``) or the list of chunk files. Extra keywords go to :func:`sample`.
+    """
+    import os
+
+    if chunk < 1 or len(shape) < 2 or shape[0] < 1:
+        raise ValueError(f"need chunk >= 1 and shape (N >= 1, *data_shape); got chunk={chunk}, shape={shape}")
+    os.makedirs(out_dir, exist_ok=True)
+    total = int(shape[0])
+    starts = list(range(0, total, chunk))
+    run = jax.jit(lambda k, off, n: sample(k, sde, score, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]),
+                                           sample_offset=off, **kw), static_argnums=2)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(starts), desc="chunks", dynamic_ncols=True)
+    paths = []
+    for i, start in enumerate(starts):
+        path = os.path.join(out_dir, f"chunk_{i:05d}.npy")
+        n = min(chunk, total - start)
+        if not os.path.exists(path):
+            x = np.asarray(run(key, start, n))
+            if not np.all(np.isfinite(x)):
+                raise FloatingPointError(f"chunk {i} contains non-finite samples")
+            tmp = path + ".tmp.npy"
+            np.save(tmp, x)
+            os.replace(tmp, path)
+        paths.append(path)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if not load:
+        return paths
+    out = np.concatenate([np.load(p) for p in paths])
+    if out.shape[0] != total:
+        raise ValueError(f"{out_dir!r} holds chunks of another run ({out.shape[0]} samples, expected {total})")
+    return out
