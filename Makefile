@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-gddim bench-pds notebooks clean
+.PHONY: install demo test bench bench-gddim bench-pds bench-dlg bench-speed bench-training notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,19 @@ bench-gddim: $(STAMP)
 
 bench-pds: $(STAMP)
 	$(PY) experiments/bench_pds.py
+
+bench-dlg: $(STAMP)
+	cd experiments && ../$(PY) bench_dlg.py
+
+# on a GPU machine (writes experiments/results/bench_speed_gpu_*.json); the CPU part runs anywhere
+bench-speed: $(STAMP)
+	$(PY) experiments/bench_speed.py --gpu --dtypes bf16
+	$(PY) experiments/bench_speed.py --gpu --dtypes fp32
+	$(PY) experiments/bench_speed.py --cpu
+
+# FDM vs base training; on a GPU add: --size-px 16 --net unet --net-size 2 --pairs edm (then vp)
+bench-training: $(STAMP)
+	cd experiments && ../$(PY) bench_training.py --steps 4000 --eval-every 400 --tag cpu_mlp
 
 notebooks: $(STAMP)
 	$(PY) -m jupytext --to ipynb notebooks/*.py
