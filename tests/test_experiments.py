@@ -50,7 +50,8 @@ def test_train_resume_and_sample_scripts(tmp_path):
 
 def test_image_configs_build(tmp_path):
     cfg = str(ROOT / "experiments" / "configs" / "default.py")
-    tiny = ["--set", "train.steps=1", "--set", "train.batch_size=4", "--set", "model.channels=8",
+    tiny = ["--set", "train.steps=1", "--set", "train.batch_size=4", "--set", "model.channels=4",
+            "--set", "model.channel_mult=[1]", "--set", "model.attn_resolutions=[]", "--set", "data.size=8",
             "--set", "train.log_every=1"]
     for spec in ("digits-cld", "digits-blur"):
         res = _run("train.py", "--config", f"{cfg}:{spec}", "--workdir", str(tmp_path / spec), *tiny)

@@ -18,8 +18,53 @@ def _exp_tail3(k):
     return jnp.where(k < 0.1, series, direct)
 
 
+class PhaseSpace(LinearDiffusion):
+    """Diffusions on the phase space ``(x, v)`` with 2×2 blocks shared by every pixel (CLD, user-defined
+    Langevin-type processes): the state structure and gDDIM's ``R_t``. Subclasses provide ``gddim_r0()``."""
+
+    block_size = 2
+
+    # ---- state structure -------------------------------------------------------------------
+    def to_blocks(self, y):
+        x, v = y
+        return jnp.stack([x, v], axis=-1)
+
+    def from_blocks(self, yb):
+        return (yb[..., 0], yb[..., 1])
+
+    def clean_embedding(self):
+        return np.array([1.0, 0.0])
+
+    def data_part(self, y):
+        return y[0]
+
+    def state_from_data(self, x):
+        return (x, jnp.zeros_like(x))
+
+    def check_state(self, y) -> None:
+        if not (isinstance(y, (tuple, list)) and len(y) == 2):
+            raise ValueError(f"a phase-space state is a pair (x, v) of arrays with the same shape, got {type(y).__name__}")
+        if jnp.shape(y[0]) != jnp.shape(y[1]):
+            raise ValueError(f"x and v must have the same shape, got {jnp.shape(y[0])} and {jnp.shape(y[1])}")
+
+    def hsm_scales(self, t):
+        """``(ℓ_t, Σ_vv(t))`` for hybrid score matching: with the Cholesky factor ``L_t`` of Σ_t, the v-score of
+        the perturbation kernel is ``−ℓ_t z_v`` with ``ℓ_t = 1/L_vv = (Σ_vv − Σ_xv²/Σ_xx)^{−1/2}``."""
+        c = self.cov_block(t)
+        xx, xv, vv = c[..., 0, 0], c[..., 0, 1], c[..., 1, 1]
+        return 1.0 / jnp.sqrt(vv - xv**2 / xx), vv
+
+    # ---- gDDIM's R_t (no closed form): one float64 implicit solve, cached per diffusion ----------------
+    def gddim_factor(self, ts) -> np.ndarray:
+        """``R_t`` from ``dR/dt = (F + ½GGᵀΣ_t⁻¹)R``, ``R_0 = gddim_r0()``, solved once in float64 with Radau
+        (rtol 1e-11; stiff near t = 0) and evaluated from its dense output."""
+        sol = _r_solution(self)
+        ts = np.asarray(ts, np.float64)
+        return sol(ts.ravel()).T.reshape(ts.shape + (2, 2))
+
+
 @diffusion_dataclass
-class CLD(LinearDiffusion):
+class CLD(PhaseSpace):
     """CLD: per pixel ``d(x, v) = β(t) [[0, M⁻¹], [−1, −ΓM⁻¹]] (x, v) dt + [[0, 0], [0, √(2Γβ)]] dW`` with
     critical damping ``Γ² = 4M`` and ``β(t) = beta0 + beta1·t``.
 
@@ -76,30 +121,6 @@ class CLD(LinearDiffusion):
         t = jnp.asarray(t)
         return self.beta0 * t + 0.5 * self.beta1 * t**2
 
-    # ---- state structure -------------------------------------------------------------------
-    def to_blocks(self, y):
-        x, v = y
-        return jnp.stack([x, v], axis=-1)
-
-    def from_blocks(self, yb):
-        return (yb[..., 0], yb[..., 1])
-
-    def clean_embedding(self):
-        return np.array([1.0, 0.0])
-
-    def data_part(self, y):
-        return y[0]
-
-    def state_from_data(self, x):
-        return (x, jnp.zeros_like(x))
-
-    def check_state(self, y) -> None:
-        if not (isinstance(y, (tuple, list)) and len(y) == 2):
-            raise ValueError(f"a CLD state is a pair (x, v) of arrays with the same shape, got {type(y).__name__}")
-        if jnp.shape(y[0]) != jnp.shape(y[1]):
-            raise ValueError(f"CLD x and v must have the same shape, got {jnp.shape(y[0])} and {jnp.shape(y[1])}")
-
-    # ---- closed forms ----------------------------------------------------------------------
     def drift_block(self, t):
         b = self.beta(t)[..., None, None]
         a = jnp.array([[0.0, self.m_inv], [-1.0, -self.damping * self.m_inv]])
@@ -134,25 +155,14 @@ class CLD(LinearDiffusion):
     def prior_cov_block(self):
         return jnp.array([[1.0, 0.0], [0.0, self.mass]])
 
-    def hsm_scales(self, t):
-        """``(ℓ_t, Σ_vv(t))`` for hybrid score matching: with the Cholesky factor ``L_t`` of Σ_t, the v-score of
-        the perturbation kernel is ``−ℓ_t z_v`` with ``ℓ_t = 1/L_vv = (Σ_vv − Σ_xv²/Σ_xx)^{−1/2}``."""
-        c = self.cov_block(t)
-        xx, xv, vv = c[..., 0, 0], c[..., 0, 1], c[..., 1, 1]
-        return 1.0 / jnp.sqrt(vv - xv**2 / xx), vv
-
-    # ---- gDDIM's R_t (no closed form): one float64 implicit solve, cached per hyperparameters --------
-    def gddim_factor(self, ts) -> np.ndarray:
-        """``R_t`` from ``dR/dt = (F + ½GGᵀΣ_t⁻¹)R``, ``R_0 = diag(√eps_num, √(γM + eps_num))`` (closed-form Σ_t
-        with the same floor), solved once in float64 with Radau (rtol 1e-11; stiff near t = 0) and evaluated
-        from its dense output."""
-        sol = _cld_r_solution(self)
-        ts = np.asarray(ts, np.float64)
-        return sol(ts.ravel()).T.reshape(ts.shape + (2, 2))
+    def gddim_r0(self) -> np.ndarray:
+        """``R_0 = diag(√eps_num, √(γM + eps_num))`` (the floored Σ_0)."""
+        sx, sv = self.initial_cov
+        return np.diag([math.sqrt(sx), math.sqrt(sv)])
 
 
 @functools.lru_cache(maxsize=16)
-def _cld_r_solution(sde: CLD):
+def _r_solution(sde: "PhaseSpace"):
     from scipy.integrate import solve_ivp
 
     def _coefs(t):
@@ -172,8 +182,7 @@ def _cld_r_solution(sde: CLD):
     def jac(t, r):
         return np.kron(coefs(t), np.eye(2))
 
-    sx, sv = sde.initial_cov
-    r0 = np.diag([math.sqrt(sx), math.sqrt(sv)]).ravel()
+    r0 = np.asarray(sde.gddim_r0(), np.float64).ravel()
     out = solve_ivp(rhs, (0.0, sde.T), r0, method="Radau", jac=jac, rtol=1e-11, atol=1e-13, dense_output=True)
     if not out.success:
         raise RuntimeError(f"the R_t solve for {sde!r} failed: {out.message}")

@@ -9,7 +9,8 @@ A network is any callable ``net(x_in, c_noise, labels) -> output`` (``labels`` m
 * EDM:                       ``D = c_skip x + c_out F(c_in x, ¼ ln σ)`` (σ_data = 0.5)
 * FDM (any base):            the base's ``c_skip, c_out, c_noise`` with ``c_in = s_F`` on ``x̃ = x/s_F``
 * Blur:                      ε-prediction in pixels, ``F(x, 999 t)``
-* CLD:                       ``'eps'``: 2-channel ε with ``K_t = L_t`` (any sampler, gDDIM included);
+* other scalar diffusions:   ε-prediction with label ``999 t`` (e.g. ``dj.diffusions.custom``)
+* CLD / phase space:         ``'eps'``: 2-channel ε with ``K_t = L_t`` (any sampler, gDDIM included);
                              ``'hsm'``: velocity-only output ``s_v = −ℓ_t F(u, 999 t)`` (+ ``−v/Σ_vv`` with
                              ``mixed``), CLD-SGM's hybrid score matching; the x-score is not modelled (set to 0,
                              which the reverse dynamics never use since ``G`` acts on v only)
@@ -21,7 +22,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..diffusions import CLD, EDM, FDM, VE, VP, Blur
+from ..diffusions import EDM, FDM, VE, VP, Blur
+from ..diffusions.base import ScalarDiffusion
+from ..diffusions.cld import PhaseSpace
 from ..diffusions.base import LinearDiffusion
 from .parameterization import Model, edm_preconditioning, fdm_preconditioning
 
@@ -55,9 +58,9 @@ def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_pa
             sigma = sde.sigma(t)
             return y + sde.bcast(sigma, y) * f(y, jnp.broadcast_to(jnp.log(0.5 * sigma), y.shape[:1]))
         return Model(sde, fn, "x0")
-    if isinstance(sde, (VP, Blur)):
+    if isinstance(sde, (VP, Blur, ScalarDiffusion)):  # VP, blurring and user-defined scalar diffusions
         return Model(sde, lambda y, t: f(y, jnp.broadcast_to(999.0 * jnp.asarray(t), y.shape[:1])), "eps")
-    if isinstance(sde, CLD):
+    if isinstance(sde, PhaseSpace):  # CLD and user-defined (x, v) diffusions
         def net_on_state(u, t):
             x, v = u
             return f(jnp.concatenate([x, v], axis=-1), jnp.broadcast_to(999.0 * jnp.asarray(t), x.shape[:1]))

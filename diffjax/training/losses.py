@@ -22,7 +22,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..diffusions import CLD, EDM, FDM, VE
+from ..diffusions import EDM, FDM, VE
+from ..diffusions.cld import PhaseSpace
 from ..diffusions.base import LinearDiffusion
 from ..models.precond import SIGMA_DATA, precondition
 
@@ -95,7 +96,7 @@ def diffusion_loss(sde: LinearDiffusion, net: Callable, key: jax.Array, x0: jax.
         return jnp.mean(lam * _mean_sq(d - x0))
     t = _uniform_t(k_t, sde, n)
     u, z = sde.perturb(k_z, x0, t)
-    if isinstance(sde, CLD) and cfg.cld_param == "hsm":
+    if isinstance(sde, PhaseSpace) and cfg.cld_param == "hsm":
         ell, _ = sde.hsm_scales(t)
         s_v = model.score(u, t)[1]
         ell = ell.reshape(ell.shape + (1,) * (s_v.ndim - 1))
