@@ -152,6 +152,12 @@ def test_resume_is_bit_exact(tmp_path, sde):
     assert len(lines) == 6 and os.path.exists(tmp_path / "full" / "metrics.csv")
 
 
+def test_evaluation_samples_and_saves_a_grid(tmp_path):
+    tr = _trainer(dj.EDM(), str(tmp_path), steps=2, eval_samples=64, eval_nfe=5)
+    row = tr.train()[-1]
+    assert np.isfinite(row["eval_sliced_w2"]) and (tmp_path / "samples_step0000002.png").exists()
+
+
 def test_checkpoint_errors(tmp_path):
     tr = _trainer(dj.EDM(), str(tmp_path), steps=2)
     tr.train()
