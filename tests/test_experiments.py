@@ -52,7 +52,7 @@ def test_image_configs_build(tmp_path):
     cfg = str(ROOT / "experiments" / "configs" / "default.py")
     tiny = ["--set", "train.steps=1", "--set", "train.batch_size=4", "--set", "model.channels=4",
             "--set", "model.channel_mult=[1]", "--set", "model.attn_resolutions=[]", "--set", "data.size=8",
-            "--set", "train.log_every=1"]
+            "--set", "train.log_every=1", "--set", "train.eval_samples=16"]
     for spec in ("digits-cld", "digits-blur"):
         res = _run("train.py", "--config", f"{cfg}:{spec}", "--workdir", str(tmp_path / spec), *tiny)
         assert res.returncode == 0, res.stderr[-2000:]

@@ -51,6 +51,7 @@ def get_config(spec: str = "toy-edm"):
         raise ValueError(f"unknown diffusion {diff_name!r} in spec {spec!r}")
     if diff_name in ("cld", "blur"):
         c.sample.solver, c.sample.nfe = "gddim", 50
+        c.train.eval_solver, c.train.eval_nfe = "gddim", 20
     if data_name in TOYS:
         c.model.kind = "mlp"
         if diff_name == "blur":
