@@ -37,6 +37,7 @@ bench-speed: $(STAMP)
 	$(PY) experiments/bench_speed.py --gpu --dtypes bf16
 	$(PY) experiments/bench_speed.py --gpu --dtypes fp32
 	$(PY) experiments/bench_speed.py --cpu
+	$(PY) experiments/bench_speed.py --report
 
 # FDM vs base training; on a GPU add: --size-px 16 --net unet --net-size 2 --pairs edm (then vp)
 bench-training: $(STAMP)

@@ -168,6 +168,49 @@ def cpu(a):
     return rows
 
 
+def report(out_dir):
+    """Markdown table + plot from the GPU result files (``bench_speed_gpu_*.json``)."""
+    import glob
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, dev = [], "?"
+    for path in sorted(glob.glob(os.path.join(out_dir, "bench_speed_gpu_b*.json")) + glob.glob(os.path.join(out_dir, "bench_speed_gpu_f*.json"))):
+        with open(path) as f:
+            d = json.load(f)
+        dev = d["device"]
+        rows += d["rows"]
+    if not rows:
+        return
+    lines = [f"# Sampling speed on {dev} (EDM DDPM++ CIFAR-10, 55.7 M parameters, 40.3 GFLOP/image)", "",
+             "| dtype | batch | solver | NFE | images/s | sample s | NFE × forward s | overhead | forward TFLOP/s | compile s | peak GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    flops = 40.33e9
+    for r in rows:
+        tf = flops * r["batch"] / r["forward_s"] / 1e12
+        lines.append(f"| {r['dtype']} | {r['batch']} | {r['solver']} | {r['nfe']} | {r['images_per_s']:.1f} | {r['sample_s']:.3f} | "
+                     f"{r['forward_x_nfe_s']:.3f} | {r['overhead']:.3f} | {tf:.0f} | {r.get('compile_s', float('nan')):.1f} | "
+                     f"{r.get('peak_gib', float('nan')):.2f} |")
+    with open(os.path.join(out_dir, "bench_speed_gpu.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for dtype in ("bf16", "fp32"):
+        sel = [r for r in rows if r["dtype"] == dtype and r["solver"] == "heun" and r["nfe"] == 35]
+        ax.plot([r["batch"] for r in sel], [r["images_per_s"] for r in sel], "o-", label=f"diffjax {dtype}")
+    for label, v in PYTORCH_REF.items():
+        ax.axhline(v, ls="--", lw=0.8, color="gray")
+        ax.text(64, v, f"PyTorch {label}", fontsize=7, va="bottom")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("images/s (Heun, NFE 35)")
+    ax.set_title(dev)
+    ax.legend()
+    fig.savefig(os.path.join(out_dir, "bench_speed_gpu.png"), dpi=100, bbox_inches="tight")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gpu", action="store_true")
@@ -175,9 +218,13 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--tiny", action="store_true", help="a small UNet (CPU smoke test of the GPU code path)")
     p.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    p.add_argument("--report", action="store_true", help="markdown table + plot from the GPU JSON files")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
+    if a.report:
+        report(a.out)
+        return
     dev = jax.devices()[0].device_kind
     if a.gpu:
         rows = gpu(a)
