@@ -15,7 +15,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
@@ -26,7 +25,6 @@ from flax import nnx
 import diffjax as dj
 import diffjax.data as dd
 from benchutil import nfe_to_reach
-from diffjax.solvers import make_grid
 from diffjax.training import LossConfig, TrainConfig, Trainer
 
 PAIRS = {"edm": (dj.EDM(), dj.FDM(base="edm")), "vp": (dj.VP(), dj.FDM(base="vp"))}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 
 import jax.numpy as jnp
 from flax import nnx

@@ -13,32 +13,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diffjax as dj  # noqa: E402
 from common import build  # noqa: E402
-
-
-def save_grid(x, path):
-    x = np.asarray(x)
-    if x.ndim == 2:
-        plt.figure(figsize=(4, 4))
-        plt.scatter(x[:, 0], x[:, 1], s=2)
-        plt.axis("equal")
-    else:
-        n = int(np.ceil(np.sqrt(min(len(x), 64))))
-        fig, axes = plt.subplots(n, n, figsize=(n, n))
-        for i, ax in enumerate(np.ravel(axes)):
-            ax.axis("off")
-            if i < len(x):
-                img = np.clip((x[i] + 1) / 2, 0, 1)
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-    plt.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close("all")
+from diffjax.training.trainer import save_grid  # noqa: E402
 
 
 def main(argv=None):

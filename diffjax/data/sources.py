@@ -5,7 +5,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -19,6 +18,14 @@ def shuffled_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
         out.extend(perm[off:off + take])
         pos += take
     return np.asarray(out, np.int64)
+
+
+def random_flip(x: np.ndarray, seed: int, step: int, batch_size: int, process_index: int) -> np.ndarray:
+    """Mirror images of this process's slice left-right with probability ½; the mask is drawn for the whole
+    global batch ``step`` from ``(seed, step)``, so it does not depend on the number of processes."""
+    local = len(x)
+    mask = np.random.default_rng([seed, step, 7]).random(batch_size)[process_index * local:][:local] < 0.5
+    return np.where(mask[:, None, None, None], x[:, :, ::-1], x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +64,7 @@ class ArraySource:
         idx = shuffled_indices(len(self.x), self.seed, step * batch_size + process_index * local, local)
         x = self.x[idx]
         if self.flip and x.ndim == 4:
-            mask = np.random.default_rng([self.seed, step, 7]).random(batch_size)[process_index * local:][:local] < 0.5
-            x = np.where(mask[:, None, None, None], x[:, :, ::-1], x)
+            x = random_flip(x, self.seed, step, batch_size, process_index)
         return x.astype(np.float32), (None if self.labels is None else self.labels[idx].astype(np.int32))
 
     def split(self, holdout: int) -> tuple["ArraySource", "ArraySource"]:

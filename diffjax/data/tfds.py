@@ -46,7 +46,7 @@ class TFDSSource:
         return x.astype(np.float32)
 
     def batch(self, step: int, batch_size: int, process_index: int = 0, process_count: int = 1):
-        from .sources import shuffled_indices
+        from .sources import random_flip, shuffled_indices
 
         if batch_size % process_count:
             raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
@@ -55,8 +55,7 @@ class TFDSSource:
         recs = [self.source[int(i)] for i in idx]
         x = self._decode(recs)
         if self.flip:
-            mask = np.random.default_rng([self.seed, step, 7]).random(batch_size)[process_index * local:][:local] < 0.5
-            x = np.where(mask[:, None, None, None], x[:, :, ::-1], x)
+            x = random_flip(x, self.seed, step, batch_size, process_index)
         labels = None
         if self.label_key and self.label_key in recs[0]:
             labels = np.asarray([r[self.label_key] for r in recs], np.int32)

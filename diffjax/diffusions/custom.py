@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable
 
 import jax
@@ -62,7 +61,7 @@ def _solve_tables(F: Callable, G: Callable, k: int, T: float, cov0: np.ndarray, 
         fj = jax.jit(lambda t: jnp.asarray(F(t), jnp.float64).reshape(k, k))
         gj = jax.jit(lambda t: jnp.asarray(G(t), jnp.float64).reshape(k, k))
         try:
-            f0, g0 = np.asarray(fj(0.5 * T)), np.asarray(gj(0.5 * T))
+            fj(0.5 * T), gj(0.5 * T)  # shape check
         except (TypeError, ValueError) as e:
             raise ValueError(f"F(t) and G(t) must return {'scalars' if k == 1 else '(2, 2) arrays'}: {e}") from e
 

@@ -79,15 +79,18 @@ def _signature(sde: LinearDiffusion, params: Any) -> dict:
     return {"sde": repr(sde), "params": json.loads(json.dumps(shapes, default=str))}
 
 
-def _save_grid(x: np.ndarray, path: str) -> None:
+def save_grid(x: np.ndarray, path: str) -> None:
+    """Write samples as a PNG: a scatter plot for 2-D points, else an image grid (at most 8×8, [−1, 1] → [0, 1])."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    x = np.asarray(x)
     if x.ndim == 2:
         fig = plt.figure(figsize=(4, 4))
         plt.scatter(x[:, 0], x[:, 1], s=2)
+        plt.axis("equal")
     else:
         k = int(np.ceil(np.sqrt(min(len(x), 64))))
         fig, axes = plt.subplots(k, k, figsize=(k, k))
@@ -95,8 +98,8 @@ def _save_grid(x: np.ndarray, path: str) -> None:
             ax.axis("off")
             if i < len(x):
                 img = np.clip((x[i] + 1) / 2, 0, 1)
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -233,7 +236,7 @@ class Trainer:
         if not np.all(np.isfinite(x)):
             return {"eval_sliced_w2": float("inf")}
         if self.workdir and jax.process_index() == 0:
-            _save_grid(x, os.path.join(self.workdir, f"samples_step{int(self.state['step']):07d}.png"))
+            save_grid(x, os.path.join(self.workdir, f"samples_step{int(self.state['step']):07d}.png"))
         return {"eval_sliced_w2": float(sliced_wasserstein(x, ref, jax.random.key(0)))}
 
     def _log(self, row: dict):
