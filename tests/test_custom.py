@@ -53,6 +53,56 @@ def test_cld_from_f_and_g(x64, pairs):
         dj.sample(jax.random.key(1), ccld, RING.score_fn(ccld), "dpmpp_2m", nfe=10, shape=(4, 2))
 
 
+def test_blur_from_f_and_g_in_the_dct_basis(x64):
+    """Blurring re-declared from its per-frequency f_k(t), g_k(t) alone (initial variance σ(0)², as BDM's)."""
+    blur = dj.Blur((4, 4, 1))
+    cb = dj.diffusions.custom(lambda t: blur.drift_block(t)[..., 0, 0], lambda t: blur.diffusion_block(t)[..., 0, 0],
+                              basis="dct", initial_cov=float(blur.sigma(0.0)) ** 2, t_min=blur.t_min, name="CustomBlur")
+    assert isinstance(cb, dj.diffusions.CustomDCT) and cb.coef_ndim == 3
+    ts = jnp.array([1e-3, 0.02, 0.3, 0.7, 1.0])
+    np.testing.assert_allclose(cb.transition_block(ts, 0.3 * ts), blur.transition_block(ts, 0.3 * ts), rtol=1e-9)
+    full = lambda a: np.broadcast_to(a, (len(ts), 4, 4, 1, 1, 1))  # Blur's Σ_t = σ²I is shared by the frequencies
+    np.testing.assert_allclose(cb.cov_block(ts), full(blur.cov_block(ts)), rtol=1e-10)
+    np.testing.assert_allclose(cb.gddim_factor(np.asarray(ts)), full(blur.gddim_factor(np.asarray(ts))), rtol=1e-10)
+    rng = np.random.default_rng(0)
+    g = dj.testbed.GaussianMixture([0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)),
+                                   basis="dct")
+    x0 = g.sample(jax.random.key(1), 8)
+    y, _ = blur.perturb(jax.random.key(0), x0, 0.3)
+    np.testing.assert_allclose(cb.perturb(jax.random.key(0), x0, 0.3)[0], y, atol=1e-10)
+    np.testing.assert_allclose(g.score(cb, y, 0.3), g.score(blur, y, 0.3), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(g.denoiser(cb, y, 0.3), g.denoiser(blur, y, 0.3), atol=1e-9)
+    y0 = blur.prior_sample(jax.random.key(5), (16, 4, 4, 1))
+    for solver in ("gddim", "gddim_sde", "pc"):
+        a = dj.sample(jax.random.key(1), blur, g.score_fn(blur), solver, nfe=12, init=y0)
+        b = dj.sample(jax.random.key(1), cb, g.score_fn(cb), solver, nfe=12, init=y0)
+        np.testing.assert_allclose(b, a, atol=1e-8, err_msg=solver)
+    with pytest.raises(ValueError, match="needs a scalar diffusion"):
+        dj.sample(jax.random.key(1), cb, g.score_fn(cb), "dpmpp_2m", nfe=10, init=y0)
+    with pytest.raises(ValueError, match="built for images of shape"):
+        cb.to_blocks(jnp.zeros((2, 8, 8, 1)))
+
+
+def test_per_coordinate_rates_in_pixels(x64):
+    """Coordinate i follows VP with β_i = c_i β: α_i = α_VP^{c_i}, σ_i² = 1 − α_i² (closed form), and the
+    test-bed score equals the autodiff gradient of the exact log-density."""
+    vp, c = dj.VP(), jnp.array([0.5, 1.0, 2.0])
+    sde = dj.diffusions.custom(lambda t: -0.5 * c * vp.beta(t), lambda t: jnp.sqrt(c * vp.beta(t)), num_grid=2049)
+    assert isinstance(sde, dj.diffusions.CustomDiagonal)
+    ts = jnp.array([1e-3, 0.1, 0.5, 1.0])
+    a = vp.alpha(ts)[:, None] ** c
+    np.testing.assert_allclose(sde.transition_block(ts, 0 * ts)[..., 0, 0], a, rtol=1e-9)
+    np.testing.assert_allclose(sde.cov_block(ts)[..., 0, 0], 1 - a**2, rtol=1e-8)
+    g = dj.testbed.GaussianMixture([0.3, 0.7], np.array([[1.0, -1.0, 0.5], [-1.0, 0.0, 1.0]]), [[0.1, 0.2, 0.3], [0.2, 0.1, 0.05]])
+    y, _ = sde.perturb(jax.random.key(0), g.sample(jax.random.key(1), 5), 0.4)
+    auto = jax.grad(lambda yy: g.log_prob(sde, yy, 0.4).sum())(y)
+    np.testing.assert_allclose(g.score(sde, y, 0.4), auto, atol=1e-10)
+    x = dj.sample(jax.random.key(2), sde, g.score_fn(sde), "gddim", nfe=10, shape=(4, 3))
+    assert x.shape == (4, 3) and bool(jnp.all(jnp.isfinite(x)))
+    with pytest.raises(ValueError, match="trailing data axes"):
+        dj.sample(jax.random.key(2), sde, g.score_fn(sde), "gddim", nfe=10, shape=(4, 2))
+
+
 def test_custom_diffusion_trains_and_samples():
     from flax import nnx
 
@@ -69,6 +119,16 @@ def test_custom_diffusion_trains_and_samples():
     assert x.shape == (8, 2) and bool(jnp.all(jnp.isfinite(x)))
     t = jnp.linspace(0.01, 0.9, 7)  # cosine schedule: α = cos(πt/2)
     np.testing.assert_allclose(cos.alpha(t), jnp.cos(0.5 * jnp.pi * t), rtol=1e-5)
+    # a per-frequency process in the DCT basis (heat dissipation with VP noise) trains and samples with gDDIM
+    lam = jnp.asarray(dj.Blur((4, 4, 1)).frequencies())
+    heat = dj.diffusions.custom(lambda t: -0.5 * (8.0 + 4.0 * lam), lambda t: jnp.sqrt(8.0 + 0 * lam), basis="dct",
+                                initial_cov=1e-4, num_grid=513, name="Heat")
+    data = dd.ArraySource(np.asarray(jax.random.uniform(jax.random.key(0), (64, 4, 4, 1), minval=-1, maxval=1)))
+    tr = Trainer(heat, dj.models.MLP((4, 4, 1), 16, 1, rngs=nnx.Rngs(0)), data,
+                 TrainConfig(steps=2, batch_size=8, progress=False, log_every=1), LossConfig())
+    assert np.isfinite(tr.train()[-1]["loss"])
+    x = dj.sample(jax.random.key(0), heat, tr.model(), "gddim", nfe=5, shape=(3, 4, 4, 1))
+    assert x.shape == (3, 4, 4, 1) and bool(jnp.all(jnp.isfinite(x)))
 
 
 def test_bad_custom_inputs():
@@ -78,5 +138,11 @@ def test_bad_custom_inputs():
         dj.diffusions.custom(lambda t: -1.0, lambda t: 0.0 * t)
     with pytest.raises(ValueError, match="t_min"):
         dj.diffusions.custom(lambda t: -1.0, lambda t: 1.0, T=1.0, t_min=2.0)
+    with pytest.raises(ValueError, match="unknown basis"):
+        dj.diffusions.custom(lambda t: -1.0, lambda t: 1.0, basis="fourier")
+    with pytest.raises(ValueError, match=r"image shape \(H, W, C\)"):
+        dj.diffusions.custom(lambda t: -jnp.ones(3), lambda t: jnp.ones(3), basis="dct")
+    with pytest.raises(ValueError, match="one coefficient per coordinate"):
+        dj.diffusions.custom(lambda t: -jnp.ones(3), lambda t: jnp.ones(2))
     with pytest.raises(ValueError, match=r"\(2, 2\)"):
         dj.diffusions.custom(lambda t: jnp.ones(3), lambda t: jnp.ones(3), block_size=2)

@@ -2,7 +2,7 @@
 from .base import LinearDiffusion, ScalarDiffusion
 from .blur import Blur
 from .cld import CLD, PhaseSpace
-from .custom import CustomPhaseSpace, CustomScalar, custom
+from .custom import CustomDCT, CustomDiagonal, CustomPhaseSpace, CustomScalar, custom
 from .edm import EDM
 from .fdm import FDM
 from .ve import VE
@@ -27,4 +27,4 @@ def get(name: str, **kwargs) -> LinearDiffusion:
     return _REGISTRY[name.lower()](**kwargs)
 
 
-__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "available", "get"]
+__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomDiagonal", "CustomDCT", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "available", "get"]

@@ -156,6 +156,10 @@ class LinearDiffusion:
             raise ValueError(f"{self.name} states are arrays (B, *data_shape); got {type(y).__name__} "
                              f"of shape {jax.tree.map(jnp.shape, y)}")
 
+    def check_data_shape(self, shape: tuple) -> None:
+        """Raise ValueError when data of ``shape`` (trailing axes of a batch) do not fit this diffusion (diffusions
+        with per-coordinate coefficients or an image basis check it)."""
+
     def data_ndim_of(self, y: Any) -> int:
         """Number of data axes (excluding batch) of a state."""
         return jnp.ndim(self.data_part(y)) - 1

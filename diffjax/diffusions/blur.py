@@ -6,15 +6,15 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.fft import dctn, idctn
 
 from .base import LinearDiffusion, check_positive, diffusion_dataclass, scalar_block
+from .dct import DCTBasis
 
 SCHEDULES = ("bdm", "cos2")
 
 
 @diffusion_dataclass
-class Blur(LinearDiffusion):
+class Blur(DCTBasis, LinearDiffusion):
     """Blurring diffusion on images ``(H, W, C)``: in the orthonormal 2-D DCT basis ``y = Vᵀx`` (per channel),
     frequency k follows ``y_k,t = α_k(t) y_k,0 + σ(t) z`` with ``α_k = a(t) d_k(t)``,
     ``d_k = (1 − d_min) e^{−λ_k τ(t)} + d_min``, ``τ = σ_B²/2``, ``σ_B(t) = σ_Bmax sin²(πt/2)`` and
@@ -51,27 +51,9 @@ class Blur(LinearDiffusion):
         if not self.t_min < self.T <= 1.0:
             raise ValueError(f"need t_min < T <= 1, got t_min={self.t_min}, T={self.T}")
 
-    basis_name = "dct"  # the test bed's name for this basis (GaussianMixture(..., basis="dct"))
-
     @property
-    def coef_ndim(self) -> int:
-        return 3
-
-    # ---- basis -------------------------------------------------------------------------------
-    def check_state(self, y) -> None:
-        super().check_state(y)
-        self._check_image(y)
-
-    def _check_image(self, x):
-        if x.ndim < 3 or tuple(x.shape[-3:]) != self.shape:
-            raise ValueError(f"Blur was built for images of shape {self.shape}, got data of shape {tuple(x.shape[1:])}")
-
-    def to_blocks(self, y):
-        self._check_image(y)
-        return dctn(y, axes=(-3, -2), norm="ortho")[..., None]
-
-    def from_blocks(self, yb):
-        return idctn(yb[..., 0], axes=(-3, -2), norm="ortho")
+    def image_shape(self) -> tuple:
+        return self.shape
 
     # ---- schedules ---------------------------------------------------------------------------
     def frequencies(self) -> np.ndarray:

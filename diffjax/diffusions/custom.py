@@ -4,15 +4,21 @@
 
 * ``Φ(t) = Ψ(t, 0)`` from ``dΦ/dt = F Φ``, ``Φ(0) = I``, and ``Σ(t)`` from the Lyapunov ODE
   ``dΣ/dt = F Σ + Σ Fᵀ + G Gᵀ``, ``Σ(0) = Σ_0``, both by scipy's DOP853 (rtol 1e-12) on a grid of
-  ``num_grid`` times, quadratic in t (dense near 0, where Σ is small and relative accuracy matters);
+  ``num_grid`` times, quadratic in t (dense near 0, where Σ is small and relative accuracy matters); for
+  1×1 blocks the ODE is solved for ``log Φ = ∫F`` directly;
 * between grid points, cubic Hermite interpolation with the exact derivatives from the ODEs (error O(h⁴));
-  ``Ψ(t, s) = Φ(t) Φ(s)⁻¹``; the prior is ``N(0, Σ(T))`` unless given;
+  ``Ψ(t, s) = Φ(t) Φ(s)⁻¹``; the prior is ``N(0, Σ(T))``;
 * scalar processes (``F``, ``G`` return scalars) become a :class:`ScalarDiffusion` with
-  ``log α = ∫F`` (interpolated with derivative F) and ``σ² = Σ``, so EVERY solver applies (DPM-Solver++, SciRE,
-  EDM Heun, gDDIM, …); ``t(ρ)`` inverts ``ρ = σ/α`` by interpolation and two Newton steps;
+  ``log α = ∫F`` and ``σ² = Σ``, so EVERY solver applies (DPM-Solver++, SciRE, EDM Heun, gDDIM, …);
+  ``t(ρ)`` inverts ``ρ = σ/α`` by interpolation and two Newton steps;
+* per-coordinate processes (``F``, ``G`` return arrays of one shape, the coefficient of every coordinate, like
+  blurring's per-frequency rates), in the pixel basis or in the 2-D DCT basis of images (``basis="dct"``), become
+  a diffusion with 1×1 blocks per coordinate: gDDIM (``R_t = √Σ_t``), EM, PC and the PF-ODE integrators apply;
 * 2×2 processes (``F``, ``G`` return ``(2, 2)`` arrays acting on each pixel's ``(x, v)``, like CLD) become a
   phase-space diffusion: gDDIM (with its ``R_t`` from ``Σ_0``'s Cholesky factor), EM, PC and the PF-ODE
-  integrators apply; solvers that need α and σ (DPM-Solver++, SciRE, EDM Heun) raise a clear error.
+  integrators apply.
+
+Solvers that need a scalar α and σ (DPM-Solver++, SciRE, EDM Heun, UniPC) raise a clear error on the last two.
 """
 from __future__ import annotations
 
@@ -23,20 +29,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import LinearDiffusion, ScalarDiffusion, check_positive
+from .base import LinearDiffusion, ScalarDiffusion, check_positive, scalar_block
 from .cld import PhaseSpace
+from .dct import DCTBasis
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Tables:
-    """Float64 tables of Φ, Σ and their derivatives on an increasing grid (identity-hashed)."""
+    """Float64 tables on an increasing grid ``ts`` (identity-hashed): ``phi`` is Φ(t) for 2×2 blocks and
+    ``log Φ(t)`` (per coordinate) for 1×1 blocks, ``dphi`` its time derivative (``FΦ``, resp. ``F``), ``cov`` Σ(t)
+    and ``dcov`` its derivative."""
 
     ts: np.ndarray
     phi: np.ndarray
     dphi: np.ndarray
     cov: np.ndarray
     dcov: np.ndarray
-    f: np.ndarray  # F on the grid (for d log α/dt in the scalar case)
 
     def hermite(self, t, values, derivs):
         """Cubic Hermite interpolation of ``values`` (grid-leading) at times ``t`` (any shape)."""
@@ -54,40 +62,86 @@ class _Tables:
         return h00 * v0 + h10 * d0 + h01 * v1 + h11 * d1
 
 
-def _solve_tables(F: Callable, G: Callable, k: int, T: float, cov0: np.ndarray, num_grid: int) -> _Tables:
-    from scipy.integrate import solve_ivp
+def _time_grid(T: float, num_grid: int) -> np.ndarray:
+    return T * np.linspace(0.0, 1.0, num_grid) ** 2  # quadratic: dense near t = 0, where Σ is tiny and varies fast
 
+
+def _coefficients(F: Callable, G: Callable, shape: tuple, T: float, what: str) -> Callable:
+    """``t ↦ (F(t), G(t))`` as float64 numpy arrays of ``shape``, whatever the caller's precision."""
     with jax.enable_x64(True):
-        fj = jax.jit(lambda t: jnp.asarray(F(t), jnp.float64).reshape(k, k))
-        gj = jax.jit(lambda t: jnp.asarray(G(t), jnp.float64).reshape(k, k))
+        fj = jax.jit(lambda t: jnp.broadcast_to(jnp.asarray(F(t), jnp.float64), shape))
+        gj = jax.jit(lambda t: jnp.broadcast_to(jnp.asarray(G(t), jnp.float64), shape))
         try:
-            fj(0.5 * T), gj(0.5 * T)  # shape check
+            fj(0.5 * T), gj(0.5 * T)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"F(t) and G(t) must return {'scalars' if k == 1 else '(2, 2) arrays'}: {e}") from e
+            raise ValueError(f"F(t) and G(t) must return {what}: {e}") from e
 
-    def coef(t):  # evaluated in float64 whatever the caller's precision
+    def coef(t):
         with jax.enable_x64(True):
             return np.asarray(fj(np.float64(t))), np.asarray(gj(np.float64(t)))
 
-    def rhs(t, y):
-        f, g = coef(t)
-        phi, cov = y[: k * k].reshape(k, k), y[k * k:].reshape(k, k)
-        return np.concatenate([(f @ phi).ravel(), (f @ cov + cov @ f.T + g @ g.T).ravel()])
+    return coef
 
-    ts = T * np.linspace(0.0, 1.0, num_grid) ** 2  # quadratic: dense near t = 0, where Σ is tiny and varies fast
-    y0 = np.concatenate([np.eye(k).ravel(), cov0.ravel()])
-    out = solve_ivp(rhs, (0.0, T), y0, method="DOP853", t_eval=ts, rtol=1e-12, atol=1e-20)
+
+def _integrate(rhs, y0: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    from scipy.integrate import solve_ivp
+
+    out = solve_ivp(rhs, (0.0, ts[-1]), y0, method="DOP853", t_eval=ts, rtol=1e-12, atol=1e-20)
     if not out.success or not np.all(np.isfinite(out.y)):
         raise ValueError(f"integrating the kernel ODEs of the custom diffusion failed: {out.message}")
-    ys = out.y.T
-    phi, cov = ys[:, : k * k].reshape(-1, k, k), ys[:, k * k:].reshape(-1, k, k)
-    fs = np.stack([coef(t)[0] for t in ts])
-    gs = np.stack([coef(t)[1] for t in ts])
-    dphi = fs @ phi
-    dcov = fs @ cov + cov @ np.swapaxes(fs, 1, 2) + gs @ np.swapaxes(gs, 1, 2)
-    if not np.all(np.linalg.eigvalsh(0.5 * (cov[1:] + np.swapaxes(cov[1:], 1, 2))) > 0):
+    return out.y.T
+
+
+def _check_positive_cov(cov_diag_or_blocks: np.ndarray, blocks: bool) -> None:
+    c = cov_diag_or_blocks[1:]
+    ok = np.all(np.linalg.eigvalsh(0.5 * (c + np.swapaxes(c, -1, -2))) > 0) if blocks else np.all(c > 0)
+    if not ok:
         raise ValueError("the custom diffusion's covariance Σ(t) is not positive definite for t > 0 (is G ≠ 0?)")
-    return _Tables(ts, phi, dphi, cov, dcov, fs)
+
+
+def _solve_blocks(F: Callable, G: Callable, T: float, cov0: np.ndarray, num_grid: int) -> _Tables:
+    """Φ(t) and Σ(t) for 2×2 blocks shared by every pixel."""
+    coef = _coefficients(F, G, (2, 2), T, "(2, 2) arrays")
+
+    def rhs(t, y):
+        f, g = coef(t)
+        phi, cov = y[:4].reshape(2, 2), y[4:].reshape(2, 2)
+        return np.concatenate([(f @ phi).ravel(), (f @ cov + cov @ f.T + g @ g.T).ravel()])
+
+    ts = _time_grid(T, num_grid)
+    ys = _integrate(rhs, np.concatenate([np.eye(2).ravel(), cov0.ravel()]), ts)
+    phi, cov = ys[:, :4].reshape(-1, 2, 2), ys[:, 4:].reshape(-1, 2, 2)
+    fs, gs = (np.stack(a) for a in zip(*(coef(t) for t in ts)))
+    dcov = fs @ cov + cov @ np.swapaxes(fs, 1, 2) + gs @ np.swapaxes(gs, 1, 2)
+    _check_positive_cov(cov, blocks=True)
+    return _Tables(ts, phi, fs @ phi, cov, dcov)
+
+
+def _solve_diagonal(F: Callable, G: Callable, shape: tuple, T: float, var0, num_grid: int) -> _Tables:
+    """``log Φ = ∫F`` and ``Σ' = 2FΣ + G²`` for independent coordinates with coefficients of ``shape``
+    (``()``: one scalar process)."""
+    what = "scalars" if shape == () else f"arrays of shape {shape} (one coefficient per coordinate)"
+    coef = _coefficients(F, G, shape, T, what)
+    n = int(np.prod(shape, dtype=int))
+
+    def rhs(t, y):
+        f, g = (a.ravel() for a in coef(t))
+        return np.concatenate([f, 2.0 * f * y[n:] + g * g])
+
+    ts = _time_grid(T, num_grid)
+    var0 = np.broadcast_to(np.asarray(var0, np.float64), shape).ravel()
+    ys = _integrate(rhs, np.concatenate([np.zeros(n), var0]), ts)
+    log_phi, cov = ys[:, :n].reshape((-1,) + shape), ys[:, n:].reshape((-1,) + shape)
+    fs, gs = (np.stack(a) for a in zip(*(coef(t) for t in ts)))
+    _check_positive_cov(cov, blocks=False)
+    return _Tables(ts, log_phi, fs, cov, 2.0 * fs * cov + gs * gs)
+
+
+def _per_time(fn: Callable, t, shape: tuple):
+    """``fn`` (written for a scalar ``t``) at every entry of ``t``: shape ``t.shape + shape``."""
+    t = jnp.asarray(t)
+    out = jax.vmap(lambda s: jnp.broadcast_to(jnp.asarray(fn(s), t.dtype), shape))(t.reshape(-1))
+    return out.reshape(t.shape + shape)
 
 
 def _check_times(T, t_min, t_eps):
@@ -115,7 +169,7 @@ class CustomScalar(ScalarDiffusion):
 
     def __post_init__(self):
         _check_times(self.T, self.t_min, self.t_eps)
-        tabs = _solve_tables(self.F, self.G, 1, float(self.T), np.array([[float(self.initial_var)]]), int(self.num_grid))
+        tabs = _solve_diagonal(self.F, self.G, (), float(self.T), float(self.initial_var), int(self.num_grid))
         object.__setattr__(self, "tables", tabs)
 
     @property
@@ -124,28 +178,28 @@ class CustomScalar(ScalarDiffusion):
 
     def log_alpha(self, t):
         tb = self.tables
-        return tb.hermite(t, np.log(tb.phi[:, 0, 0]), tb.f[:, 0, 0])
+        return tb.hermite(t, tb.phi, tb.dphi)
 
     def sigma(self, t):
         tb = self.tables
-        return jnp.sqrt(tb.hermite(t, tb.cov[:, 0, 0], tb.dcov[:, 0, 0]))
+        return jnp.sqrt(tb.hermite(t, tb.cov, tb.dcov))
 
     def t_of_rho(self, rho):
         tb = self.tables
         rho = jnp.asarray(rho)
-        log_rho_tab = 0.5 * np.log(np.maximum(tb.cov[1:, 0, 0], 1e-300)) - np.log(tb.phi[1:, 0, 0])
+        log_rho_tab = 0.5 * np.log(np.maximum(tb.cov[1:], 1e-300)) - tb.phi[1:]
         target = jnp.log(rho)
         t = jnp.interp(target, jnp.asarray(log_rho_tab, rho.dtype), jnp.asarray(tb.ts[1:], rho.dtype))
         grid = jnp.asarray(tb.ts, rho.dtype)  # (linear interpolation of the derivative suffices for Newton)
         for _ in range(2):  # Newton on log ρ(t) = log σ − log α, d log ρ/dt = Σ'/(2Σ) − F
             lr = jnp.log(self.sigma(t)) - self.log_alpha(t)
-            d = 0.5 * jnp.interp(t, grid, jnp.asarray(tb.dcov[:, 0, 0], rho.dtype)) / self.sigma(t) ** 2 \
-                - jnp.interp(t, grid, jnp.asarray(tb.f[:, 0, 0], rho.dtype))
+            d = 0.5 * jnp.interp(t, grid, jnp.asarray(tb.dcov, rho.dtype)) / self.sigma(t) ** 2 \
+                - jnp.interp(t, grid, jnp.asarray(tb.dphi, rho.dtype))
             t = jnp.clip(t - (lr - target) / d, tb.ts[1], self.T)
         return t
 
     def prior_cov_block(self):
-        return jnp.asarray(self.tables.cov[-1])
+        return scalar_block(jnp.asarray(self.tables.cov[-1]))
 
 
 @jax.tree_util.register_static
@@ -166,17 +220,17 @@ class CustomPhaseSpace(PhaseSpace):
     def __post_init__(self):
         _check_times(self.T, self.t_min, self.t_eps)
         cov0 = np.diag(np.asarray(self.initial_cov, np.float64))
-        object.__setattr__(self, "tables", _solve_tables(self.F, self.G, 2, float(self.T), cov0, int(self.num_grid)))
+        object.__setattr__(self, "tables", _solve_blocks(self.F, self.G, float(self.T), cov0, int(self.num_grid)))
 
     @property
     def name(self) -> str:
         return self.label
 
     def drift_block(self, t):
-        return jnp.vectorize(lambda s: jnp.asarray(self.F(s)).reshape(2, 2), signature="()->(i,j)")(jnp.asarray(t))
+        return _per_time(self.F, t, (2, 2))
 
     def diffusion_block(self, t):
-        return jnp.vectorize(lambda s: jnp.asarray(self.G(s)).reshape(2, 2), signature="()->(i,j)")(jnp.asarray(t))
+        return _per_time(self.G, t, (2, 2))
 
     def _phi(self, t):
         tb = self.tables
@@ -196,17 +250,132 @@ class CustomPhaseSpace(PhaseSpace):
         return np.diag(np.sqrt(np.asarray(self.initial_cov, np.float64)))
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _PerCoordinate(LinearDiffusion):
+    """Independent coordinates, each ``du_i = f_i(t) u_i dt + g_i(t) dW_i`` (1×1 blocks with per-coordinate
+    coefficients of shape ``coef_shape``, matching the trailing data axes, or broadcasting to them)."""
+
+    F: Callable
+    G: Callable
+    coef_shape: tuple = ()
+    T: float = 1.0
+    t_min: float = 1e-3
+    t_eps: float = 1e-5
+    initial_var: object = 0.0
+    num_grid: int = 4097
+    label: str = "Custom"
+    tables: _Tables = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        _check_times(self.T, self.t_min, self.t_eps)
+        shape = tuple(int(d) for d in self.coef_shape)
+        object.__setattr__(self, "coef_shape", shape)
+        tabs = _solve_diagonal(self.F, self.G, shape, float(self.T), self.initial_var, int(self.num_grid))
+        object.__setattr__(self, "tables", tabs)
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    @property
+    def coef_ndim(self) -> int:
+        return len(self.coef_shape)
+
+    def log_phi(self, t):
+        """``log Ψ(t, 0) = ∫_0^t F``, shape ``t.shape + coef_shape``."""
+        tb = self.tables
+        return tb.hermite(t, tb.phi, tb.dphi)
+
+    def drift_block(self, t):
+        return scalar_block(_per_time(self.F, t, self.coef_shape))
+
+    def diffusion_block(self, t):
+        return scalar_block(_per_time(self.G, t, self.coef_shape))
+
+    def transition_block(self, t, s):
+        return scalar_block(jnp.exp(self.log_phi(t) - self.log_phi(s)))
+
+    def cov_block(self, t):
+        tb = self.tables
+        return scalar_block(tb.hermite(t, tb.cov, tb.dcov))
+
+    def prior_cov_block(self):
+        return scalar_block(jnp.asarray(self.tables.cov[-1]))
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True, eq=False)
+class CustomDiagonal(_PerCoordinate):
+    """A user-defined diffusion with per-coordinate coefficients in the pixel basis (see the module docstring)."""
+
+    def to_blocks(self, y):
+        self.check_data_shape(jnp.shape(y))
+        return y[..., None]
+
+    def check_data_shape(self, shape: tuple) -> None:
+        nd, shape = self.coef_ndim, tuple(shape)
+        tail = shape[len(shape) - nd:]
+        ok = len(shape) >= nd
+        try:
+            ok = ok and np.broadcast_shapes(self.coef_shape, tail) == tail
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{self.name} has coefficients of shape {self.coef_shape}, which must match the trailing "
+                             f"data axes; got an array of shape {shape}")
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True, eq=False)
+class CustomDCT(DCTBasis, _PerCoordinate):
+    """A user-defined diffusion with per-frequency coefficients ``(H, W, C)`` (``C = 1``: shared by the channels)
+    in the orthonormal 2-D DCT basis of images, like blurring (see the module docstring)."""
+
+    def __post_init__(self):
+        if len(self.coef_shape) != 3:
+            raise ValueError(f"basis='dct' needs F(t), G(t) of an image shape (H, W, C), got shape {self.coef_shape}")
+        super().__post_init__()
+
+    @property
+    def image_shape(self) -> tuple:
+        return self.coef_shape
+
+
+BASES = ("pixel", "dct")
+
+
 def custom(F: Callable, G: Callable, T: float = 1.0, t_min: float = 1e-3, t_eps: float = 1e-5, block_size: int = 1,
-           initial_cov=None, num_grid: int = 4097, name: str | None = None) -> LinearDiffusion:
-    """A diffusion from its coefficients: ``F(t)``, ``G(t)`` scalars (``block_size=1``) or ``(2, 2)`` blocks
-    acting on each pixel's ``(x, v)`` (``block_size=2``), pure jnp functions of a scalar or array ``t``.
-    ``initial_cov``: the variance (1×1) or the diagonal ``(σ_x0², σ_v0²)`` (2×2) of the state at t = 0 (a floor
-    that keeps Σ invertible near 0, as CLD's ε_num)."""
+           initial_cov=None, num_grid: int = 4097, name: str | None = None, basis: str = "pixel") -> LinearDiffusion:
+    """A diffusion ``du = F(t) u dt + G(t) dW`` from its coefficients, pure jnp functions of a scalar ``t``:
+
+    * ``block_size=1``: ``F(t)``, ``G(t)`` scalars (one process for every coordinate → a
+      :class:`ScalarDiffusion`), or arrays of one shape ``coef_shape`` (one coefficient per coordinate, matching
+      the trailing data axes; ``basis="dct"``: per frequency of images ``(H, W, C)`` in the 2-D DCT basis);
+    * ``block_size=2``: ``(2, 2)`` blocks acting on each pixel's ``(x, v)``.
+
+    ``initial_cov``: the covariance of the state at t = 0 given the clean data (a floor that keeps Σ invertible
+    near 0, as CLD's ε_num or blurring's σ(0)²): a variance (scalar, or per coordinate) for 1×1 blocks, the
+    diagonal ``(σ_x0², σ_v0²)`` for 2×2 blocks."""
+    if basis not in BASES:
+        raise ValueError(f"unknown basis {basis!r}; accepted: {list(BASES)}")
     if block_size == 1:
-        return CustomScalar(F, G, T, t_min, t_eps, float(initial_cov or 0.0), num_grid, name or "Custom")
+        with jax.enable_x64(True):
+            try:
+                shape = tuple(jax.eval_shape(lambda t: jnp.asarray(F(t)), jnp.zeros((), jnp.float64)).shape)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"F(t) must be a jnp function of a scalar time: {e}") from e
+        var0 = 0.0 if initial_cov is None else initial_cov
+        if np.any(np.asarray(var0) < 0):
+            raise ValueError(f"initial_cov must be >= 0, got {initial_cov}")
+        if shape == ():
+            return CustomScalar(F, G, T, t_min, t_eps, float(var0), num_grid, name or "Custom")
+        cls = CustomDCT if basis == "dct" else CustomDiagonal
+        return cls(F, G, shape, T, t_min, t_eps, var0, num_grid, name or cls.__name__)
     if block_size == 2:
+        if basis != "pixel":
+            raise ValueError("2×2 blocks act on each pixel's (x, v): basis must be 'pixel'")
         cov0 = tuple(float(c) for c in (initial_cov if initial_cov is not None else (0.0, 0.0)))
         if len(cov0) != 2 or min(cov0) < 0:
             raise ValueError(f"initial_cov for 2×2 blocks is (σ_x0², σ_v0²) >= 0, got {initial_cov}")
         return CustomPhaseSpace(F, G, T, t_min, t_eps, cov0, num_grid, name or "CustomPhaseSpace")
-    raise ValueError(f"block_size must be 1 (scalar) or 2 (phase space), got {block_size}")
+    raise ValueError(f"block_size must be 1 (scalar or per coordinate) or 2 (phase space), got {block_size}")

@@ -9,7 +9,7 @@ A network is any callable ``net(x_in, c_noise, labels) -> output`` (``labels`` m
 * EDM:                       ``D = c_skip x + c_out F(c_in x, ¼ ln σ)`` (σ_data = 0.5)
 * FDM (any base):            the base's ``c_skip, c_out, c_noise`` with ``c_in = s_F`` on ``x̃ = x/s_F``
 * Blur:                      ε-prediction in pixels, ``F(x, 999 t)``
-* other scalar diffusions:   ε-prediction with label ``999 t`` (e.g. ``dj.diffusions.custom``)
+* any other 1×1-block one:   ε-prediction with label ``999 t`` (``dj.diffusions.custom``: scalar or per coordinate)
 * CLD / phase space:         ``'eps'``: 2-channel ε with ``K_t = L_t`` (any sampler, gDDIM included);
                              ``'hsm'``: velocity-only output ``s_v = −ℓ_t F(u, 999 t)`` (+ ``−v/Σ_vv`` with
                              ``mixed``), CLD-SGM's hybrid score matching; the x-score is not modelled (set to 0,
@@ -22,10 +22,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from ..diffusions import EDM, FDM, VE, VP, Blur
-from ..diffusions.base import ScalarDiffusion
-from ..diffusions.cld import PhaseSpace
+from ..diffusions import EDM, FDM, VE
 from ..diffusions.base import LinearDiffusion
+from ..diffusions.cld import PhaseSpace
 from .parameterization import Model, edm_preconditioning, fdm_preconditioning
 
 SIGMA_DATA = 0.5
@@ -58,7 +57,7 @@ def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_pa
             sigma = sde.sigma(t)
             return y + sde.bcast(sigma, y) * f(y, jnp.broadcast_to(jnp.log(0.5 * sigma), y.shape[:1]))
         return Model(sde, fn, "x0")
-    if isinstance(sde, (VP, Blur, ScalarDiffusion)):  # VP, blurring and user-defined scalar diffusions
+    if sde.block_size == 1:  # VP, blurring and user-defined diffusions with 1×1 blocks
         return Model(sde, lambda y, t: f(y, jnp.broadcast_to(999.0 * jnp.asarray(t), y.shape[:1])), "eps")
     if isinstance(sde, PhaseSpace):  # CLD and user-defined (x, v) diffusions
         def net_on_state(u, t):

@@ -153,8 +153,7 @@ def sample(
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"shape must be (B, *data_shape) with positive sizes, got {shape}")
-        if hasattr(sde, "shape") and tuple(shape[1:]) != tuple(sde.shape):
-            raise ValueError(f"{sde.name} was built for data of shape {tuple(sde.shape)}, got shape={shape}")
+        sde.check_data_shape(shape[1:])
         batch = shape[0]
     else:
         _check_state(sde, init)

@@ -1,0 +1,40 @@
+"""The orthonormal 2-D DCT basis over an image's ``(H, W)`` axes, per channel: ``y = Vᵀx`` with
+``V`` the DCT-II basis (``norm="ortho"``), the basis in which blurring is diagonal (Hoogeboom & Salimans 2022)."""
+from __future__ import annotations
+
+from jax.scipy.fft import dctn, idctn
+
+
+class DCTBasis:
+    """Mixin for diffusions with per-frequency 1×1 blocks: block form is ``(B, H, W, C, 1)`` in the DCT basis.
+
+    Subclasses give ``image_shape = (H, W, C)``; ``C = 1`` accepts any number of channels (coefficients shared by
+    the channels)."""
+
+    basis_name = "dct"  # the test bed's name for this basis (GaussianMixture(..., basis="dct"))
+
+    @property
+    def image_shape(self) -> tuple:
+        raise NotImplementedError
+
+    @property
+    def coef_ndim(self) -> int:
+        return 3
+
+    def check_state(self, y) -> None:
+        super().check_state(y)
+        self.check_data_shape(y.shape)
+
+    def check_data_shape(self, shape: tuple) -> None:
+        h, w, c = self.image_shape
+        got = tuple(shape)[-3:]
+        if len(got) < 3 or got[:2] != (h, w) or c not in (1, got[2]):
+            raise ValueError(f"{self.name} was built for images of shape {self.image_shape}, got an array of shape "
+                             f"{tuple(shape)}")
+
+    def to_blocks(self, y):
+        self.check_data_shape(y.shape)
+        return dctn(y, axes=(-3, -2), norm="ortho")[..., None]
+
+    def from_blocks(self, yb):
+        return idctn(yb[..., 0], axes=(-3, -2), norm="ortho")
