@@ -50,6 +50,7 @@ class ArraySource:
 
     @property
     def data_shape(self) -> tuple[int, ...]:
+        """The shape of one example."""
         return tuple(self.x.shape[1:])
 
     def __len__(self) -> int:
@@ -101,6 +102,7 @@ def _toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def toy_names() -> list[str]:
+    """Names accepted by :func:`toy`."""
     return ["ring", "moons", "checkerboard", "swiss_roll"]
 
 

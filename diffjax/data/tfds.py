@@ -35,6 +35,7 @@ class TFDSSource:
 
     @property
     def data_shape(self) -> tuple[int, ...]:
+        """The shape of one example."""
         return tuple(self._decode([self.source[0]]).shape[1:])
 
     def _decode(self, records) -> np.ndarray:
@@ -46,6 +47,8 @@ class TFDSSource:
         return x.astype(np.float32)
 
     def batch(self, step: int, batch_size: int, process_index: int = 0, process_count: int = 1):
+        """The ``process_index``-th slice of global batch ``step``, read by index from the array_record files
+        (same order and sharding as :class:`ArraySource`)."""
         from .sources import random_flip, shuffled_indices
 
         if batch_size % process_count:

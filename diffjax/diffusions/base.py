@@ -45,6 +45,7 @@ def bmm(a: Array, b: Array) -> Array:
 
 
 def btrans(m: Array) -> Array:
+    """Transpose of the trailing (k, k) block axes."""
     return jnp.swapaxes(m, -1, -2)
 
 
@@ -84,6 +85,7 @@ def scalar_block(c: Array) -> Array:
 # Validation helpers shared by the package.
 # --------------------------------------------------------------------------------------------------
 def check_positive(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise ValueError when it is not finite and > 0."""
     if not (isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
@@ -166,18 +168,23 @@ class LinearDiffusion:
 
     # ---- closed forms given by subclasses ------------------------------------------------------
     def drift_block(self, t: Array) -> Array:
+        """The drift ``F(t)``, shape ``t.shape + coef_shape + (k, k)``."""
         raise NotImplementedError
 
     def diffusion_block(self, t: Array) -> Array:
+        """The diffusion ``G(t)``, shaped like ``F(t)``."""
         raise NotImplementedError
 
     def transition_block(self, t: Array, s: Array) -> Array:
+        """``Ψ(t, s)`` with ``∂_tΨ = FΨ``, ``Ψ(s, s) = I``: ``E[u_t | u_s] = Ψ(t, s) u_s``."""
         raise NotImplementedError
 
     def cov_block(self, t: Array) -> Array:
+        """``Σ_t = Cov[u_t | ū_0]``: ``dΣ/dt = FΣ + ΣFᵀ + GGᵀ`` from the known initial covariance."""
         raise NotImplementedError
 
     def prior_cov_block(self) -> Array:
+        """The covariance of the prior ``N(0, Σ_prior)`` the samplers start from (≈ Σ_T)."""
         raise NotImplementedError
 
     # ---- alignment of per-sample times with the data axes -------------------------------------
@@ -293,10 +300,12 @@ class LinearDiffusion:
 
     # ---- misc ----------------------------------------------------------------------------------
     def check_time(self, t: Any, what: str = "t") -> None:
+        """Raise ValueError when concrete times lie outside ``(0, T]``."""
         check_times(self, t, what)
 
     @property
     def name(self) -> str:
+        """Display name (the class name unless overridden)."""
         return type(self).__name__
 
 
@@ -310,18 +319,22 @@ class ScalarDiffusion(LinearDiffusion):
     """
 
     def log_alpha(self, t: Array) -> Array:
+        """``log α(t)`` of ``x_t = α(t) x_0 + σ(t) z``."""
         raise NotImplementedError
 
     def sigma(self, t: Array) -> Array:
+        """``σ(t)``: the std of ``x_t`` given ``x_0`` (any known initial noise included)."""
         raise NotImplementedError
 
     def t_of_rho(self, rho: Array) -> Array:
+        """The inverse of ``ρ(t) = σ(t)/α(t)`` (the EDM noise level of time t)."""
         raise NotImplementedError
 
     prior_std: float = 1.0
 
     # scalar views
     def alpha(self, t: Array) -> Array:
+        """``α(t) = exp(log α(t))``."""
         return jnp.exp(self.log_alpha(t))
 
     def rho(self, t: Array) -> Array:
@@ -333,13 +346,16 @@ class ScalarDiffusion(LinearDiffusion):
         return self.log_alpha(t) - jnp.log(self.sigma(t))
 
     def t_of_log_snr(self, lam: Array) -> Array:
+        """The inverse of ``λ(t) = log α − log σ``: ``t_of_rho(e^{−λ})``."""
         return self.t_of_rho(jnp.exp(-lam))
 
     def f_scalar(self, t: Array) -> Array:
+        """``F(t) = d log α/dt`` (forward-mode autodiff)."""
         t = jnp.asarray(t)
         return jax.jvp(self.log_alpha, (t,), (jnp.ones_like(t),))[1]
 
     def g2_scalar(self, t: Array) -> Array:
+        """``G²(t) = dσ²/dt − 2Fσ²`` (forward-mode autodiff)."""
         t = jnp.asarray(t)
         var = lambda tt: self.sigma(tt) ** 2
         v, dv = jax.jvp(var, (t,), (jnp.ones_like(t),))

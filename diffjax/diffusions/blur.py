@@ -53,6 +53,7 @@ class Blur(DCTBasis, LinearDiffusion):
 
     @property
     def image_shape(self) -> tuple:
+        """The image shape ``(H, W, C)``."""
         return self.shape
 
     # ---- schedules ---------------------------------------------------------------------------
@@ -73,9 +74,11 @@ class Blur(DCTBasis, LinearDiffusion):
         return (t + 0.004) / 1.008 * (math.pi / 2)
 
     def log_a(self, t):
+        """``log a(t) = log cos φ(t)``: the scale shared by every frequency."""
         return jnp.log(jnp.cos(self._angle(t)))
 
     def sigma(self, t):
+        """``σ(t) = sin φ(t)``, shared by every frequency (``a² + σ² = 1``)."""
         return jnp.sin(self._angle(t))
 
     def log_alpha(self, t):

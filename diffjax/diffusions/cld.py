@@ -103,6 +103,7 @@ class CLD(PhaseSpace):
     # ---- hyperparameters -------------------------------------------------------------------
     @property
     def mass(self) -> float:
+        """``M = 1/M⁻¹`` (CLD's mass)."""
         return 1.0 / self.m_inv
 
     @property
@@ -112,12 +113,15 @@ class CLD(PhaseSpace):
 
     @property
     def initial_cov(self) -> tuple[float, float]:
+        """``(ε_num, γM + ε_num)``: the initial variances of x and v."""
         return self.eps_num, self.gamma * self.mass + self.eps_num
 
     def beta(self, t):
+        """``β(t) = β₀ + β₁t``."""
         return self.beta0 + self.beta1 * jnp.asarray(t)
 
     def integrated_beta(self, t):
+        """``∫_0^t β = β₀t + ½β₁t²``."""
         t = jnp.asarray(t)
         return self.beta0 * t + 0.5 * self.beta1 * t**2
 

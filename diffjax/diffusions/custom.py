@@ -247,6 +247,7 @@ class CustomPhaseSpace(PhaseSpace):
         return jnp.asarray(self.tables.cov[-1])
 
     def gddim_r0(self) -> np.ndarray:
+        """``R_0 = diag(σ_x0, σ_v0)``: gDDIM's factor at t = 0 (``R_0R_0ᵀ = Σ_0``)."""
         return np.diag(np.sqrt(np.asarray(self.initial_cov, np.float64)))
 
 
@@ -338,6 +339,7 @@ class CustomDCT(DCTBasis, _PerCoordinate):
 
     @property
     def image_shape(self) -> tuple:
+        """The coefficients' image shape ``(H, W, C)``."""
         return self.coef_shape
 
 

@@ -27,14 +27,17 @@ class EDM(ScalarDiffusion):
 
     @property
     def T(self) -> float:
+        """Time is σ: ``T = σ_max``."""
         return float(self.sigma_max)
 
     @property
     def t_min(self) -> float:
+        """``σ_min``."""
         return float(self.sigma_min)
 
     @property
     def t_eps(self) -> float:
+        """``σ_min``."""
         return float(self.sigma_min)
 
     @property

@@ -43,10 +43,12 @@ class FDM(ScalarDiffusion):
     # ---- the base's time and noise level --------------------------------------------------
     @property
     def T(self) -> float:
+        """The base's final time (VP 1, VE σ_max² = 100², EDM σ_max = 80)."""
         return {"vp": 1.0, "ve": 100.0**2, "edm": 80.0}[self.base]
 
     @property
     def t_eps(self) -> float:
+        """The base's smallest training time."""
         return {"vp": 1e-5, "ve": 0.02**2, "edm": 0.002}[self.base]
 
     @property
@@ -64,6 +66,7 @@ class FDM(ScalarDiffusion):
         return t
 
     def sigma_range(self) -> tuple[float, float]:
+        """``(σ_min, σ_max)`` of the base process."""
         if self.base == "vp":
             with jax.ensure_compile_time_eval(), jax.enable_x64(True):
                 return float(_VP.rho(jnp.float64(1e-5))), float(_VP.rho(jnp.float64(1.0)))

@@ -34,10 +34,12 @@ class VP(ScalarDiffusion):
             raise ValueError(f"t_min must be < T={self.T}, got {self.t_min}")
 
     def integrated_beta(self, t):
+        """``∫_0^t β = β_min t + ½(β_max − β_min)t²``."""
         t = jnp.asarray(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
 
     def beta(self, t):
+        """``β(t) = β_min + (β_max − β_min)t``."""
         return self.beta_min + (self.beta_max - self.beta_min) * jnp.asarray(t)
 
     def log_alpha(self, t):

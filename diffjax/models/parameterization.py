@@ -59,9 +59,11 @@ class Model:
         return sde.bcast(sde.alpha(t), x), sde.bcast(sde.sigma(t), x)
 
     def raw(self, y, t):
+        """The wrapped function's output, unconverted."""
         return self.fn(y, t)
 
     def score(self, y, t):
+        """``∇log p_t(y)`` from any parameterization (``−ε/σ``, ``(αx̂₀ − y)/σ²``, block forms)."""
         out = self.fn(y, t)
         if self.kind == "score":
             return out
@@ -74,6 +76,7 @@ class Model:
         return (a * out - y) / s**2
 
     def eps(self, y, t):
+        """``ε̂ = −K_tᵀ ∇log p_t`` (``(y − αx̂₀)/σ`` for scalar diffusions)."""
         out = self.fn(y, t)
         if self.kind == "eps":
             return out

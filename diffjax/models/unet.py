@@ -37,6 +37,9 @@ def _up(x):
 
 
 class ResBlock(nnx.Module):
+    """DDPM++ residual block (Song et al. 2021): ``h = conv(SiLU(GN(x)))`` (resampled), ``+ A·emb``,
+    ``conv(dropout(SiLU(GN(h))))``; output ``(h + skip(x))/√2``, then optional self-attention ``(x + attn(x))/√2``."""
+
     def __init__(self, cin: int, cout: int, emb: int, resample: str | None = None, attention: bool = False,
                  dropout: float = 0.0, dtype=jnp.float32, *, rngs: nnx.Rngs):
         kw = dict(rngs=rngs, dtype=dtype)
@@ -164,4 +167,5 @@ def ddpmpp_cifar10(num_classes: int = 0, dropout: float = 0.13, dtype=jnp.float3
 
 
 def count_params(model: nnx.Module) -> int:
+    """The number of trainable parameters of ``model``."""
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))

@@ -102,9 +102,11 @@ class Solver:
         return sde.prior_sample(key, shape, dtype)
 
     def init(self, ctx: Context, y: Any, coefs: dict) -> Any:
+        """The scan carry at the first grid time from the prior draw ``y`` (histories, previous outputs)."""
         return y
 
     def step(self, ctx: Context, state: Any, c: dict) -> Any:
+        """One pure step from ``c['t']`` to ``c['t_next']`` (``c``: this step's row of the tables)."""
         raise NotImplementedError
 
     def current(self, ctx: Context, state: Any, c: dict) -> Any:
@@ -112,10 +114,12 @@ class Solver:
         return state
 
     def output(self, ctx: Context, state: Any, coefs: dict) -> Any:
+        """The sample from the final carry."""
         return state
 
     # ---- checks --------------------------------------------------------------------------------
     def check(self, sde: LinearDiffusion) -> None:
+        """Raise ValueError when the solver cannot run on ``sde`` (before tracing)."""
         if self.scalar_only and not isinstance(sde, ScalarDiffusion):
             raise ValueError(f"solver {self.name!r} needs a scalar diffusion (VP/VE/EDM), got {sde.name}")
 

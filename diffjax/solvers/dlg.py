@@ -119,6 +119,7 @@ class DLG:
     # ---- bookkeeping ---------------------------------------------------------------------------
     @property
     def nfe_per_sweep(self) -> int:
+        """Network evaluations per Langevin sweep: 1 (ULA), 2 (MALA's score and log-density)."""
         return 2 if self.move == "mala" else 1
 
     @property

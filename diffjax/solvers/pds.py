@@ -48,10 +48,12 @@ class Preconditioner:
 
     @property
     def shape(self) -> tuple:
+        """The image shape ``(H, W, C)`` of the filter."""
         return tuple(self.freq.shape)
 
     @staticmethod
     def identity(shape) -> "Preconditioner":
+        """The identity preconditioner (PDS = plain PC)."""
         return Preconditioner(np.ones(shape), np.ones(shape))
 
     def _c(self, v):

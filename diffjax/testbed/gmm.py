@@ -90,6 +90,7 @@ class GaussianMixture:
     # ------------------------------------------------------------------ data-space facts
     @property
     def num_components(self) -> int:
+        """The number of components K."""
         return self.weights.shape[0]
 
     def covariances(self) -> np.ndarray:
@@ -100,6 +101,7 @@ class GaussianMixture:
         return np.einsum("kij,kj,klj->kil", u, self.evals, u)
 
     def mean(self) -> np.ndarray:
+        """The mixture mean ``Σ_k w_k m_k`` (flattened, float64)."""
         return np.einsum("k,kd->d", self.weights, self.means.reshape(self.num_components, -1))
 
     def covariance(self) -> np.ndarray:
@@ -252,4 +254,5 @@ class GaussianMixture:
         return lambda y, t: self.score(sde, y, t)
 
     def denoiser_fn(self, sde: LinearDiffusion):
+        """``(y, t) ↦ E[x_0 | u_t = y]`` as a callable (the exact x̂₀ model)."""
         return lambda y, t: self.denoiser(sde, y, t)

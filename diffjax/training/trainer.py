@@ -65,6 +65,7 @@ class TrainConfig:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Adam/AdamW with linear learning-rate warm-up and global-norm gradient clipping, as ``cfg`` says."""
     # linear ramp lr·(k+1)/W over the first W steps (the first step already moves the parameters)
     sched = optax.linear_schedule(cfg.lr / max(cfg.warmup_steps, 1), cfg.lr, max(cfg.warmup_steps - 1, 1)) if cfg.warmup_steps else cfg.lr
     if cfg.optimizer == "adamw":
@@ -189,6 +190,7 @@ class Trainer:
                 json.dump(sig, f)
 
     def save(self):
+        """Write a checkpoint of the current step (atomic; orbax keeps the last ``keep`` ones)."""
         import orbax.checkpoint as ocp
 
         step = int(self.state["step"])
