@@ -37,7 +37,7 @@ def test_train_resume_and_sample_scripts(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     steps = [json.loads(l)["step"] for l in open(tmp_path / "run" / "metrics.jsonl")]
     assert steps == [10, 20, 30]  # the second call resumed at 20
-    for solver, nfe in [("heun", 9), ("dpmpp_2m", 8), ("euler_maruyama", 10)]:
+    for solver, nfe in [("heun", 9), ("euler_maruyama", 10)]:
         res = _run("sample.py", "--workdir", work, "--solver", solver, "--nfe", str(nfe), "--num", "50")
         assert res.returncode == 0, res.stderr[-2000:]
         x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}.npz")["samples"]

@@ -3,7 +3,7 @@
 ``custom(F, G, ...)`` derives everything else numerically, once, in float64:
 
 * ``Φ(t) = Ψ(t, 0)`` from ``dΦ/dt = F Φ``, ``Φ(0) = I``, and ``Σ(t)`` from the Lyapunov ODE
-  ``dΣ/dt = F Σ + Σ Fᵀ + G Gᵀ``, ``Σ(0) = Σ_0``, both by scipy's DOP853 (rtol 1e-12) on a grid of
+  ``dΣ/dt = F Σ + Σ Fᵀ + G Gᵀ``, ``Σ(0) = Σ_0``, both by diffrax's Dopri8 (rtol 1e-13) saved on a grid of
   ``num_grid`` times, quadratic in t (dense near 0, where Σ is small and relative accuracy matters); for
   1×1 blocks the ODE is solved for ``log Φ = ∫F`` directly;
 * between grid points, cubic Hermite interpolation with the exact derivatives from the ODEs (error O(h⁴));
@@ -67,29 +67,36 @@ def _time_grid(T: float, num_grid: int) -> np.ndarray:
 
 
 def _coefficients(F: Callable, G: Callable, shape: tuple, T: float, what: str) -> Callable:
-    """``t ↦ (F(t), G(t))`` as float64 numpy arrays of ``shape``, whatever the caller's precision."""
+    """``t ↦ (F(t), G(t))`` as float64 jnp arrays of ``shape`` (call under ``enable_x64``)."""
+    def coef(t):
+        return (jnp.broadcast_to(jnp.asarray(F(t), jnp.float64), shape),
+                jnp.broadcast_to(jnp.asarray(G(t), jnp.float64), shape))
+
     with jax.enable_x64(True):
-        fj = jax.jit(lambda t: jnp.broadcast_to(jnp.asarray(F(t), jnp.float64), shape))
-        gj = jax.jit(lambda t: jnp.broadcast_to(jnp.asarray(G(t), jnp.float64), shape))
         try:
-            fj(0.5 * T), gj(0.5 * T)
+            jax.eval_shape(coef, jnp.float64(0.5 * T))
         except (TypeError, ValueError) as e:
             raise ValueError(f"F(t) and G(t) must return {what}: {e}") from e
-
-    def coef(t):
-        with jax.enable_x64(True):
-            return np.asarray(fj(np.float64(t))), np.asarray(gj(np.float64(t)))
-
     return coef
 
 
-def _integrate(rhs, y0: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    from scipy.integrate import solve_ivp
+def _integrate(rhs: Callable, y0, ts: np.ndarray, coef: Callable):
+    """Solve ``dy/dt = rhs(t, y)`` from 0 with diffrax's Dopri8 (rtol 1e-13) in float64, stepping through every point
+    of ``ts`` (values there are step ends, not dense-output interpolants);
+    returns the solution and ``coef`` on the grid, as numpy."""
+    import diffrax
 
-    out = solve_ivp(rhs, (0.0, ts[-1]), y0, method="DOP853", t_eval=ts, rtol=1e-12, atol=1e-20)
-    if not out.success or not np.all(np.isfinite(out.y)):
-        raise ValueError(f"integrating the kernel ODEs of the custom diffusion failed: {out.message}")
-    return out.y.T
+    with jax.enable_x64(True):
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, args: rhs(t, y)), diffrax.Dopri8(), 0.0, float(ts[-1]), None,
+            jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), y0), saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+            stepsize_controller=diffrax.PIDController(rtol=1e-13, atol=1e-20, step_ts=jnp.asarray(ts)), max_steps=200_000,
+            throw=False)
+        ys = jax.tree.map(np.asarray, sol.ys)
+        on_grid = jax.tree.map(np.asarray, jax.jit(jax.vmap(coef))(jnp.asarray(ts)))
+    if sol.result != diffrax.RESULTS.successful or not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(ys)):
+        raise ValueError(f"integrating the kernel ODEs of the custom diffusion failed: {sol.result}")
+    return ys, on_grid
 
 
 def _check_positive_cov(cov_diag_or_blocks: np.ndarray, blocks: bool) -> None:
@@ -104,14 +111,11 @@ def _solve_blocks(F: Callable, G: Callable, T: float, cov0: np.ndarray, num_grid
     coef = _coefficients(F, G, (2, 2), T, "(2, 2) arrays")
 
     def rhs(t, y):
-        f, g = coef(t)
-        phi, cov = y[:4].reshape(2, 2), y[4:].reshape(2, 2)
-        return np.concatenate([(f @ phi).ravel(), (f @ cov + cov @ f.T + g @ g.T).ravel()])
+        (phi, cov), (f, g) = y, coef(t)
+        return f @ phi, f @ cov + cov @ f.T + g @ g.T
 
     ts = _time_grid(T, num_grid)
-    ys = _integrate(rhs, np.concatenate([np.eye(2).ravel(), cov0.ravel()]), ts)
-    phi, cov = ys[:, :4].reshape(-1, 2, 2), ys[:, 4:].reshape(-1, 2, 2)
-    fs, gs = (np.stack(a) for a in zip(*(coef(t) for t in ts)))
+    (phi, cov), (fs, gs) = _integrate(rhs, (np.eye(2), cov0), ts, coef)
     dcov = fs @ cov + cov @ np.swapaxes(fs, 1, 2) + gs @ np.swapaxes(gs, 1, 2)
     _check_positive_cov(cov, blocks=True)
     return _Tables(ts, phi, fs @ phi, cov, dcov)
@@ -122,17 +126,14 @@ def _solve_diagonal(F: Callable, G: Callable, shape: tuple, T: float, var0, num_
     (``()``: one scalar process)."""
     what = "scalars" if shape == () else f"arrays of shape {shape} (one coefficient per coordinate)"
     coef = _coefficients(F, G, shape, T, what)
-    n = int(np.prod(shape, dtype=int))
 
     def rhs(t, y):
-        f, g = (a.ravel() for a in coef(t))
-        return np.concatenate([f, 2.0 * f * y[n:] + g * g])
+        (_, cov), (f, g) = y, coef(t)
+        return f, 2.0 * f * cov + g * g
 
     ts = _time_grid(T, num_grid)
-    var0 = np.broadcast_to(np.asarray(var0, np.float64), shape).ravel()
-    ys = _integrate(rhs, np.concatenate([np.zeros(n), var0]), ts)
-    log_phi, cov = ys[:, :n].reshape((-1,) + shape), ys[:, n:].reshape((-1,) + shape)
-    fs, gs = (np.stack(a) for a in zip(*(coef(t) for t in ts)))
+    var0 = np.broadcast_to(np.asarray(var0, np.float64), shape)
+    (log_phi, cov), (fs, gs) = _integrate(rhs, (np.zeros(shape), var0), ts, coef)
     _check_positive_cov(cov, blocks=False)
     return _Tables(ts, log_phi, fs, cov, 2.0 * fs * cov + gs * gs)
 
@@ -142,6 +143,25 @@ def _per_time(fn: Callable, t, shape: tuple):
     t = jnp.asarray(t)
     out = jax.vmap(lambda s: jnp.broadcast_to(jnp.asarray(fn(s), t.dtype), shape))(t.reshape(-1))
     return out.reshape(t.shape + shape)
+
+
+def _check_closed_forms(sde, shape: tuple, log_phi: bool) -> None:
+    """Raise ValueError when a given closed-form ``transition`` Φ(t) or ``covariance`` Σ(t) departs from the ODE
+    solution of F and G on the grid (relative 1e-6): a typo in a closed form must not pass silently."""
+    tb = sde.tables
+    ts = tb.ts[1:]
+    phi_tab = np.exp(tb.phi[1:]) if log_phi else tb.phi[1:]
+    for label, fn, tab in (("transition Φ(t) = Ψ(t, 0)", sde.transition, phi_tab), ("covariance Σ(t)", sde.covariance,
+                                                                                     tb.cov[1:])):
+        if fn is None:
+            continue
+        with jax.enable_x64(True):
+            got = np.asarray(_per_time(fn, jnp.asarray(ts, jnp.float64), shape))
+        scale = np.max(np.abs(tab), axis=0, keepdims=True)
+        dev = float(np.max(np.abs(got - tab) / np.maximum(np.abs(tab), 1e-3 * scale)))
+        if not dev < 1e-6:
+            raise ValueError(f"the given closed-form {label} does not solve the kernel ODEs of F and G (max relative "
+                             f"deviation {dev:.2e}); fix it or leave it out to use the numerical solution")
 
 
 def _check_times(T, t_min, t_eps):
@@ -165,22 +185,29 @@ class CustomScalar(ScalarDiffusion):
     initial_var: float = 0.0
     num_grid: int = 4097
     label: str = "Custom"
+    transition: Callable | None = None
+    covariance: Callable | None = None
     tables: _Tables = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         _check_times(self.T, self.t_min, self.t_eps)
         tabs = _solve_diagonal(self.F, self.G, (), float(self.T), float(self.initial_var), int(self.num_grid))
         object.__setattr__(self, "tables", tabs)
+        _check_closed_forms(self, (), log_phi=True)
 
     @property
     def name(self) -> str:
         return self.label
 
     def log_alpha(self, t):
+        if self.transition is not None:
+            return jnp.log(_per_time(self.transition, t, ()))
         tb = self.tables
         return tb.hermite(t, tb.phi, tb.dphi)
 
     def sigma(self, t):
+        if self.covariance is not None:
+            return jnp.sqrt(_per_time(self.covariance, t, ()))
         tb = self.tables
         return jnp.sqrt(tb.hermite(t, tb.cov, tb.dcov))
 
@@ -215,12 +242,15 @@ class CustomPhaseSpace(PhaseSpace):
     initial_cov: tuple = (0.0, 0.0)
     num_grid: int = 4097
     label: str = "CustomPhaseSpace"
+    transition: Callable | None = None
+    covariance: Callable | None = None
     tables: _Tables = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
         _check_times(self.T, self.t_min, self.t_eps)
         cov0 = np.diag(np.asarray(self.initial_cov, np.float64))
         object.__setattr__(self, "tables", _solve_blocks(self.F, self.G, float(self.T), cov0, int(self.num_grid)))
+        _check_closed_forms(self, (2, 2), log_phi=False)
 
     @property
     def name(self) -> str:
@@ -233,6 +263,8 @@ class CustomPhaseSpace(PhaseSpace):
         return _per_time(self.G, t, (2, 2))
 
     def _phi(self, t):
+        if self.transition is not None:
+            return _per_time(self.transition, t, (2, 2))
         tb = self.tables
         return tb.hermite(t, tb.phi, tb.dphi)
 
@@ -240,6 +272,8 @@ class CustomPhaseSpace(PhaseSpace):
         return self._phi(t) @ jnp.linalg.inv(self._phi(s))
 
     def cov_block(self, t):
+        if self.covariance is not None:
+            return _per_time(self.covariance, t, (2, 2))
         tb = self.tables
         return tb.hermite(t, tb.cov, tb.dcov)
 
@@ -265,6 +299,8 @@ class _PerCoordinate(LinearDiffusion):
     initial_var: object = 0.0
     num_grid: int = 4097
     label: str = "Custom"
+    transition: Callable | None = None
+    covariance: Callable | None = None
     tables: _Tables = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
@@ -273,6 +309,7 @@ class _PerCoordinate(LinearDiffusion):
         object.__setattr__(self, "coef_shape", shape)
         tabs = _solve_diagonal(self.F, self.G, shape, float(self.T), self.initial_var, int(self.num_grid))
         object.__setattr__(self, "tables", tabs)
+        _check_closed_forms(self, shape, log_phi=True)
 
     @property
     def name(self) -> str:
@@ -284,6 +321,8 @@ class _PerCoordinate(LinearDiffusion):
 
     def log_phi(self, t):
         """``log Ψ(t, 0) = ∫_0^t F``, shape ``t.shape + coef_shape``."""
+        if self.transition is not None:
+            return jnp.log(_per_time(self.transition, t, self.coef_shape))
         tb = self.tables
         return tb.hermite(t, tb.phi, tb.dphi)
 
@@ -297,6 +336,8 @@ class _PerCoordinate(LinearDiffusion):
         return scalar_block(jnp.exp(self.log_phi(t) - self.log_phi(s)))
 
     def cov_block(self, t):
+        if self.covariance is not None:
+            return scalar_block(_per_time(self.covariance, t, self.coef_shape))
         tb = self.tables
         return scalar_block(tb.hermite(t, tb.cov, tb.dcov))
 
@@ -347,7 +388,8 @@ BASES = ("pixel", "dct")
 
 
 def custom(F: Callable, G: Callable, T: float = 1.0, t_min: float = 1e-3, t_eps: float = 1e-5, block_size: int = 1,
-           initial_cov=None, num_grid: int = 4097, name: str | None = None, basis: str = "pixel") -> LinearDiffusion:
+           initial_cov=None, num_grid: int = 4097, name: str | None = None, basis: str = "pixel",
+           transition: Callable | None = None, covariance: Callable | None = None) -> LinearDiffusion:
     """A diffusion ``du = F(t) u dt + G(t) dW`` from its coefficients, pure jnp functions of a scalar ``t``:
 
     * ``block_size=1``: ``F(t)``, ``G(t)`` scalars (one process for every coordinate → a
@@ -357,9 +399,13 @@ def custom(F: Callable, G: Callable, T: float = 1.0, t_min: float = 1e-3, t_eps:
 
     ``initial_cov``: the covariance of the state at t = 0 given the clean data (a floor that keeps Σ invertible
     near 0, as CLD's ε_num or blurring's σ(0)²): a variance (scalar, or per coordinate) for 1×1 blocks, the
-    diagonal ``(σ_x0², σ_v0²)`` for 2×2 blocks."""
+    diagonal ``(σ_x0², σ_v0²)`` for 2×2 blocks.
+
+    ``transition`` Φ(t) = Ψ(t, 0) and ``covariance`` Σ(t), shaped like F, are optional closed forms: when given they
+    replace the interpolated ODE solution in the kernels (and are checked against it at construction)."""
     if basis not in BASES:
         raise ValueError(f"unknown basis {basis!r}; accepted: {list(BASES)}")
+    closed = dict(transition=transition, covariance=covariance)
     if block_size == 1:
         with jax.enable_x64(True):
             try:
@@ -370,14 +416,14 @@ def custom(F: Callable, G: Callable, T: float = 1.0, t_min: float = 1e-3, t_eps:
         if np.any(np.asarray(var0) < 0):
             raise ValueError(f"initial_cov must be >= 0, got {initial_cov}")
         if shape == ():
-            return CustomScalar(F, G, T, t_min, t_eps, float(var0), num_grid, name or "Custom")
+            return CustomScalar(F, G, T, t_min, t_eps, float(var0), num_grid, name or "Custom", **closed)
         cls = CustomDCT if basis == "dct" else CustomDiagonal
-        return cls(F, G, shape, T, t_min, t_eps, var0, num_grid, name or cls.__name__)
+        return cls(F, G, shape, T, t_min, t_eps, var0, num_grid, name or cls.__name__, **closed)
     if block_size == 2:
         if basis != "pixel":
             raise ValueError("2×2 blocks act on each pixel's (x, v): basis must be 'pixel'")
         cov0 = tuple(float(c) for c in (initial_cov if initial_cov is not None else (0.0, 0.0)))
         if len(cov0) != 2 or min(cov0) < 0:
             raise ValueError(f"initial_cov for 2×2 blocks is (σ_x0², σ_v0²) >= 0, got {initial_cov}")
-        return CustomPhaseSpace(F, G, T, t_min, t_eps, cov0, num_grid, name or "CustomPhaseSpace")
+        return CustomPhaseSpace(F, G, T, t_min, t_eps, cov0, num_grid, name or "CustomPhaseSpace", **closed)
     raise ValueError(f"block_size must be 1 (scalar or per coordinate) or 2 (phase space), got {block_size}")
