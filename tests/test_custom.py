@@ -138,6 +138,10 @@ def test_bad_custom_inputs():
         dj.diffusions.custom(lambda t: -1.0, lambda t: 0.0 * t)
     with pytest.raises(ValueError, match="t_min"):
         dj.diffusions.custom(lambda t: -1.0, lambda t: 1.0, T=1.0, t_min=2.0)
+    with pytest.raises(ValueError, match=r"singular .* at t = 1$"):  # tan(πt/2) diverges at T = 1
+        dj.diffusions.custom(lambda t: -jnp.tan(0.5 * jnp.pi * t), lambda t: 1.0 + 0 * t, T=1.0, num_grid=257)
+    with pytest.raises(ValueError, match=r"G\(t\) is not finite at t = 0 "):
+        dj.diffusions.custom(lambda t: -1.0, lambda t: 1.0 / jnp.sqrt(t), num_grid=257)
     with pytest.raises(ValueError, match="unknown basis"):
         dj.diffusions.custom(lambda t: -1.0, lambda t: 1.0, basis="fourier")
     with pytest.raises(ValueError, match=r"image shape \(H, W, C\)"):

@@ -87,15 +87,23 @@ def _integrate(rhs: Callable, y0, ts: np.ndarray, coef: Callable):
     import diffrax
 
     with jax.enable_x64(True):
+        on_grid = jax.tree.map(np.asarray, jax.jit(jax.vmap(coef))(jnp.asarray(ts)))
+    for label, values in zip("FG", on_grid):
+        bad = ~np.all(np.isfinite(values.reshape(len(ts), -1)), axis=1)
+        if bad.any():
+            raise ValueError(f"{label}(t) is not finite at t = {ts[bad.argmax()]:.6g} (first of {int(bad.sum())} grid "
+                             f"times in [0, T={ts[-1]:.6g}]): the coefficients must be finite on the whole time range")
+    with jax.enable_x64(True):
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(lambda t, y, args: rhs(t, y)), diffrax.Dopri8(), 0.0, float(ts[-1]), None,
             jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), y0), saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
             stepsize_controller=diffrax.PIDController(rtol=1e-13, atol=1e-20, step_ts=jnp.asarray(ts)), max_steps=200_000,
             throw=False)
         ys = jax.tree.map(np.asarray, sol.ys)
-        on_grid = jax.tree.map(np.asarray, jax.jit(jax.vmap(coef))(jnp.asarray(ts)))
     if sol.result != diffrax.RESULTS.successful or not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(ys)):
-        raise ValueError(f"integrating the kernel ODEs of the custom diffusion failed: {sol.result}")
+        mag = np.max(np.abs(on_grid[0].reshape(len(ts), -1)), axis=1)
+        raise ValueError(f"integrating the kernel ODEs of the custom diffusion failed ({sol.result}); is F(t) singular "
+                         f"on [0, T]? max |F| on the grid is {mag.max():.3g}, at t = {ts[mag.argmax()]:.6g}")
     return ys, on_grid
 
 
