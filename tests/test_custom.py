@@ -101,6 +101,16 @@ def test_per_coordinate_rates_in_pixels(x64):
     assert x.shape == (4, 3) and bool(jnp.all(jnp.isfinite(x)))
     with pytest.raises(ValueError, match="trailing data axes"):
         dj.sample(jax.random.key(2), sde, g.score_fn(sde), "gddim", nfe=10, shape=(4, 2))
+    # diffrax interop: the PF-ODE log-likelihood of Gaussian data equals the closed form per coordinate
+    mu, var = np.array([0.3, -0.2, 0.1]), np.array([0.5, 0.2, 0.05])
+    gauss = dj.testbed.GaussianMixture([1.0], mu[None], var[None])
+    y, _ = sde.perturb(jax.random.key(3), gauss.sample(jax.random.key(4), 4), sde.t_min)
+    lp = dj.interop.log_likelihood(sde, gauss.score_fn(sde), y, prior_logp=lambda yT: gauss.log_prob(sde, yT, sde.T),
+                                   rtol=1e-10, atol=1e-10)
+    a = np.asarray(vp.alpha(sde.t_min)) ** np.asarray(c)
+    p = a**2 * var + 1 - a**2
+    ref = -0.5 * np.sum((np.asarray(y) - a * mu) ** 2 / p + np.log(2 * np.pi * p), axis=1)
+    np.testing.assert_allclose(lp, ref, rtol=1e-7)
 
 
 def test_custom_diffusion_trains_and_samples():
