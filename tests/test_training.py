@@ -1,5 +1,6 @@
 """Models, preconditioning, losses, trainer, checkpoints (SDES.md §1.4–6.4, §8.1)."""
 import os
+import pathlib
 import shutil
 
 import jax
@@ -152,10 +153,34 @@ def test_resume_is_bit_exact(tmp_path, sde):
     assert len(lines) == 6 and os.path.exists(tmp_path / "full" / "metrics.csv")
 
 
-def test_evaluation_samples_and_saves_a_grid(tmp_path):
-    tr = _trainer(dj.EDM(), str(tmp_path), steps=2, eval_samples=64, eval_nfe=5)
-    row = tr.train()[-1]
-    assert np.isfinite(row["eval_sliced_w2"]) and (tmp_path / "samples_step0000002.png").exists()
+def _tensorboard_scalars(folder):
+    """{tag: [(step, value)]} from TensorBoard event files (TFRecord framing: u64 length, u32 crc, data, u32 crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for path in sorted(pathlib.Path(folder).glob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            n = struct.unpack("<Q", data[i:i + 8])[0]
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_evaluation_samples_saves_a_grid_and_logs_to_tensorboard(tmp_path):
+    tr = _trainer(dj.EDM(), str(tmp_path), steps=2, eval_samples=64, eval_nfe=5, tensorboard=True)
+    rows = tr.train()
+    assert np.isfinite(rows[-1]["eval_sliced_w2"]) and (tmp_path / "samples_step0000002.png").exists()
+    scalars = _tensorboard_scalars(tmp_path / "tensorboard")
+    assert [s for s, _ in scalars["loss"]] == [1, 2]
+    np.testing.assert_allclose([v for _, v in scalars["loss"]], [r["loss"] for r in rows], rtol=1e-6)
+    np.testing.assert_allclose(scalars["eval_sliced_w2"][-1][1], rows[-1]["eval_sliced_w2"], rtol=1e-6)
+    with pytest.raises(ValueError, match="give a workdir"):
+        _trainer(dj.EDM(), None, steps=2, tensorboard=True)
 
 
 def test_checkpoint_errors(tmp_path):

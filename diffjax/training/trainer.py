@@ -54,6 +54,7 @@ class TrainConfig:
     async_checkpoint: bool = True
     distributed: bool = False
     progress: bool = True
+    tensorboard: bool = False  # also write the logged rows as TensorBoard scalars to workdir/tensorboard
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -107,8 +108,9 @@ def save_grid(x: np.ndarray, path: str) -> None:
 class Trainer:
     """Train ``net`` (an NNX module ``net(x, c_noise, labels)``) on ``data`` (a batch source) for ``sde``.
 
-    ``workdir`` holds ``checkpoints/`` (orbax, atomic, keep-N), ``metrics.jsonl``/``metrics.csv`` and
-    ``signature.json`` (the diffusion and parameter shapes, checked on resume).
+    ``workdir`` holds ``checkpoints/`` (orbax, atomic, keep-N), ``metrics.jsonl``/``metrics.csv`` (and
+    ``tensorboard/`` event files with ``cfg.tensorboard``) and ``signature.json`` (the diffusion and parameter
+    shapes, checked on resume).
     """
 
     def __init__(self, sde: LinearDiffusion, net: nnx.Module, data: Any, cfg: TrainConfig = TrainConfig(),
@@ -131,6 +133,14 @@ class Trainer:
         self._step = jax.jit(self._train_step, donate_argnums=0)
         self._eval = jax.jit(self._eval_loss)
         self.manager = None
+        self._tb = None
+        if cfg.tensorboard:
+            if not workdir:
+                raise ValueError("tensorboard=True writes to workdir/tensorboard: give a workdir")
+            try:
+                import tensorboardX  # noqa: F401
+            except ImportError as e:
+                raise ImportError("tensorboard=True needs tensorboardX: pip install 'diffjax[tensorboard]'") from e
         if workdir:
             import orbax.checkpoint as ocp
 
@@ -253,6 +263,15 @@ class Trainer:
             if new:
                 w.writeheader()
             w.writerow(row)
+        if self.cfg.tensorboard:
+            if self._tb is None:
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"))
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                    self._tb.add_scalar(key, value, row["step"])
+            self._tb.flush()
 
     # ---- the loop ------------------------------------------------------------------------------
     def train(self, steps: int | None = None, resume: bool = True) -> list[dict]:
@@ -294,6 +313,9 @@ class Trainer:
                 self.save()
         if bar is not None:
             bar.close()
+        if self._tb is not None:  # complete the event file (a later train() call opens a new one)
+            self._tb.close()
+            self._tb = None
         if self.manager:
             self.manager.wait_until_finished()
         return rows

@@ -40,7 +40,7 @@ def get_config(spec: str = "toy-edm"):
         "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup": 200},
         "train": {"steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "grad_clip": 1.0,
                   "ema_half_life": 200.0, "log_every": 100, "eval_every": 1000, "ckpt_every": 1000, "keep": 3,
-                  "seed": 0, "eval_samples": 256, "eval_solver": "heun", "eval_nfe": 19},
+                  "seed": 0, "eval_samples": 256, "eval_solver": "heun", "eval_nfe": 19, "tensorboard": False},
         "sample": {"solver": "heun", "nfe": 35, "num": 64},
     })
     if diff_name.startswith("fdm-"):
