@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-gddim bench-pds bench-dlg bench-speed bench-training notebooks clean
+.PHONY: install demo test bench bench-gddim bench-pds bench-dlg bench-custom bench-speed bench-training notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench-pds: $(STAMP)
 
 bench-dlg: $(STAMP)
 	cd experiments && ../$(PY) bench_dlg.py
+
+bench-custom: $(STAMP)
+	cd experiments && ../$(PY) bench_custom.py
 
 # on a GPU machine (writes experiments/results/bench_speed_gpu_*.json); the CPU part runs anywhere
 bench-speed: $(STAMP)
