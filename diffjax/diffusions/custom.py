@@ -159,8 +159,8 @@ def _check_closed_forms(sde, shape: tuple, log_phi: bool) -> None:
     tb = sde.tables
     ts = tb.ts[1:]
     phi_tab = np.exp(tb.phi[1:]) if log_phi else tb.phi[1:]
-    for label, fn, tab in (("transition Φ(t) = Ψ(t, 0)", sde.transition, phi_tab), ("covariance Σ(t)", sde.covariance,
-                                                                                     tb.cov[1:])):
+    given = (("transition Φ(t) = Ψ(t, 0)", sde.transition, phi_tab), ("covariance Σ(t)", sde.covariance, tb.cov[1:]))
+    for label, fn, tab in given:
         if fn is None:
             continue
         with jax.enable_x64(True):
