@@ -23,7 +23,7 @@ Solvers that need a scalar α and σ (DPM-Solver++, SciRE, EDM Heun, UniPC) rais
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -180,9 +180,42 @@ def _check_times(T, t_min, t_eps):
         raise ValueError(f"t_min must be < T={T}, got {t_min}")
 
 
+class _IndependentCoordinates:
+    """The kernels of independent 1×1-block coordinates with coefficients of shape ``coef_shape`` (``()``: one scalar
+    process): ``log Φ(t) = ∫_0^t F`` and ``Σ(t)`` from the given closed forms, else from the interpolated tables."""
+
+    def _build(self, var0) -> None:
+        _check_times(self.T, self.t_min, self.t_eps)
+        tabs = _solve_diagonal(self.F, self.G, self.coef_shape, float(self.T), var0, int(self.num_grid))
+        object.__setattr__(self, "tables", tabs)
+        _check_closed_forms(self, self.coef_shape, log_phi=True)
+
+    @property
+    def name(self) -> str:
+        """The name given to :func:`custom`."""
+        return self.label
+
+    def log_phi(self, t):
+        """``log Ψ(t, 0) = ∫_0^t F``, shape ``t.shape + coef_shape``."""
+        if self.transition is not None:
+            return jnp.log(_per_time(self.transition, t, self.coef_shape))
+        tb = self.tables
+        return tb.hermite(t, tb.phi, tb.dphi)
+
+    def variance(self, t):
+        """``Σ(t)``, shape ``t.shape + coef_shape``."""
+        if self.covariance is not None:
+            return _per_time(self.covariance, t, self.coef_shape)
+        tb = self.tables
+        return tb.hermite(t, tb.cov, tb.dcov)
+
+    def prior_cov_block(self):
+        return scalar_block(jnp.asarray(self.tables.cov[-1]))
+
+
 @jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True, eq=False)
-class CustomScalar(ScalarDiffusion):
+class CustomScalar(_IndependentCoordinates, ScalarDiffusion):
     """A user-defined scalar diffusion ``dx = f(t) x dt + g(t) dW`` (see the module docstring)."""
 
     F: Callable
@@ -197,27 +230,16 @@ class CustomScalar(ScalarDiffusion):
     covariance: Callable | None = None
     tables: _Tables = dataclasses.field(default=None, repr=False)
 
-    def __post_init__(self):
-        _check_times(self.T, self.t_min, self.t_eps)
-        tabs = _solve_diagonal(self.F, self.G, (), float(self.T), float(self.initial_var), int(self.num_grid))
-        object.__setattr__(self, "tables", tabs)
-        _check_closed_forms(self, (), log_phi=True)
+    coef_shape: ClassVar[tuple] = ()
 
-    @property
-    def name(self) -> str:
-        return self.label
+    def __post_init__(self):
+        self._build(float(self.initial_var))
 
     def log_alpha(self, t):
-        if self.transition is not None:
-            return jnp.log(_per_time(self.transition, t, ()))
-        tb = self.tables
-        return tb.hermite(t, tb.phi, tb.dphi)
+        return self.log_phi(t)
 
     def sigma(self, t):
-        if self.covariance is not None:
-            return jnp.sqrt(_per_time(self.covariance, t, ()))
-        tb = self.tables
-        return jnp.sqrt(tb.hermite(t, tb.cov, tb.dcov))
+        return jnp.sqrt(self.variance(t))
 
     def t_of_rho(self, rho):
         tb = self.tables
@@ -232,9 +254,6 @@ class CustomScalar(ScalarDiffusion):
                 - jnp.interp(t, grid, jnp.asarray(tb.dphi, rho.dtype))
             t = jnp.clip(t - (lr - target) / d, tb.ts[1], self.T)
         return t
-
-    def prior_cov_block(self):
-        return scalar_block(jnp.asarray(self.tables.cov[-1]))
 
 
 @jax.tree_util.register_static
@@ -294,7 +313,7 @@ class CustomPhaseSpace(PhaseSpace):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class _PerCoordinate(LinearDiffusion):
+class _PerCoordinate(_IndependentCoordinates, LinearDiffusion):
     """Independent coordinates, each ``du_i = f_i(t) u_i dt + g_i(t) dW_i`` (1×1 blocks with per-coordinate
     coefficients of shape ``coef_shape``, matching the trailing data axes, or broadcasting to them)."""
 
@@ -312,27 +331,12 @@ class _PerCoordinate(LinearDiffusion):
     tables: _Tables = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self):
-        _check_times(self.T, self.t_min, self.t_eps)
-        shape = tuple(int(d) for d in self.coef_shape)
-        object.__setattr__(self, "coef_shape", shape)
-        tabs = _solve_diagonal(self.F, self.G, shape, float(self.T), self.initial_var, int(self.num_grid))
-        object.__setattr__(self, "tables", tabs)
-        _check_closed_forms(self, shape, log_phi=True)
-
-    @property
-    def name(self) -> str:
-        return self.label
+        object.__setattr__(self, "coef_shape", tuple(int(d) for d in self.coef_shape))
+        self._build(self.initial_var)
 
     @property
     def coef_ndim(self) -> int:
         return len(self.coef_shape)
-
-    def log_phi(self, t):
-        """``log Ψ(t, 0) = ∫_0^t F``, shape ``t.shape + coef_shape``."""
-        if self.transition is not None:
-            return jnp.log(_per_time(self.transition, t, self.coef_shape))
-        tb = self.tables
-        return tb.hermite(t, tb.phi, tb.dphi)
 
     def drift_block(self, t):
         return scalar_block(_per_time(self.F, t, self.coef_shape))
@@ -344,13 +348,7 @@ class _PerCoordinate(LinearDiffusion):
         return scalar_block(jnp.exp(self.log_phi(t) - self.log_phi(s)))
 
     def cov_block(self, t):
-        if self.covariance is not None:
-            return scalar_block(_per_time(self.covariance, t, self.coef_shape))
-        tb = self.tables
-        return scalar_block(tb.hermite(t, tb.cov, tb.dcov))
-
-    def prior_cov_block(self):
-        return scalar_block(jnp.asarray(self.tables.cov[-1]))
+        return scalar_block(self.variance(t))
 
 
 @jax.tree_util.register_static
