@@ -3,6 +3,9 @@ from .base import Context, Solver
 from .ddim import DDIM
 from .dlg import DLG, Chains, level_times
 from .gddim import GDDIM, gddim_coefficients
+from .ipndm import IPNDM
+from .learn import learn
+from .learned import Learned, load
 from .driver import nfe_of, plan, sample, sample_chunked
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
@@ -13,6 +16,6 @@ from .scire import SciRE
 from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
-    "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
+    "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "IPNDM", "learn", "Learned", "load", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
     "PredictorCorrector", "sample", "sample_chunked", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

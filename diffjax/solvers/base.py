@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion
@@ -60,6 +61,17 @@ class Solver:
     evals_per_step: ClassVar[int] = 1
     default_grid: ClassVar[str] = "uniform"
     grid: str | None = None  # None: the solver's default grid kind
+    # coefficients written against ``xp_of(ts)`` so that a traced grid gives traced tables (``dj.solvers.learn``)
+    traceable: ClassVar[bool] = False
+    # table entries that ``dj.solvers.learn`` may correct additively (per step), e.g. multistep weights
+    learnable: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def convergence_order(self) -> float | None:
+        """The global convergence order of this configuration on smooth problems (endpoint error ∝ h^order),
+        checked against measurements for every registered solver by the test suite; None where there is no
+        single deterministic order (stochastic samplers, which converge weakly)."""
+        return None
 
     # ---- NFE accounting ----------------------------------------------------------------------
     def num_steps(self, nfe: int) -> int:
@@ -124,10 +136,24 @@ class Solver:
             raise ValueError(f"solver {self.name!r} needs a scalar diffusion (VP/VE/EDM), got {sde.name}")
 
 
-def scalar_tables(sde: ScalarDiffusion, ts: np.ndarray) -> dict[str, np.ndarray]:
-    """α, σ, λ at every grid point (float64)."""
+def xp_of(ts: Any):
+    """The array namespace of a grid: ``jax.numpy`` for a traced (or jax) grid, ``numpy`` for a concrete one.
+
+    Solvers write their coefficient formulas once against this namespace: a concrete grid gives float64 numpy
+    tables computed once outside the scan; a traced grid (``dj.solvers.learn`` differentiating through the
+    sampler) gives the same formulas as jnp, so gradients reach the grid times."""
+    return jnp if isinstance(ts, jax.Array) else np
+
+
+def evaluate(fn, ts: Any) -> Any:
+    """``fn(ts)`` in float64 numpy for a concrete grid, as a traced jnp expression for a traced grid."""
+    return fn(ts) if isinstance(ts, jax.Array) else _f64(fn, ts)
+
+
+def scalar_tables(sde: ScalarDiffusion, ts: Any) -> dict[str, Any]:
+    """α, σ, λ at every grid point (float64 for a concrete grid; traced for a traced one)."""
     return {
-        "alpha": _f64(sde.alpha, ts),
-        "sigma": _f64(sde.sigma, ts),
-        "lam": _f64(sde.log_snr, ts),
+        "alpha": evaluate(sde.alpha, ts),
+        "sigma": evaluate(sde.sigma, ts),
+        "lam": evaluate(sde.log_snr, ts),
     }

@@ -93,6 +93,28 @@ def _to_device(coefs: dict[str, np.ndarray], dtype) -> dict[str, jax.Array]:
     return {k: jnp.asarray(v, jnp.int32 if k == "i" else dtype) for k, v in coefs.items()}
 
 
+def run_tables(solver: Solver, ctx: Context, y: Any, coefs: dict, denoise: bool = False, trajectory: bool = False):
+    """Run ``solver`` over its per-step tables ``coefs`` (one ``lax.scan``) from the state ``y``; returns
+    ``(y_end, path)`` with ``path`` the data part after every step when ``trajectory`` (else None). Pure: the
+    tables may be traced (``dj.solvers.learn`` differentiates the endpoint with respect to them)."""
+    sde, model = ctx.sde, ctx.model
+    state = solver.init(ctx, y, coefs)
+
+    def body(s, c):
+        s = solver.step(ctx, s, c)
+        return s, (sde.data_part(solver.current(ctx, s, c)) if trajectory else None)
+
+    state, path = jax.lax.scan(body, state, coefs)
+    y = solver.output(ctx, state, coefs)
+    if denoise:
+        t_end = coefs["t_next"][-1]
+        if isinstance(sde, ScalarDiffusion):
+            y = sde.state_from_data(model.x0(y, t_end))
+        else:
+            y = sde.clean_from_score(y, t_end, model.score(y, t_end))
+    return y, path
+
+
 def sample(
     key: jax.Array,
     sde: LinearDiffusion,
@@ -177,22 +199,7 @@ def sample(
         y = init
     y = shard(y)
 
-    def solve(ctx, y, coefs):
-        state = solver.init(ctx, y, coefs)
-
-        def body(s, c):
-            s = solver.step(ctx, s, c)
-            return s, (sde.data_part(solver.current(ctx, s, c)) if trajectory else None)
-
-        state, path = jax.lax.scan(body, state, coefs)
-        y = solver.output(ctx, state, coefs)
-        if denoise:
-            t_end = coefs["t_next"][-1]
-            if isinstance(sde, ScalarDiffusion):
-                y = sde.state_from_data(model.x0(y, t_end))
-            else:
-                y = sde.clean_from_score(y, t_end, model.score(y, t_end))
-        return y, path
+    solve = lambda ctx, y, coefs: run_tables(solver, ctx, y, coefs, denoise, trajectory)
 
     if not per_sample:
         y, path = solve(Context(sde, model, keys), y, _to_device(_tables(sde, solver, ts, budget), dtype))

@@ -187,6 +187,10 @@ class GDDIM(Solver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.lam > 0
 
+    @property
+    def convergence_order(self):
+        return None if self.stochastic else self.order + 1
+
     def coefficients(self, sde, ts, nfe):
         psi = _f64(sde.transition_block, ts[1:], ts[:-1])
         r = _factor(sde, ts[:-1], self.factor)

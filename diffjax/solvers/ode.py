@@ -11,8 +11,7 @@ import jax
 import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
-from .base import Context, Solver, tree_axpy
-from .schedules import _f64
+from .base import Context, Solver, evaluate, tree_axpy, xp_of
 
 
 def _heun_plan(nfe: int, name: str, final_euler: bool) -> tuple[int, int]:
@@ -69,16 +68,19 @@ def _ode_grid(solver: Solver, sde) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ODEEuler(Solver):
-    """Explicit Euler on the PF-ODE ``dy/dt = F y − ½ G Gᵀ ∇log p_t`` in the diffusion's time. Order 1."""
+    """Explicit Euler on the PF-ODE ``dy/dt = F y − ½ G Gᵀ ∇log p_t`` (Song et al., "Score-Based Generative
+    Modeling through Stochastic Differential Equations", ICLR 2021) in the diffusion's time. Order 1."""
 
     name: ClassVar[str] = "ode_euler"
     default_grid: ClassVar[str] = "quadratic"
+    convergence_order: ClassVar[int] = 1
+    traceable: ClassVar[bool] = True
 
     def grid_kind(self, sde=None):
         return _ode_grid(self, sde)
 
     def coefficients(self, sde, ts, nfe):
-        return {"dt": np.diff(ts)}
+        return {"dt": xp_of(ts).diff(ts)}
 
     def step(self, ctx: Context, y, c):
         f = ctx.sde.reverse_drift(y, c["t"], ctx.model.score(y, c["t"]), lam=0.0)
@@ -92,14 +94,16 @@ class ODEHeun(_HeunBudget, Solver):
 
     name: ClassVar[str] = "ode_heun"
     default_grid: ClassVar[str] = "quadratic"
+    convergence_order: ClassVar[int] = 2
+    traceable: ClassVar[bool] = True
     final_euler: bool = True
 
     def grid_kind(self, sde=None):
         return _ode_grid(self, sde)
 
     def coefficients(self, sde, ts, nfe):
-        m = len(ts) - 1
-        return {"dt": np.diff(ts), "euler": _euler_flags(m, self.trailing_euler(m, nfe))}
+        m = ts.shape[-1] - 1
+        return {"dt": xp_of(ts).diff(ts), "euler": _euler_flags(m, self.trailing_euler(m, nfe))}
 
     def step(self, ctx: Context, y, c):
         sde, model = ctx.sde, ctx.model
@@ -121,12 +125,16 @@ class EDMHeun(_HeunBudget, Solver):
     (SAMPLERS.md §0.2 form 5). Churn (``s_churn > 0``): ``γ_i = min(s_churn/M, √2−1)`` for
     ``σ̃_i ∈ [s_tmin, s_tmax]``, ``σ̂ = σ̃_i(1+γ_i)``, ``x̂ = x̃ + √(σ̂² − σ̃_i²)·s_noise·z``, then the Heun step
     from σ̂. 2 NFE per step; ``final_euler`` (default) ends on an Euler step (two for an even budget), as EDM
-    does with its last step into σ = 0. Deterministic order 2.
+    does with its last step into σ = 0. Deterministic order 2 (Karras et al., "Elucidating the Design Space of
+    Diffusion-Based Generative Models", NeurIPS 2022). Learnable (``dj.solvers.learn``): the weight ``w`` of
+    the corrector slope in ``x̃' = x̃ + h((1 − w) d1 + w d2)`` (Heun: w = ½).
     """
 
     name: ClassVar[str] = "heun"
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "karras"
+    learnable: ClassVar[tuple[str, ...]] = ("w",)
+    traceable: ClassVar[bool] = True
     final_euler: bool = True
     s_churn: float = 0.0
     s_tmin: float = 0.0
@@ -144,18 +152,28 @@ class EDMHeun(_HeunBudget, Solver):
     def stochastic(self) -> bool:  # type: ignore[override]
         return self.s_churn > 0
 
+    @property
+    def convergence_order(self):
+        return None if self.stochastic else 2
+
     def coefficients(self, sde, ts, nfe):
-        m = len(ts) - 1
-        rho = _f64(sde.rho, ts)
+        xp = xp_of(ts)
+        m = ts.shape[-1] - 1
+        rho = evaluate(sde.rho, ts)
         r, rn = rho[:-1], rho[1:]
-        in_range = (r >= self.s_tmin) & (r <= self.s_tmax)
-        gamma = np.where(in_range, min(self.s_churn / m, math.sqrt(2.0) - 1.0), 0.0)
-        r_hat = r * (1.0 + gamma)
-        t_hat = np.where(gamma > 0, _f64(sde.t_of_rho, r_hat), ts[:-1])
+        if self.s_churn > 0:
+            in_range = (r >= self.s_tmin) & (r <= self.s_tmax)
+            gamma = xp.where(in_range, min(self.s_churn / m, math.sqrt(2.0) - 1.0), 0.0)
+            r_hat = r * (1.0 + gamma)
+            t_hat = xp.where(gamma > 0, evaluate(sde.t_of_rho, r_hat), ts[:-1])
+            churn_std = xp.sqrt(xp.maximum(r_hat**2 - r**2, 0.0)) * self.s_noise
+        else:
+            r_hat, t_hat, churn_std = r, ts[:-1], 0.0 * r
+        alpha = evaluate(sde.alpha, ts)
         return {
             "rho": r, "rho_next": rn, "rho_hat": r_hat, "t_hat": t_hat,
-            "alpha": _f64(sde.alpha, ts[:-1]), "alpha_hat": _f64(sde.alpha, t_hat), "alpha_next": _f64(sde.alpha, ts[1:]),
-            "churn_std": np.sqrt(np.maximum(r_hat**2 - r**2, 0.0)) * self.s_noise,
+            "alpha": alpha[:-1], "alpha_hat": evaluate(sde.alpha, t_hat) if self.s_churn > 0 else alpha[:-1],
+            "alpha_next": alpha[1:], "churn_std": churn_std, "w": 0.5 + 0.0 * r,
             "euler": _euler_flags(m, self.trailing_euler(m, nfe)),
         }
 
@@ -179,6 +197,6 @@ class EDMHeun(_HeunBudget, Solver):
 
         def heun(_):
             d2 = (x_e - denoise(x_e, c["alpha_next"], c["t_next"])) / c["rho_next"]
-            return xs + 0.5 * h * (d1 + d2)
+            return xs + h * ((1.0 - c["w"]) * d1 + c["w"] * d2)
 
         return jax.lax.cond(c["euler"] > 0, lambda _: x_e, heun, None)

@@ -6,6 +6,7 @@ from typing import Any, Callable
 from .base import Solver
 from .ddim import DDIM
 from .gddim import GDDIM
+from .ipndm import IPNDM
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .scire import SciRE
@@ -25,6 +26,8 @@ _FACTORIES: dict[str, Callable[[], Solver]] = {
     "dpmpp_3m_ref": lambda: DPMSolverPP(order=3, variant="reference"),
     "unipc": lambda: UniPC(order=3),
     "unipc_2": lambda: UniPC(order=2),
+    "ipndm": IPNDM,
+    "ipndm_v": lambda: IPNDM(variant="variable"),
     "gddim": GDDIM,
     "gddim_2": lambda: GDDIM(order=2),
     "gddim_sde": lambda: GDDIM(lam=1.0),

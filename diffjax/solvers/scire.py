@@ -67,6 +67,7 @@ class SciRE(Solver):
     name: ClassVar[str] = "scire"
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "nsr"
+    traceable: ClassVar[bool] = False
     version: str = "v1"
     order: int = 2
     method: str = "singlestep_agile"
@@ -92,6 +93,16 @@ class SciRE(Solver):
             raise ValueError(f"intermediate must be 'code' or 'taylor', got {self.intermediate!r}")
         if self.method == "multistep" and self.order == 1:
             object.__setattr__(self, "method", "singlestep_fixed")
+
+    @property
+    def convergence_order(self):
+        # a fixed φ ≠ 1 leaves a local error (1/φ − 1)h²ε̂'/2: first order; φ = 1 restores the order, except the
+        # published third-stage coefficient ("code" intermediate) and the multistep variant, which stop at 2
+        if self.phi != "one" and self.phi != 1:
+            return 1
+        if self.method == "multistep" or (self.order == 3 and self.intermediate != "taylor"):
+            return min(self.order, 2)
+        return self.order
 
     # ---- budget --------------------------------------------------------------------------------
     def _orders(self, nfe: int | None, num_steps: int) -> list[int]:
@@ -238,4 +249,5 @@ class _SciREMultistep(_LinearMultistep):
     """The multistep scan body with SciRE's history (ε̂ for v1, x̂0 for v2)."""
 
     name: ClassVar[str] = "scire_multistep"
+    traceable: ClassVar[bool] = False
     prediction: str = "eps"

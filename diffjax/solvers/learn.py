@@ -1,0 +1,281 @@
+"""Fitting a discretization to a model and a budget by differentiating through the compiled sampler.
+
+``learn(key, sde, score, solver, nfe, data_shape)`` minimizes the pathwise error of the solver's endpoint
+``x(t_min)`` against a teacher's endpoint from the same prior draws,
+
+    L(θ) = E_{y_T ~ prior} ‖ Solve_θ(y_T) − Teacher(y_T) ‖²,
+
+over θ = (the time grid, optional per-step corrections Δ of the solver's coefficient tables). This is the idea of
+LD3 (Tong et al., "Learning to Discretize Denoising Diffusion ODEs", ICLR 2025: learn the N timesteps by
+backpropagating through the solver to a teacher's endpoints) extended, as in S4S (Frankel et al., 2025), with
+additive corrections to the solver's weights, initialized at zero so the starting point is the base solver.
+
+The grid is parameterized so that it is strictly decreasing between the fixed end points by construction: the
+log noise-to-signal ratio ``log ρ = log(σ/α)`` moves from ``log ρ(T)`` to ``log ρ(t_min)`` in increments
+``softmax(logits) · (log ρ(t_min) − log ρ(T))``, mapped back to times through the diffusion's exact ``t(ρ)``.
+The solver's tables are computed from the traced grid by the solver's own formulas (``Solver.traceable``), so
+the gradient reaches the times. One jitted update per optimizer step (optax), full batch over the fitting draws;
+the held-out draws (another key) pick the best iterate (early stopping) and guarantee that the result is never
+worse than the base solver on them, measured through ``dj.sample`` exactly as a user will run it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..diffusions.base import ScalarDiffusion
+from ..models.parameterization import as_model
+from . import registry
+from .base import Context, Solver, evaluate, xp_of
+from .learned import Learned, _nested, diffusion_spec
+from .schedules import validate_grid
+
+LEARN_WHAT = ("grid", "coefs", "grid+coefs")
+
+
+def grid_from_logits(sde: ScalarDiffusion, logits: Any, t_start: float, t_end: float) -> Any:
+    """The strictly decreasing grid ``t_0 = t_start > … > t_M = t_end`` whose log ρ increments are the softmax
+    of ``logits`` times ``log ρ(t_end) − log ρ(t_start)`` (traced for jax ``logits``, float64 numpy otherwise)."""
+    xp = xp_of(logits)
+    lr0 = float(np.log(evaluate(sde.rho, np.float64(t_start))))
+    lr1 = float(np.log(evaluate(sde.rho, np.float64(t_end))))
+    z = logits - xp.max(logits)
+    frac = xp.exp(z) / xp.sum(xp.exp(z))
+    cum = xp.concatenate([0.0 * frac[:1], xp.cumsum(frac)[:-1]])
+    ts_inner = evaluate(sde.t_of_rho, xp.exp(lr0 + cum[1:] * (lr1 - lr0)))
+    one = 1.0 + 0.0 * frac[:1]
+    return xp.concatenate([t_start * one, ts_inner, t_end * one])
+
+
+def logits_of_grid(sde: ScalarDiffusion, ts: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`grid_from_logits` (up to a constant): the log of each step's share of ``Δ log ρ``."""
+    lr = np.log(evaluate(sde.rho, np.asarray(ts, np.float64)))
+    return np.log(np.diff(lr) / (lr[-1] - lr[0]))
+
+
+def traced_tables(sde, solver: Solver, ts: Any, budget: int | None, corrections: dict | None, dtype) -> dict:
+    """The solver's tables on a traced grid, plus corrections, ``t``, ``t_next`` and ``i``, in ``dtype``."""
+    m = ts.shape[-1] - 1
+    tables = dict(solver.coefficients(sde, ts, budget))
+    for k, v in (corrections or {}).items():
+        tables[k] = tables[k] + v
+    tables = {k: jnp.asarray(v, dtype) for k, v in tables.items()}
+    tables.update(t=ts[:-1].astype(dtype), t_next=ts[1:].astype(dtype), i=jnp.arange(m, dtype=jnp.int32))
+    return tables
+
+
+def _teacher(sde, score, kind, teacher, y):
+    from ..interop import reference_sample
+    from .driver import sample
+
+    if teacher == "reference":
+        tol = 1e-9 if y.dtype == jnp.float64 else 1e-5
+        return reference_sample(sde, score, y, rtol=tol, atol=tol, kind=kind)
+    if isinstance(teacher, tuple) and len(teacher) == 2:
+        return sample(jax.random.key(0), sde, score, solver=teacher[0], nfe=int(teacher[1]), init=y, kind=kind)
+    raise ValueError(f"teacher must be 'reference' (adaptive diffrax) or a (solver, nfe) pair, got {teacher!r}")
+
+
+def _rmse(a, b) -> float:
+    return float(jnp.sqrt(jnp.mean((jnp.asarray(a, jnp.float64 if a.dtype == jnp.float64 else jnp.float32) - b) ** 2)))
+
+
+def learn(
+    key: jax.Array,
+    sde: ScalarDiffusion,
+    score: Any,
+    solver: Any,
+    nfe: int,
+    data_shape: tuple[int, ...],
+    *,
+    kind: str = "score",
+    what: str | None = None,
+    init_grid: Any = "base",
+    teacher: Any = "reference",
+    num_fit: int = 512,
+    num_heldout: int = 512,
+    loss: str = "l2",
+    soft_radius: float = 0.02,
+    optimizer: Any = None,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+    coef_scale: float = 0.05,
+    eval_every: int = 10,
+    patience: int = 10,
+    dtype=None,
+    progress: bool = True,
+) -> Learned:
+    """Fit ``solver``'s discretization for ``score`` on ``sde`` at ``nfe`` evaluations; returns a
+    :class:`~diffjax.solvers.learned.Learned` solver that ``dj.sample(..., solver=learned, nfe=nfe)`` runs.
+
+    Args:
+      key: fitting draws use ``fold_in(key, 0)``, held-out draws ``fold_in(key, 1)``.
+      sde, score, kind: the diffusion and the model (as for :func:`dj.sample`).
+      solver: a deterministic, traceable solver (``ddim``, ``dpmpp_2m``, ``dpmpp_3m``, ``unipc``, ``unipc_2``,
+        ``ipndm``, ``ipndm_v``, ``heun``, ``ode_euler``, ``ode_heun`` or an instance of their classes).
+      nfe: the evaluation budget (exactly spent by the result).
+      data_shape: the shape of one sample.
+      what: ``"grid"``, ``"coefs"`` or ``"grid+coefs"`` (default: grid + coefficients when the solver has
+        learnable tables, else grid).
+      init_grid: ``"base"`` (the solver's default grid), ``"optimized"`` (the training-free dynamic-programming
+        grid of :func:`diffjax.solvers.optimized_grid`) or an explicit grid.
+      teacher: ``"reference"`` (adaptive diffrax Dopri8, tolerance 1e-5 in float32, 1e-9 in float64) or a
+        ``(solver, nfe)`` pair, e.g. ``("unipc", 100)``.
+      num_fit, num_heldout: prior draws to fit on and to select/validate on (never the same).
+      loss: ``"l2"`` (pathwise squared error) or ``"soft"`` (LD3's relaxed teacher: each fitting draw may move
+        within a ball of radius ``soft_radius·√d·prior_std`` around its latent; regularizes with few draws).
+      optimizer: an optax transformation (default Adam with cosine decay from ``learning_rate``).
+      steps, eval_every, patience: optimizer steps; held-out evaluation period; evaluations without improvement
+        before stopping.
+      coef_scale: corrections are ``coef_scale × parameters`` (their step size relative to the grid logits').
+      dtype: sampling dtype (default: jax's default float).
+      progress: a tqdm bar with the held-out error.
+    """
+    import optax
+
+    if not isinstance(sde, ScalarDiffusion):
+        raise ValueError(f"learned discretizations need a scalar diffusion (VP/VE/EDM/FDM), got {sde.name}")
+    base = registry.get(solver)
+    if isinstance(base, Learned):
+        base = base.base
+    if base.stochastic or not base.traceable:
+        ok = [n for n in registry.available() if registry.get(n).traceable and not registry.get(n).stochastic]
+        raise ValueError(f"cannot learn a discretization for {base.name!r}: it needs a deterministic solver whose "
+                         f"coefficients are traceable; accepted: {ok}")
+    base.check(sde)
+    if what is None:
+        what = "grid+coefs" if base.learnable else "grid"
+    if what not in LEARN_WHAT:
+        raise ValueError(f"what must be one of {LEARN_WHAT}, got {what!r}")
+    if what != "grid" and not base.learnable:
+        raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid'")
+    if loss not in ("l2", "soft"):
+        raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
+    for name, v in (("num_fit", num_fit), ("num_heldout", num_heldout), ("steps", steps), ("eval_every", eval_every),
+                    ("patience", patience)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not (learning_rate > 0 and coef_scale > 0 and soft_radius >= 0):
+        raise ValueError("learning_rate and coef_scale must be > 0 and soft_radius >= 0")
+    data_shape = tuple(int(s) for s in data_shape)
+    sde.check_data_shape(data_shape)
+    dtype = dtype or jnp.zeros(()).dtype
+    from .driver import plan, run_tables, sample
+
+    _, ts0, budget = plan(sde, base, nfe)
+    if isinstance(init_grid, str) and init_grid == "optimized":
+        from .grid_search import optimized_grid
+
+        ts0 = np.asarray(optimized_grid(jax.random.fold_in(key, 2), sde, score, base, nfe, data_shape, kind=kind,
+                                        progress=False).times)
+    elif not (isinstance(init_grid, str) and init_grid == "base"):
+        ts0 = validate_grid(sde, init_grid)
+        if len(ts0) != len(plan(sde, base, nfe)[1]):
+            raise ValueError(f"init_grid has {len(ts0) - 1} steps; {base.name!r} at nfe={nfe} needs {len(plan(sde, base, nfe)[1]) - 1}")
+    t_start, t_end = float(ts0[0]), float(ts0[-1])
+    m = len(ts0) - 1
+    model = as_model(sde, score, kind)
+    shape_of = lambda n: (n,) + data_shape
+    prior = lambda k, n: sde.prior_sample(k, shape_of(n), dtype)
+    y_fit, y_val = prior(jax.random.fold_in(key, 0), num_fit), prior(jax.random.fold_in(key, 1), num_heldout)
+    t0 = time.perf_counter()
+    target_fit = _teacher(sde, score, kind, teacher, y_fit)
+    target_val = _teacher(sde, score, kind, teacher, y_val)
+    teacher_s = time.perf_counter() - t0
+
+    table_shapes = {k: np.shape(v) for k, v in base.coefficients(sde, ts0, budget).items()}
+    params = {"logits": jnp.asarray(logits_of_grid(sde, ts0), dtype)}
+    if what != "grid":
+        params["corr"] = {k: jnp.zeros(table_shapes[k], dtype) for k in base.learnable}
+    radius = soft_radius * float(np.sqrt(np.prod(data_shape))) * float(sde.prior_std)
+    if loss == "soft":
+        params["shift"] = jnp.zeros(shape_of(num_fit), dtype)
+    keys = jax.random.split(jax.random.key(0), 1)
+
+    def endpoint(p, y):
+        ts = ts0_traced if what == "coefs" else grid_from_logits(sde, p["logits"].astype(dtype), t_start, t_end)
+        corr = {k: coef_scale * v for k, v in p.get("corr", {}).items()}
+        tables = traced_tables(sde, base, ts, budget, corr, dtype)
+        ctx = Context(sde, model, jnp.broadcast_to(keys, (y.shape[0],)))
+        return sde.data_part(run_tables(base, ctx, y, tables)[0])
+
+    ts0_traced = jnp.asarray(ts0, dtype)
+
+    def objective(p, y, target):
+        if "shift" in p:
+            y = y + p["shift"]
+        return jnp.mean((endpoint(p, y) - target) ** 2)
+
+    tx = optimizer or optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1))
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def update(p, s):
+        loss_val, g = jax.value_and_grad(objective)(p, y_fit, target_fit)
+        upd, s = tx.update(g, s, p)
+        p = optax.apply_updates(p, upd)
+        if "shift" in p:  # project every latent shift onto its ball
+            norms = jnp.sqrt(jnp.sum(p["shift"] ** 2, axis=tuple(range(1, p["shift"].ndim)), keepdims=True))
+            p = dict(p, shift=p["shift"] * jnp.minimum(1.0, radius / jnp.maximum(norms, 1e-30)))
+        return p, s, loss_val
+
+    heldout = jax.jit(lambda p: jnp.sqrt(jnp.mean((endpoint(p, y_val) - target_val) ** 2)))
+    best, best_err = params, float(heldout(params))
+    start_err, since = best_err, 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"learn {base.name} nfe={nfe}", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    done = 0
+    for step in range(1, steps + 1):
+        params, opt_state, loss_val = update(params, opt_state)
+        done = step
+        if step % eval_every == 0 or step == steps:
+            err = float(heldout(params))
+            if np.isfinite(err) and err < best_err:
+                best, best_err, since = params, err, 0
+            else:
+                since += 1
+            if bar is not None:
+                bar.set_postfix(heldout=f"{err:.3e}", best=f"{best_err:.3e}")
+            if since >= patience:
+                if bar is not None:
+                    bar.update(step - bar.n)
+                break
+        if bar is not None and step % 5 == 0:
+            bar.update(step - bar.n)
+    if bar is not None:
+        bar.update(done - bar.n)
+        bar.close()
+    fit_s = time.perf_counter() - t0
+
+    times = ts0 if what == "coefs" else grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end)
+    times = validate_grid(sde, times)
+    corrections = tuple(
+        (k, _nested(coef_scale * np.asarray(v, np.float64))) for k, v in best.get("corr", {}).items()
+        if np.any(np.asarray(v) != 0)
+    )
+    spec = diffusion_spec(sde)
+    info = {"what": what, "teacher": teacher if isinstance(teacher, str) else list(teacher), "loss": loss,
+            "num_fit": num_fit, "num_heldout": num_heldout, "steps_run": done, "init_grid": init_grid if isinstance(init_grid, str) else "given",
+            "teacher_seconds": teacher_s, "fit_seconds": fit_s}
+    learned = Learned(base=base, times=tuple(float(t) for t in times), corrections=corrections, diffusion=spec,
+                      nfe_budget=int(nfe), info=info)
+    # the guarantee, measured on the path users run: dj.sample with float64-computed tables
+    run = lambda s: sample(jax.random.key(0), sde, score, solver=s, nfe=nfe, init=y_val, kind=kind, dtype=dtype)
+    base_err = _rmse(run(base), target_val)
+    learned_err = _rmse(run(learned), target_val)
+    info.update(heldout_rmse_base=base_err, heldout_rmse_start=start_err)
+    if not learned_err < base_err:
+        info.update(heldout_rmse=base_err, fallback="the fitted discretization was not better on the held-out draws")
+        times = np.asarray(plan(sde, base, nfe)[1])
+        return Learned(base=base, times=tuple(float(t) for t in times), corrections=(), diffusion=spec,
+                       nfe_budget=int(nfe), info=info)
+    info.update(heldout_rmse=learned_err)
+    return learned

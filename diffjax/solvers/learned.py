@@ -1,0 +1,212 @@
+"""A solver with a fitted discretization: a base solver, its time grid and per-step coefficient corrections.
+
+``dj.solvers.learn`` (``learn.py``) and ``dj.solvers.optimized_grid`` (``grid_search.py``) return a
+:class:`Learned`; ``dj.sample(key, sde, score, solver=learned, nfe=learned.nfe_budget, ...)`` runs it like any
+other solver: the base solver's step on the stored grid, with its tables ``T_k`` replaced by ``T_k + Δ_k`` for the
+learned corrections ``Δ`` (zero: the base solver exactly). A learned solver belongs to one diffusion and one
+budget; using it with another diffusion or NFE raises. ``save(path)`` / :func:`load` round-trip it through JSON
+(exact float representations, so the samples are bit-identical).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..diffusions.base import LinearDiffusion
+from .base import Solver
+
+FORMAT = "diffjax.learned_solver"
+VERSION = 1
+
+
+def _nested(a: np.ndarray) -> Any:
+    return tuple(_nested(r) for r in a) if a.ndim else float(a)
+
+
+def diffusion_spec(sde: LinearDiffusion) -> tuple:
+    """``(class name, ((field, value), …))``: what identifies a diffusion's kernels (its hyperparameters)."""
+    if not dataclasses.is_dataclass(sde):
+        raise ValueError(f"{sde.name} is not a dataclass diffusion; learned solvers record the diffusion's fields")
+    fields = []
+    for f in dataclasses.fields(sde):
+        v = getattr(sde, f.name)
+        if not isinstance(v, (bool, int, float, str, type(None))):
+            raise ValueError(f"cannot record {sde.name}.{f.name} = {v!r} (a learned solver stores plain hyperparameters; "
+                             "custom diffusions built from functions are not supported)")
+        fields.append((f.name, v))
+    return (type(sde).__name__, tuple(fields))
+
+
+def _spec_str(spec: tuple) -> str:
+    return f"{spec[0]}(" + ", ".join(f"{k}={v!r}" for k, v in spec[1]) + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class Learned(Solver):
+    """``base`` on the grid ``times`` (``t_0 > … > t_M``) with additive table corrections ``corrections``
+    (``((table name, values), …)``, values shaped like the base solver's table), fitted for ``diffusion``
+    (see :func:`diffusion_spec`) and ``nfe_budget`` evaluations. ``info``: how it was fitted and its held-out
+    errors (not part of equality)."""
+
+    name: ClassVar[str] = "learned"
+    base: Solver = None
+    times: tuple = ()
+    corrections: tuple = ()
+    diffusion: tuple = ()
+    nfe_budget: int = 0
+    info: dict = dataclasses.field(default=None, compare=False, hash=False)
+
+    def __post_init__(self):
+        if not isinstance(self.base, Solver) or isinstance(self.base, Learned):
+            raise ValueError(f"a learned solver needs a plain diffjax solver as its base, got {self.base!r}")
+        ts = np.asarray(self.times, np.float64)
+        if ts.ndim != 1 or len(ts) < 2 or not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) < 0):
+            raise ValueError(f"learned grid must be a strictly decreasing finite 1-D grid, got {self.times}")
+        if self.base.nfe(len(ts) - 1) != self.nfe_budget:
+            raise ValueError(f"a grid of {len(ts) - 1} steps costs {self.base.nfe(len(ts) - 1)} NFE with "
+                             f"{self.base.name!r}, not the recorded nfe={self.nfe_budget}")
+        for k, _ in self.corrections:
+            if k not in self.base.learnable:
+                raise ValueError(f"{self.base.name!r} has no learnable table {k!r} (learnable: {self.base.learnable})")
+
+    # ---- the base solver's behaviour -----------------------------------------------------------
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return self.base.stochastic
+
+    @property
+    def scalar_only(self) -> bool:  # type: ignore[override]
+        return self.base.scalar_only
+
+    @property
+    def evals_per_step(self) -> int:  # type: ignore[override]
+        return self.base.evals_per_step
+
+    @property
+    def convergence_order(self):
+        return None  # a fixed grid: no step-size refinement
+
+    def num_steps(self, nfe):
+        if nfe != self.nfe_budget:
+            raise ValueError(f"this learned {self.base.name!r} solver was fitted for nfe={self.nfe_budget}; "
+                             f"got nfe={nfe} (learn one for this budget with dj.solvers.learn)")
+        return len(self.times) - 1
+
+    def nfe(self, num_steps):
+        return self.base.nfe(num_steps)
+
+    def grid_kind(self, sde=None):
+        return "learned"
+
+    def build_grid(self, sde, nfe, kind, t_start=None):
+        if kind != "learned" or t_start is not None:
+            raise ValueError("a learned solver runs on its own grid; do not pass grid= or a start time")
+        self.num_steps(nfe)
+        return np.asarray(self.times, np.float64)
+
+    def check(self, sde):
+        self.base.check(sde)
+        spec = diffusion_spec(sde)
+        if self.diffusion and spec != tuple(self.diffusion):
+            raise ValueError(f"this solver was learned for {_spec_str(self.diffusion)}, not for {_spec_str(spec)}")
+
+    def coefficients(self, sde, ts, nfe):
+        tables = self.base.coefficients(sde, ts, nfe)
+        if not self.corrections:
+            return tables
+        if ts.shape != (len(self.times),) or not np.array_equal(np.asarray(ts), np.asarray(self.times)):
+            raise ValueError("learned coefficient corrections belong to the learned grid; do not pass another grid")
+        tables = dict(tables)
+        for k, v in self.corrections:
+            tables[k] = np.asarray(tables[k]) + np.asarray(v, np.float64)
+        return tables
+
+    def prior(self, key, sde, shape, dtype):
+        return self.base.prior(key, sde, shape, dtype)
+
+    def init(self, ctx, y, coefs):
+        return self.base.init(ctx, y, coefs)
+
+    def step(self, ctx, state, c):
+        return self.base.step(ctx, state, c)
+
+    def current(self, ctx, state, c):
+        return self.base.current(ctx, state, c)
+
+    def output(self, ctx, state, coefs):
+        return self.base.output(ctx, state, coefs)
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """A JSON-ready dict: base solver (class and fields), diffusion, NFE, grid, corrections, info."""
+        base_fields = {f.name: getattr(self.base, f.name) for f in dataclasses.fields(self.base)}
+        return {
+            "format": FORMAT, "version": VERSION,
+            "base": {"class": type(self.base).__name__, "fields": base_fields},
+            "diffusion": {"class": self.diffusion[0], "fields": dict(self.diffusion[1])} if self.diffusion else None,
+            "nfe": self.nfe_budget,
+            "grid": [float(t) for t in self.times],
+            "corrections": {k: np.asarray(v).tolist() for k, v in self.corrections},
+            "info": self.info or {},
+        }
+
+    def save(self, path: str) -> str:
+        """Write the solver as JSON to ``path`` (atomically: a temporary file, then a rename). Returns ``path``."""
+        text = json.dumps(self.to_json(), indent=1, default=_json_default)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        return path
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
+def _solver_classes() -> dict[str, type]:
+    from . import registry
+
+    classes = {}
+    for name in registry.available():
+        cls = type(registry.get(name))
+        classes[cls.__name__] = cls
+    return classes
+
+
+def from_json(obj: dict, where: str = "the learned solver") -> Learned:
+    """Rebuild a :class:`Learned` from :meth:`Learned.to_json` output (raises ValueError naming what is wrong)."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise ValueError(f"{where} is not a diffjax learned solver (missing format {FORMAT!r})")
+    if obj.get("version") != VERSION:
+        raise ValueError(f"{where} has format version {obj.get('version')!r}; this diffjax reads version {VERSION}")
+    try:
+        base_cls = _solver_classes()[obj["base"]["class"]]
+        base = base_cls(**obj["base"]["fields"])
+        diff = obj.get("diffusion")
+        spec = (diff["class"], tuple((k, v) for k, v in diff["fields"].items())) if diff else ()
+        corrections = tuple((k, _nested(np.asarray(v, np.float64))) for k, v in obj.get("corrections", {}).items())
+        return Learned(base=base, times=tuple(float(t) for t in obj["grid"]), corrections=corrections,
+                       diffusion=spec, nfe_budget=int(obj["nfe"]), info=obj.get("info") or {})
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{where} is malformed: {type(e).__name__}: {e}") from e
+
+
+def load(path: str) -> Learned:
+    """Load a solver written by :meth:`Learned.save`; the diffusion it was fitted for is checked when sampling."""
+    try:
+        with open(path) as fh:
+            obj = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no learned solver at {path!r}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path!r} is not valid JSON ({e}); was it written by learned.save?") from None
+    return from_json(obj, repr(path))
