@@ -1,6 +1,10 @@
 """Sample a trained run with any solver: writes a PNG grid and an .npz of the samples.
 
     python experiments/sample.py --workdir runs/toy_edm --solver heun --nfe 35 --num 1000 [--label 3 --guidance 1.5]
+    python experiments/sample.py --workdir runs/toy_edm --solver runs/toy_edm/solvers/unipc_nfe5.json   # learned
+
+``--solver`` is a registered name or the path of a learned solver (``experiments/learn_solver.py``); a learned
+solver runs at the NFE it was fitted for.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from diffjax.training.trainer import save_grid  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True)
-    p.add_argument("--solver", default=None)
+    p.add_argument("--solver", default=None, help="a solver name or a learned solver's .json")
     p.add_argument("--nfe", type=int, default=None)
     p.add_argument("--num", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -42,6 +46,16 @@ def main(argv=None):
         raise SystemExit(f"{a.workdir!r} has no checkpoint yet")
     solver = a.solver or cfg["sample"]["solver"]
     nfe = a.nfe or cfg["sample"]["nfe"]
+    label = solver
+    if solver.endswith(".json"):
+        try:
+            solver = dj.solvers.load(solver)
+        except (OSError, ValueError) as e:
+            raise SystemExit(str(e)) from None
+        label = "learned_" + os.path.splitext(os.path.basename(a.solver))[0]
+        nfe = a.nfe or solver.nfe_budget
+    elif solver not in dj.solvers.available():
+        raise SystemExit(f"unknown solver {solver!r}; accepted: {dj.solvers.available()} or a learned solver's .json")
     num = a.num or cfg["sample"]["num"]
     labels = None
     if a.label is not None:
@@ -52,12 +66,15 @@ def main(argv=None):
                                  cld_param=trainer.loss_cfg.cld_param)
     else:
         model = trainer.model(ema=not a.raw, labels=labels)
-    x = dj.sample(jax.random.key(a.seed), trainer.sde, model, solver, nfe=nfe, shape=(num,) + tuple(train.data_shape))
+    try:
+        x = dj.sample(jax.random.key(a.seed), trainer.sde, model, solver, nfe=nfe, shape=(num,) + tuple(train.data_shape))
+    except ValueError as e:
+        raise SystemExit(f"cannot sample with {label!r}: {e}") from None
     x = np.asarray(x)
     if not np.all(np.isfinite(x)):
         raise SystemExit("sampling produced non-finite values; try another solver or more NFE")
-    stem = os.path.join(a.workdir, f"samples_{solver}_nfe{nfe}")
-    np.savez(stem + ".npz", samples=x, step=step, solver=solver, nfe=nfe)
+    stem = os.path.join(a.workdir, f"samples_{label}_nfe{nfe}")
+    np.savez(stem + ".npz", samples=x, step=step, solver=label, nfe=nfe)
     save_grid(x, stem + ".png")
     print(f"wrote {stem}.png and {stem}.npz (checkpoint step {step})")
 

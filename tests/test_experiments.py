@@ -42,6 +42,21 @@ def test_train_resume_and_sample_scripts(tmp_path):
         assert res.returncode == 0, res.stderr[-2000:]
         x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}.npz")["samples"]
         assert x.shape == (50, 2) and np.all(np.isfinite(x))
+    # a learned solver fitted to the run, stored in it, then sampled by path
+    res = _run("learn_solver.py", "--workdir", work, "--solver", "ipndm", "--nfe", "4", "--num-fit", "32",
+               "--num-heldout", "32", "--steps", "10", "--teacher", "unipc:40")
+    assert res.returncode == 0, res.stderr[-2000:]
+    learned = tmp_path / "run" / "solvers" / "ipndm_nfe4.json"
+    info = json.load(open(learned))["info"]
+    assert info["heldout_rmse"] <= info["heldout_rmse_base"] and info["checkpoint_step"] == 30
+    res = _run("sample.py", "--workdir", work, "--solver", str(learned), "--num", "50")
+    assert res.returncode == 0, res.stderr[-2000:]
+    x = np.load(tmp_path / "run" / "samples_learned_ipndm_nfe4_nfe4.npz")["samples"]
+    assert x.shape == (50, 2) and np.all(np.isfinite(x))
+    res = _run("sample.py", "--workdir", work, "--solver", str(learned), "--nfe", "6", "--num", "50")
+    assert res.returncode != 0 and "fitted for nfe=4" in res.stderr
+    res = _run("learn_solver.py", "--workdir", work, "--solver", "pc", "--nfe", "4")
+    assert res.returncode != 0 and "traceable" in res.stderr
     res = _run("sample.py", "--workdir", str(tmp_path / "nothing"))
     assert res.returncode != 0 and "no run" in res.stderr
     res = _run("train.py", "--config", cfg + ":toy-warp", "--workdir", str(tmp_path / "bad"))

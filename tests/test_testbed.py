@@ -112,3 +112,28 @@ def test_bad_mixture_inputs():
         g.score(dj.VP(), jnp.zeros((3, 5)), 0.5)
     with pytest.raises(ValueError, match="shape"):
         g.score(dj.VP(), jnp.zeros((3, 2)), jnp.ones((4,)))
+
+
+def test_spectral_mixture_frequency_and_image_coordinates_agree(x64):
+    """The two coordinate systems of ``spectral`` differ by the orthonormal DCT: scores map by the DCT and
+    samples from DCT-related prior draws are DCT-related (VP/EDM samplers are equivariant to rotations)."""
+    from scipy.fft import dctn
+
+    freq = dj.testbed.spectral(size=4, num_components=3, coordinates="frequency")
+    img = dj.testbed.spectral(size=4, num_components=3, coordinates="image")
+    cov = img.covariances()[0]
+    ev = np.linalg.eigvalsh(cov)
+    assert ev.max() / ev.min() > 10  # a spread spectrum even at 4×4
+    to_freq = lambda x: dctn(np.asarray(x), axes=(1, 2), norm="ortho")
+    sde = dj.EDM()
+    y_img = sde.prior_sample(jax.random.key(0), (8, 4, 4, 1), jnp.float64)
+    y_freq = jnp.asarray(to_freq(y_img))
+    np.testing.assert_allclose(to_freq(img.score(sde, y_img, 3.0)), freq.score(sde, y_freq, 3.0), rtol=1e-9, atol=1e-12)
+    a = dj.sample(jax.random.key(0), sde, img.score_fn(sde), "dpmpp_2m", nfe=8, init=y_img)
+    b = dj.sample(jax.random.key(0), sde, freq.score_fn(sde), "dpmpp_2m", nfe=8, init=y_freq)
+    np.testing.assert_allclose(to_freq(a), b, rtol=1e-8, atol=1e-10)
+    big = dj.testbed.spectral()
+    ev = big.evals
+    assert big.dim == 256 and ev.max() / ev.min() > 1e4
+    with pytest.raises(ValueError, match="coordinates"):
+        dj.testbed.spectral(coordinates="pixels")

@@ -4,6 +4,7 @@ from .ddim import DDIM
 from .dlg import DLG, Chains, level_times
 from .gddim import GDDIM, gddim_coefficients
 from .ipndm import IPNDM
+from .grid_search import optimized_grid
 from .learn import learn
 from .learned import Learned, load
 from .driver import nfe_of, plan, sample, sample_chunked
@@ -16,6 +17,6 @@ from .scire import SciRE
 from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
-    "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "IPNDM", "learn", "Learned", "load", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
+    "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "IPNDM", "learn", "optimized_grid", "Learned", "load", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
     "PredictorCorrector", "sample", "sample_chunked", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

@@ -68,6 +68,26 @@ def traced_tables(sde, solver: Solver, ts: Any, budget: int | None, corrections:
     return tables
 
 
+def differentiable_sampler(sde, score: Any, solver: Any, nfe: int, kind: str = "score", dtype=None):
+    """``(solve, ts0, budget)``: ``solve(ts, corrections, y)`` runs ``solver`` from the states ``y`` over the
+    (traceable) grid ``ts`` with additive table ``corrections`` (a dict, may be empty) and returns the data part
+    of the endpoint; differentiable in ``ts`` and the corrections. ``ts0`` is the solver's default grid."""
+    from .driver import plan, run_tables
+
+    base = registry.get(solver)
+    _, ts0, budget = plan(sde, base, nfe)
+    model = as_model(sde, score, kind)
+    dtype = dtype or jnp.zeros(()).dtype
+    dummy = jax.random.split(jax.random.key(0), 1)
+
+    def solve(ts, corrections, y):
+        tables = traced_tables(sde, base, ts, budget, corrections, dtype)
+        ctx = Context(sde, model, jnp.broadcast_to(dummy, (y.shape[0],)))
+        return sde.data_part(run_tables(base, ctx, y, tables)[0])
+
+    return solve, ts0, budget
+
+
 def _teacher(sde, score, kind, teacher, y):
     from ..interop import reference_sample
     from .driver import sample
@@ -94,7 +114,7 @@ def learn(
     *,
     kind: str = "score",
     what: str | None = None,
-    init_grid: Any = "base",
+    init_grid: Any = "optimized",
     teacher: Any = "reference",
     num_fit: int = 512,
     num_heldout: int = 512,
@@ -121,14 +141,16 @@ def learn(
       data_shape: the shape of one sample.
       what: ``"grid"``, ``"coefs"`` or ``"grid+coefs"`` (default: grid + coefficients when the solver has
         learnable tables, else grid).
-      init_grid: ``"base"`` (the solver's default grid), ``"optimized"`` (the training-free dynamic-programming
-        grid of :func:`diffjax.solvers.optimized_grid`) or an explicit grid.
+      init_grid: ``"optimized"`` (default: the training-free dynamic-programming grid of
+        :func:`diffjax.solvers.optimized_grid`, a few seconds, never worse than the default grid on its batch),
+        ``"base"`` (the solver's default grid) or an explicit grid.
       teacher: ``"reference"`` (adaptive diffrax Dopri8, tolerance 1e-5 in float32, 1e-9 in float64) or a
         ``(solver, nfe)`` pair, e.g. ``("unipc", 100)``.
       num_fit, num_heldout: prior draws to fit on and to select/validate on (never the same).
       loss: ``"l2"`` (pathwise squared error) or ``"soft"`` (LD3's relaxed teacher: each fitting draw may move
         within a ball of radius ``soft_radius·√d·prior_std`` around its latent; regularizes with few draws).
-      optimizer: an optax transformation (default Adam with cosine decay from ``learning_rate``).
+      optimizer: an optax transformation (default Adam, linear warm-up over the first 10 % of the steps to
+        ``learning_rate``, then cosine decay to a tenth of it).
       steps, eval_every, patience: optimizer steps; held-out evaluation period; evaluations without improvement
         before stopping.
       coef_scale: corrections are ``coef_scale × parameters`` (their step size relative to the grid logits').
@@ -164,21 +186,18 @@ def learn(
     data_shape = tuple(int(s) for s in data_shape)
     sde.check_data_shape(data_shape)
     dtype = dtype or jnp.zeros(()).dtype
-    from .driver import plan, run_tables, sample
+    from .driver import plan, sample
 
-    _, ts0, budget = plan(sde, base, nfe)
+    solve, ts0, budget = differentiable_sampler(sde, score, base, nfe, kind, dtype)
     if isinstance(init_grid, str) and init_grid == "optimized":
         from .grid_search import optimized_grid
 
-        ts0 = np.asarray(optimized_grid(jax.random.fold_in(key, 2), sde, score, base, nfe, data_shape, kind=kind,
-                                        progress=False).times)
+        ts0 = np.asarray(optimized_grid(jax.random.fold_in(key, 2), sde, score, base, nfe, data_shape, kind=kind).times)
     elif not (isinstance(init_grid, str) and init_grid == "base"):
         ts0 = validate_grid(sde, init_grid)
         if len(ts0) != len(plan(sde, base, nfe)[1]):
             raise ValueError(f"init_grid has {len(ts0) - 1} steps; {base.name!r} at nfe={nfe} needs {len(plan(sde, base, nfe)[1]) - 1}")
     t_start, t_end = float(ts0[0]), float(ts0[-1])
-    m = len(ts0) - 1
-    model = as_model(sde, score, kind)
     shape_of = lambda n: (n,) + data_shape
     prior = lambda k, n: sde.prior_sample(k, shape_of(n), dtype)
     y_fit, y_val = prior(jax.random.fold_in(key, 0), num_fit), prior(jax.random.fold_in(key, 1), num_heldout)
@@ -194,23 +213,20 @@ def learn(
     radius = soft_radius * float(np.sqrt(np.prod(data_shape))) * float(sde.prior_std)
     if loss == "soft":
         params["shift"] = jnp.zeros(shape_of(num_fit), dtype)
-    keys = jax.random.split(jax.random.key(0), 1)
+    ts0_traced = jnp.asarray(ts0, dtype)
 
     def endpoint(p, y):
         ts = ts0_traced if what == "coefs" else grid_from_logits(sde, p["logits"].astype(dtype), t_start, t_end)
-        corr = {k: coef_scale * v for k, v in p.get("corr", {}).items()}
-        tables = traced_tables(sde, base, ts, budget, corr, dtype)
-        ctx = Context(sde, model, jnp.broadcast_to(keys, (y.shape[0],)))
-        return sde.data_part(run_tables(base, ctx, y, tables)[0])
-
-    ts0_traced = jnp.asarray(ts0, dtype)
+        return solve(ts, {k: coef_scale * v for k, v in p.get("corr", {}).items()}, y)
 
     def objective(p, y, target):
         if "shift" in p:
             y = y + p["shift"]
         return jnp.mean((endpoint(p, y) - target) ** 2)
 
-    tx = optimizer or optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1))
+    # warm-up: Adam's first steps move every parameter by the full rate; from a good start that overshoots
+    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(1, steps // 10), steps, 0.1 * learning_rate)
+    tx = optimizer or optax.adam(schedule)
     opt_state = tx.init(params)
 
     @jax.jit
@@ -226,6 +242,7 @@ def learn(
     heldout = jax.jit(lambda p: jnp.sqrt(jnp.mean((endpoint(p, y_val) - target_val) ** 2)))
     best, best_err = params, float(heldout(params))
     start_err, since = best_err, 0
+    history = [(0, best_err)]
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -238,6 +255,7 @@ def learn(
         done = step
         if step % eval_every == 0 or step == steps:
             err = float(heldout(params))
+            history.append((step, err if np.isfinite(err) else None))
             if np.isfinite(err) and err < best_err:
                 best, best_err, since = params, err, 0
             else:
@@ -264,7 +282,7 @@ def learn(
     spec = diffusion_spec(sde)
     info = {"what": what, "teacher": teacher if isinstance(teacher, str) else list(teacher), "loss": loss,
             "num_fit": num_fit, "num_heldout": num_heldout, "steps_run": done, "init_grid": init_grid if isinstance(init_grid, str) else "given",
-            "teacher_seconds": teacher_s, "fit_seconds": fit_s}
+            "teacher_seconds": teacher_s, "fit_seconds": fit_s, "heldout_history": history}
     learned = Learned(base=base, times=tuple(float(t) for t in times), corrections=corrections, diffusion=spec,
                       nfe_budget=int(nfe), info=info)
     # the guarantee, measured on the path users run: dj.sample with float64-computed tables

@@ -1,0 +1,185 @@
+"""Learned and optimized discretizations vs untuned solvers on the exact-score test bed.
+
+Problems: the 2-D ring, the 64-d digits mixture and the 256-d spectral mixture (16×16 images with a power-law
+spectrum, covariance condition number ≈ 4e4, in DCT coordinates) under EDM and VP. Base solvers: UniPC,
+DPM-Solver++ 2M/3M, iPNDM, DDIM, EDM Heun, each
+
+* untuned: its default grid;
+* optimized: the training-free dynamic-programming grid (``dj.solvers.optimized_grid``);
+* learned grid: ``dj.solvers.learn(..., what="grid")``;
+* learned grid + coefficients: ``dj.solvers.learn(...)`` (default options).
+
+Evaluation draws (1000; 2000 for the ring) come from a key used neither for fitting nor for the held-out
+selection inside ``learn``; their float64 Dopri8 solutions (rtol = atol = 1e-10) are the reference. Reported:
+pathwise RMSE at t_min, the median per-path RMS error, the fraction of paths whose most likely mixture
+component differs from the reference's ("mode flips"), and the fitting time (2 CPU cores).
+
+    python experiments/bench_learned.py [--quick] [--out experiments/results]
+
+Rows are appended to bench_learned.jsonl as they finish; a rerun skips finished rows (delete the file to start
+over). Then bench_learned.{json,md,png} are written from all rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+import diffjax as dj
+from benchutil import prior_and_reference
+
+SOLVERS = ["unipc", "dpmpp_2m", "dpmpp_3m", "ipndm", "ddim", "heun"]
+NFES = [3, 4, 5, 6, 8, 10, 20]
+VARIANTS = ["untuned", "optimized", "learned grid", "learned grid+coefs"]
+
+
+def problems():
+    return {"ring": (dj.testbed.ring(), 2000), "digits": (dj.testbed.digits(), 1000), "spectral": (dj.testbed.spectral(), 1000)}
+
+
+def plan(quick: bool):
+    """(sde name, problem, solver, nfe, variant) rows, cheapest first."""
+    rows = []
+    sdes, probs, nfes = (["EDM"], ["ring", "digits"], [5, 10]) if quick else (["EDM", "VP"], list(problems()), NFES)
+    for s in sdes:
+        for p in probs:
+            for solver in SOLVERS:
+                for n in nfes:
+                    rows += [(s, p, solver, n, "untuned"), (s, p, solver, n, "optimized")]
+    learn_nfes = [5, 10] if quick else [5, 10, 20]
+    targets = [("EDM", p) for p in (["digits"] if quick else ["digits", "spectral"])]
+    for s, p in targets:  # the issue's targets: every learned variant of the strongest bases
+        for solver in ["ipndm", "unipc", "dpmpp_3m"]:
+            for n in learn_nfes:
+                rows += [(s, p, solver, n, "learned grid+coefs"), (s, p, solver, n, "learned grid")]
+    if not quick:
+        for solver in ["dpmpp_2m", "ddim", "heun"]:  # the other bases, at low NFE
+            for n in [5, 10]:
+                rows += [("EDM", "digits", solver, n, "learned grid+coefs"), ("EDM", "digits", solver, n, "learned grid")]
+        for s, p in [("VP", "digits"), ("VP", "spectral"), ("EDM", "ring"), ("VP", "ring")]:  # breadth: iPNDM only
+            for n in [3, 4, 5, 6, 8, 10, 20] if p == "ring" else learn_nfes:
+                rows.append((s, p, "ipndm", n, "learned grid+coefs"))
+        for n in [3, 4, 6, 8]:
+            rows.append(("EDM", "digits", "ipndm", n, "learned grid+coefs"))
+    return rows
+
+
+def metrics(data, sde, x, ref):
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    per_path = np.sqrt(np.mean((x - ref).reshape(len(x), -1) ** 2, axis=1))
+    comp = lambda y: np.asarray(jnp.argmax(data._per_component(sde, jnp.asarray(y, jnp.float32), sde.t_min)[0], axis=1))
+    return {"rmse": float(np.sqrt(np.mean((x - ref) ** 2))), "median": float(np.median(per_path)),
+            "flips": float(np.mean(comp(x) != comp(ref)))}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    name = "bench_learned_quick" if args.quick else "bench_learned"
+    log = os.path.join(args.out, f"{name}.jsonl")
+    done = {}
+    if os.path.exists(log):
+        for line in open(log):
+            if line.strip():
+                r = json.loads(line)
+                done[(r["sde"], r["problem"], r["solver"], r["nfe"], r["variant"])] = r
+    sdes = {"EDM": dj.EDM(), "VP": dj.VP()}
+    probs = problems()
+    cache = {}
+    for row in plan(args.quick):
+        if row in done:
+            continue
+        s, p, solver, nfe, variant = row
+        sde, (data, n) = sdes[s], probs[p]
+        if args.quick:
+            n = min(n, 256)
+        if (s, p) not in cache:
+            cache[(s, p)] = prior_and_reference(sde, data, n, jax.random.key(0))
+        y, ref = cache[(s, p)]
+        score = data.score_fn(sde)
+        t0 = time.perf_counter()
+        extra = {}
+        if variant == "untuned":
+            chosen = solver
+        elif variant == "optimized":
+            chosen = dj.solvers.optimized_grid(jax.random.key(7), sde, score, solver, nfe, data.data_shape)
+            extra["chosen"] = chosen.info["chosen"]
+        else:
+            what = "grid" if variant == "learned grid" else "grid+coefs"
+            opts = dict(num_fit=128, num_heldout=128, steps=100) if args.quick else {}
+            chosen = dj.solvers.learn(jax.random.key(1), sde, score, solver, nfe, data.data_shape, what=what,
+                                      progress=False, **opts)
+            extra = {k: chosen.info.get(k) for k in ("steps_run", "heldout_rmse", "heldout_rmse_base", "fallback", "teacher_seconds")}
+        fit_s = time.perf_counter() - t0
+        x = dj.sample(jax.random.key(0), sde, score, chosen, nfe=nfe, init=y)
+        r = {"sde": s, "problem": p, "solver": solver, "nfe": nfe, "variant": variant, "fit_seconds": fit_s,
+             **metrics(data, sde, x, ref), **extra}
+        if variant != "untuned":
+            r["grid"] = list(chosen.times)
+        print(json.dumps({k: v for k, v in r.items() if k != "grid"}), flush=True)
+        with open(log, "a") as fh:
+            fh.write(json.dumps(r) + "\n")
+        done[row] = r
+    report(list(done.values()), args.out, name)
+
+
+def report(rows, out, name):
+    with open(os.path.join(out, f"{name}.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+    get = {(r["sde"], r["problem"], r["solver"], r["nfe"], r["variant"]): r for r in rows}
+    lines = [f"# {name}", "", "Pathwise RMSE at t_min on evaluation draws never used for fitting (float64 Dopri8 "
+             "reference). Cells: untuned / optimized grid / learned grid / learned grid + coefficients "
+             "(— not run). Generated by experiments/bench_learned.py.", ""]
+    fmt = lambda r: "—" if r is None else f"{r['rmse']:.2e}"
+    for (s, p) in sorted({(r["sde"], r["problem"]) for r in rows}):
+        nfes = sorted({r["nfe"] for r in rows if (r["sde"], r["problem"]) == (s, p)})
+        lines += [f"## {p} / {s}", "", "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+                  "|---|" + "---|" * len(nfes)]
+        for solver in SOLVERS:
+            cells = [" / ".join(fmt(get.get((s, p, solver, n, v))) for v in VARIANTS) for n in nfes]
+            lines.append(f"| {solver} | " + " | ".join(cells) + " |")
+        best_lines = []
+        for n in nfes:
+            untuned = [get[(s, p, so, n, "untuned")]["rmse"] for so in SOLVERS if (s, p, so, n, "untuned") in get]
+            learned = [(r["rmse"], r["solver"], r["variant"], r) for (ss, pp, so, nn, v), r in get.items()
+                       if (ss, pp, nn) == (s, p, n) and v.startswith("learned")]
+            if untuned and learned:
+                b, so, v, r = min(learned, key=lambda t: t[0])
+                best_lines.append(f"| {n} | {min(untuned):.2e} | {b:.2e} ({so}, {v}) | **{b / min(untuned):.2f}×** | "
+                                  f"{r['median']:.2e} | {r['flips']:.3f} | {r['fit_seconds']:.0f} s |")
+        if best_lines:
+            lines += ["", "| NFE | best untuned | best learned | ratio | its median path error | its mode flips | its fit time |",
+                      "|---|---|---|---|---|---|---|", *best_lines]
+        lines.append("")
+    with open(os.path.join(out, f"{name}.md"), "w") as fh:
+        fh.write("\n".join(lines))
+    pairs = sorted({(r["sde"], r["problem"]) for r in rows})
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
+    for ax, (s, p) in zip(axes[0], pairs):
+        for variant, style in zip(VARIANTS, ["-", "--", ":", "-."]):
+            for solver, color in zip(SOLVERS, plt.cm.tab10.colors):
+                pts = sorted((r["nfe"], r["rmse"]) for r in rows if (r["sde"], r["problem"], r["solver"], r["variant"]) == (s, p, solver, variant))
+                if len(pts) > 1 or (pts and variant.startswith("learned")):
+                    ax.plot(*zip(*pts), style, marker="o" if variant.startswith("learned") else None, ms=3, color=color,
+                            label=f"{solver} {variant}" if (s, p) == pairs[0] else None)
+        ax.set(xscale="log", yscale="log", title=f"{p} / {s}", xlabel="NFE")
+    axes[0][0].set_ylabel("pathwise RMSE")
+    fig.legend(loc="lower center", ncol=6, fontsize=6)
+    fig.tight_layout(rect=(0, 0.18, 1, 1))
+    fig.savefig(os.path.join(out, f"{name}.png"), dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Fit a discretization (time grid + solver coefficients) to a trained run and store it in the run.
+
+    python experiments/learn_solver.py --workdir runs/digits_edm --solver unipc --nfe 5
+    python experiments/sample.py --workdir runs/digits_edm --solver runs/digits_edm/solvers/unipc_nfe5.json
+
+Fits on prior draws (no data needed) against a teacher (default: the adaptive diffrax reference; ``--teacher
+unipc:100`` for a cheaper one), selects on held-out draws, and writes ``WORKDIR/solvers/<solver>_nfe<N>.json``
+(with the held-out errors before and after). Uses the EMA parameters of the latest checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+
+import diffjax as dj  # noqa: E402
+from common import build  # noqa: E402
+
+
+def parse_teacher(text: str):
+    if text == "reference":
+        return "reference"
+    solver, sep, nfe = text.partition(":")
+    if not sep or not nfe.isdigit():
+        raise SystemExit(f"--teacher must be 'reference' or SOLVER:NFE (e.g. unipc:100), got {text!r}")
+    return (solver, int(nfe))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--solver", required=True, help="base solver, e.g. unipc, ipndm, dpmpp_3m, heun")
+    p.add_argument("--nfe", type=int, required=True)
+    p.add_argument("--what", default=None, choices=["grid", "coefs", "grid+coefs"])
+    p.add_argument("--teacher", default="reference", help="'reference' or SOLVER:NFE")
+    p.add_argument("--num-fit", type=int, default=512)
+    p.add_argument("--num-heldout", type=int, default=512)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--init-grid", default="optimized", choices=["base", "optimized"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output JSON (default WORKDIR/solvers/<solver>_nfe<N>.json)")
+    a = p.parse_args(argv)
+    path = os.path.join(a.workdir, "config.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"no run in {a.workdir!r} (config.json missing): train one with experiments/train.py")
+    if a.solver not in dj.solvers.available():
+        raise SystemExit(f"unknown solver {a.solver!r}; accepted: {dj.solvers.available()}")
+    teacher = parse_teacher(a.teacher)
+    with open(path) as f:
+        cfg = json.load(f)
+    trainer, train, _ = build(cfg, a.workdir)
+    step = trainer.restore()
+    if step == 0:
+        raise SystemExit(f"{a.workdir!r} has no checkpoint yet")
+    try:
+        learned = dj.solvers.learn(jax.random.key(a.seed), trainer.sde, trainer.model(ema=True), a.solver, a.nfe,
+                                   tuple(train.data_shape), what=a.what, teacher=teacher, num_fit=a.num_fit,
+                                   num_heldout=a.num_heldout, steps=a.steps, init_grid=a.init_grid)
+    except ValueError as e:
+        raise SystemExit(f"cannot learn {a.solver!r} at nfe={a.nfe}: {e}") from None
+    learned.info["checkpoint_step"] = step
+    out = a.out or os.path.join(a.workdir, "solvers", f"{a.solver}_nfe{a.nfe}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    learned.save(out)
+    i = learned.info
+    print(f"held-out pathwise RMSE vs the teacher: {i['heldout_rmse_base']:.4g} ({a.solver}, default grid) -> "
+          f"{i['heldout_rmse']:.4g} (learned){' [' + i['fallback'] + ']' if 'fallback' in i else ''}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
