@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-gddim bench-pds bench-dlg bench-custom bench-speed bench-training notebooks clean
+.PHONY: install demo test bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-training notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench-dlg: $(STAMP)
 
 bench-custom: $(STAMP)
 	cd experiments && ../$(PY) bench_custom.py
+
+# learned / optimized discretizations on the test bed (resumable: rows in results/bench_learned.jsonl)
+bench-learned: $(STAMP)
+	cd experiments && ../$(PY) bench_learned.py
+
+bench-learned-trained: $(STAMP)
+	cd experiments && ../$(PY) bench_learned_trained.py
 
 # on a GPU machine (writes experiments/results/bench_speed_gpu_*.json); the CPU part runs anywhere
 bench-speed: $(STAMP)

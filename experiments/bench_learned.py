@@ -47,26 +47,22 @@ def problems():
 
 
 def plan(quick: bool):
-    """(sde name, problem, solver, nfe, variant) rows, cheapest first."""
-    rows = []
+    """(sde name, problem, solver, nfe, variant) rows: untuned first, then the issue's targets, then breadth."""
     sdes, probs, nfes = (["EDM"], ["ring", "digits"], [5, 10]) if quick else (["EDM", "VP"], list(problems()), NFES)
-    for s in sdes:
-        for p in probs:
-            for solver in SOLVERS:
-                for n in nfes:
-                    rows += [(s, p, solver, n, "untuned"), (s, p, solver, n, "optimized")]
+    grid = [(s, p, solver, n) for s in sdes for p in probs for solver in SOLVERS for n in nfes]
+    rows = [g + ("untuned",) for g in grid]
     learn_nfes = [5, 10] if quick else [5, 10, 20]
-    targets = [("EDM", p) for p in (["digits"] if quick else ["digits", "spectral"])]
-    for s, p in targets:  # the issue's targets: every learned variant of the strongest bases
-        for solver in ["ipndm", "unipc", "dpmpp_3m"]:
+    for s, p in [("EDM", p) for p in (["digits"] if quick else ["digits", "spectral"])]:
+        for solver in ["ipndm", "unipc", "dpmpp_3m"]:  # the targets: every learned variant of the strongest bases
             for n in learn_nfes:
                 rows += [(s, p, solver, n, "learned grid+coefs"), (s, p, solver, n, "learned grid")]
+    rows += [g + ("optimized",) for g in grid]
     if not quick:
         for solver in ["dpmpp_2m", "ddim", "heun"]:  # the other bases, at low NFE
             for n in [5, 10]:
                 rows += [("EDM", "digits", solver, n, "learned grid+coefs"), ("EDM", "digits", solver, n, "learned grid")]
-        for s, p in [("VP", "digits"), ("VP", "spectral"), ("EDM", "ring"), ("VP", "ring")]:  # breadth: iPNDM only
-            for n in [3, 4, 5, 6, 8, 10, 20] if p == "ring" else learn_nfes:
+        for s, p in [("EDM", "ring"), ("VP", "digits"), ("VP", "spectral"), ("VP", "ring")]:  # breadth: iPNDM only
+            for n in NFES if p == "ring" else learn_nfes:
                 rows.append((s, p, "ipndm", n, "learned grid+coefs"))
         for n in [3, 4, 6, 8]:
             rows.append(("EDM", "digits", "ipndm", n, "learned grid+coefs"))

@@ -271,3 +271,17 @@ def test_measured_order_matches_declared(name, order_problem, x64):
     d = solver.convergence_order
     print(f"ORDER {name} declared {d} measured {slope:.2f}")
     assert d - 0.3 <= slope <= d + 1.0, (name, d, slope, errs)
+
+
+def test_learn_variants_coefs_only_and_soft_teacher():
+    """``what="coefs"`` keeps the start grid and learns weights; LD3's soft loss runs with latent shifts; both
+    are never worse than the base on the held-out draws (the fallback guarantee)."""
+    sde = dj.EDM()
+    score = dj.testbed.ring().score_fn(sde)
+    opts = dict(num_fit=64, num_heldout=64, steps=30, progress=False, teacher=("unipc", 60))
+    coefs = dj.solvers.learn(jax.random.key(0), sde, score, "dpmpp_2m", 4, (2,), what="coefs", init_grid="base", **opts)
+    np.testing.assert_array_equal(coefs.times, dj.solvers.get("dpmpp_2m").build_grid(sde, 4, "logsnr"))
+    assert coefs.info["heldout_rmse"] <= coefs.info["heldout_rmse_base"]
+    soft = dj.solvers.learn(jax.random.key(0), sde, score, "ddim", 4, (2,), loss="soft", **opts)
+    assert soft.info["loss"] == "soft" and soft.info["heldout_rmse"] <= soft.info["heldout_rmse_base"]
+    assert dict(soft.corrections).keys() <= {"alpha_next", "c_eps"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion
@@ -103,6 +104,19 @@ class Model:
 
     def __call__(self, y, t):
         return self.fn(y, t)
+
+
+def _unflatten_model(aux, children):
+    model = object.__new__(Model)  # the fields were validated when the model was built
+    object.__setattr__(model, "sde", aux[0])
+    object.__setattr__(model, "kind", aux[1])
+    object.__setattr__(model, "fn", children[0])
+    return model
+
+
+# a PyTree whose leaves are those of ``fn`` (e.g. a network's parameters): dj.sample passes them to its compiled
+# sampler as arguments
+jax.tree_util.register_pytree_node(Model, lambda m: ((m.fn,), (m.sde, m.kind)), _unflatten_model)
 
 
 def edm_denoiser(sde: ScalarDiffusion, denoiser: Callable[[Any, Any], Any]) -> Model:

@@ -30,57 +30,86 @@ from .parameterization import Model, edm_preconditioning, fdm_preconditioning
 SIGMA_DATA = 0.5
 
 
-def _labelled(net: Callable, labels: Any) -> Callable:
-    return lambda x, c: net(x, c, labels)
+class Preconditioned:
+    """``net`` wrapped by its diffusion's preconditioning rule (module docstring): a callable ``(y, t) ->
+    prediction`` and a PyTree whose leaves are the network's (and the labels') arrays, so ``dj.sample`` passes a
+    new checkpoint of the same network to its compiled sampler without recompiling."""
+
+    def __init__(self, sde: LinearDiffusion, rule: str, net: Callable, labels: Any = None, sigma_data: float = SIGMA_DATA,
+                 mixed: bool = True):
+        self.sde, self.rule, self.net, self.labels, self.sigma_data, self.mixed = sde, rule, net, labels, sigma_data, mixed
+
+    def _f(self, x, c):
+        return self.net(x, c, self.labels)
+
+    def __call__(self, y, t):
+        sde, f, rule = self.sde, self._f, self.rule
+        b = lambda c: sde.bcast(c, y) if not isinstance(y, tuple) else c
+        if rule == "fdm":
+            c_skip, c_out, c_in, c_noise = fdm_preconditioning(sde, sde.rho(t), self.sigma_data)
+            xt = y / b(sde.alpha(t))  # unscaled x̃; the network sees c_in x̃ = y
+            return b(c_skip) * xt + b(c_out) * f(b(c_in) * xt, jnp.broadcast_to(c_noise, y.shape[:1]))
+        if rule == "edm":
+            c_skip, c_out, c_in, c_noise = edm_preconditioning(sde.rho(t), self.sigma_data)
+            return b(c_skip) * y + b(c_out) * f(b(c_in) * y, jnp.broadcast_to(c_noise, y.shape[:1]))
+        if rule == "ve":
+            sigma = sde.sigma(t)
+            return y + b(sigma) * f(y, jnp.broadcast_to(jnp.log(0.5 * sigma), y.shape[:1]))
+        if rule == "eps":
+            return f(y, jnp.broadcast_to(999.0 * jnp.asarray(t), y.shape[:1]))
+        x, v = y  # phase space (x, v)
+        out = f(jnp.concatenate([x, v], axis=-1), jnp.broadcast_to(999.0 * jnp.asarray(t), x.shape[:1]))
+        if rule == "cld_eps":
+            c = x.shape[-1]
+            return (out[..., :c], out[..., c:])
+        ell, svv = sde.hsm_scales(t)
+        bb = lambda c: c.reshape(c.shape + (1,) * (x.ndim - c.ndim)) if c.ndim else c
+        s_v = -bb(ell) * out
+        if self.mixed:
+            s_v = s_v - v / bb(svv)
+        return (jnp.zeros_like(x), s_v)
+
+
+jax.tree_util.register_pytree_node(
+    Preconditioned,
+    lambda p: ((p.net, p.labels), (p.sde, p.rule, p.sigma_data, p.mixed)),
+    lambda aux, ch: Preconditioned(aux[0], aux[1], ch[0], ch[1], aux[2], aux[3]),
+)
 
 
 def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_param: str = "eps",
                  mixed: bool = True, sigma_data: float = SIGMA_DATA) -> Model:
     """Wrap ``net`` as the model of ``sde`` (see the module docstring); ``labels`` conditions a class model."""
-    f = _labelled(net, labels)
+    wrap = lambda rule, kind: Model(sde, Preconditioned(sde, rule, net, labels, sigma_data, mixed), kind)
     if isinstance(sde, FDM):
-        def fn(y, t):
-            sigma = sde.rho(t)
-            c_skip, c_out, c_in, c_noise = fdm_preconditioning(sde, sigma, sigma_data)
-            b = lambda c: sde.bcast(c, y)
-            xt = y / b(sde.alpha(t))  # unscaled x̃; the network sees c_in x̃ = y
-            return b(c_skip) * xt + b(c_out) * f(b(c_in) * xt, jnp.broadcast_to(c_noise, y.shape[:1]))
-        return Model(sde, fn, "x0")
+        return wrap("fdm", "x0")
     if isinstance(sde, EDM):
-        def fn(y, t):
-            c_skip, c_out, c_in, c_noise = edm_preconditioning(sde.rho(t), sigma_data)
-            b = lambda c: sde.bcast(c, y)
-            return b(c_skip) * y + b(c_out) * f(b(c_in) * y, jnp.broadcast_to(c_noise, y.shape[:1]))
-        return Model(sde, fn, "x0")
+        return wrap("edm", "x0")
     if isinstance(sde, VE):
-        def fn(y, t):
-            sigma = sde.sigma(t)
-            return y + sde.bcast(sigma, y) * f(y, jnp.broadcast_to(jnp.log(0.5 * sigma), y.shape[:1]))
-        return Model(sde, fn, "x0")
+        return wrap("ve", "x0")
     if sde.block_size == 1:  # VP, blurring and user-defined diffusions with 1×1 blocks
-        return Model(sde, lambda y, t: f(y, jnp.broadcast_to(999.0 * jnp.asarray(t), y.shape[:1])), "eps")
+        return wrap("eps", "eps")
     if isinstance(sde, PhaseSpace):  # CLD and user-defined (x, v) diffusions
-        def net_on_state(u, t):
-            x, v = u
-            return f(jnp.concatenate([x, v], axis=-1), jnp.broadcast_to(999.0 * jnp.asarray(t), x.shape[:1]))
-
         if cld_param == "eps":
-            def fn(u, t):
-                out = net_on_state(u, t)
-                c = u[0].shape[-1]
-                return (out[..., :c], out[..., c:])
-            return Model(sde, fn, "eps")
+            return wrap("cld_eps", "eps")
         if cld_param == "hsm":
-            def fn(u, t):
-                ell, svv = sde.hsm_scales(t)
-                b = lambda c: c.reshape(c.shape + (1,) * (u[0].ndim - c.ndim)) if c.ndim else c
-                s_v = -b(ell) * net_on_state(u, t)
-                if mixed:
-                    s_v = s_v - u[1] / b(svv)
-                return (jnp.zeros_like(u[0]), s_v)
-            return Model(sde, fn, "score")
+            return wrap("cld_hsm", "score")
         raise ValueError(f"cld_param must be 'eps' or 'hsm', got {cld_param!r}")
     raise ValueError(f"no preconditioning known for {sde.name}; wrap the network with dj.models.Model yourself")
+
+
+class Guided:
+    """Classifier-free guidance of two preconditioned models (a PyTree, like :class:`Preconditioned`)."""
+
+    def __init__(self, cond: Model, uncond: Model, scale: Any):
+        self.cond, self.uncond, self.scale = cond, uncond, scale
+
+    def __call__(self, y, t):
+        w = self.scale
+        return jax.tree.map(lambda a, b: (1 + w) * a - w * b, self.cond.eps(y, t), self.uncond.eps(y, t))
+
+
+jax.tree_util.register_pytree_node(Guided, lambda g: ((g.cond, g.uncond, g.scale), None), lambda _, ch: Guided(*ch))
 
 
 def guided(sde: LinearDiffusion, net: Callable, labels: Any, scale: float, num_classes: int, **kw) -> Model:
@@ -88,8 +117,4 @@ def guided(sde: LinearDiffusion, net: Callable, labels: Any, scale: float, num_c
     ``num_classes``); ``w = 0`` is the conditional model."""
     cond = precondition(sde, net, labels, **kw)
     uncond = precondition(sde, net, jnp.full(jnp.shape(labels), num_classes, jnp.int32), **kw)
-
-    def fn(y, t):
-        return jax.tree.map(lambda a, b: (1 + scale) * a - scale * b, cond.eps(y, t), uncond.eps(y, t))
-
-    return Model(sde, fn, "eps")
+    return Model(sde, Guided(cond, uncond, jnp.asarray(scale)), "eps")

@@ -7,7 +7,7 @@ from .ipndm import IPNDM
 from .grid_search import optimized_grid
 from .learn import learn
 from .learned import Learned, load
-from .driver import nfe_of, plan, sample, sample_chunked
+from .driver import cache_info, clear_cache, nfe_of, plan, sample, sample_chunked
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .registry import available, get
@@ -18,5 +18,5 @@ from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
     "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "IPNDM", "learn", "optimized_grid", "Learned", "load", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
-    "PredictorCorrector", "sample", "sample_chunked", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
+    "PredictorCorrector", "sample", "sample_chunked", "cache_info", "clear_cache", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
 ]

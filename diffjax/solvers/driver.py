@@ -1,7 +1,8 @@
 """``sample``: the one ``lax.scan`` driver behind every solver, with an exact NFE budget."""
 from __future__ import annotations
 
-from typing import Any
+from collections import OrderedDict
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -160,10 +161,20 @@ def sample(
         run reproduce the one-shot samples.
 
     Returns the data part ``x`` of the final state, shape ``(B, *data_shape)``.
+
+    **Compiled once per configuration.** A plain call compiles the sampler the first time a configuration is
+    seen and reuses the executable afterwards (an LRU cache of :data:`CACHE.maxsize` entries;
+    :func:`cache_info`, :func:`clear_cache`). The configuration is everything static: the diffusion, the solver,
+    the grid (its times), NFE, ``shape`` (when no ``init``), dtype, ``kind``, the flags, the mesh, and the model's
+    *structure* — the PyTree structure of ``score`` with its non-array leaves (plain functions are compared by
+    identity). The PRNG key, ``init``, ``sample_offset``, ``grid_index`` and every array leaf of the model (the
+    weights of an NNX network, class labels) are arguments of the compiled function: sampling new keys or a new
+    checkpoint of the same network does not recompile; a new closure (e.g. ``data.score_fn(sde)`` called again,
+    or a lambda written in a loop) does. Inside a user's ``jax.jit``/``vmap`` the call is traced as before.
     """
     solver, ts, budget = plan(sde, solver, nfe, grid, denoise)
     model = as_model(sde, score, kind)
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     per_sample = ts.ndim == 2
     if grid_index is not None and not per_sample:
         raise ValueError("grid_index selects rows of a 2-D table of per-sample grids; grid is not one")
@@ -180,14 +191,126 @@ def sample(
     else:
         _check_state(sde, init)
         batch = jax.tree.leaves(init)[0].shape[0]
+        shape = None
+    if per_sample:
+        if grid_index is None:
+            if ts.shape[0] != batch:
+                raise ValueError(f"{ts.shape[0]} per-sample grids for a batch of {batch}; give grid_index=")
+            grid_index = jnp.arange(batch)
+        grid_index = jnp.asarray(grid_index)
+        if grid_index.shape != (batch,) or not jnp.issubdtype(grid_index.dtype, jnp.integer):
+            raise ValueError(f"grid_index must be an integer array of shape ({batch},), got {grid_index.shape} {grid_index.dtype}")
+    if mesh is not None:
+        axis = mesh.axis_names[0]
+        if batch % mesh.shape[axis]:
+            raise ValueError(f"batch {batch} is not divisible by the {mesh.shape[axis]} devices of mesh axis {axis!r}")
+    config = _Config(sde, solver, ts, budget, dtype, shape, denoise, return_state, trajectory, mesh)
+    leaves, treedef = jax.tree.flatten(model)
+    is_array = [isinstance(l, (jax.Array, np.ndarray, np.generic)) for l in leaves]
+    arrays = [l for l, a in zip(leaves, is_array) if a]
+    statics = tuple(l for l, a in zip(leaves, is_array) if not a)
+    args = (key, init, grid_index, sample_offset, arrays)
+    if any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(args)):  # inside the user's jit/vmap
+        return _sample_impl(config, key, init, grid_index, sample_offset, model)
+    try:
+        cache_key = (config.static_key(), treedef, tuple(is_array), statics)
+        hash(cache_key)
+    except TypeError:  # an unhashable non-array leaf: no caching, still correct
+        return jax.jit(lambda *a: _sample_impl(config, *a[:4], model))(key, init, grid_index, sample_offset)
+
+    def build():
+        def run(key, init, grid_index, sample_offset, arrays):
+            CACHE.traces += 1
+            it = iter(arrays)
+            rebuilt = jax.tree.unflatten(treedef, [next(it) if a else s for a, s in zip(is_array, _refill(statics, is_array))])
+            return _sample_impl(config, key, init, grid_index, sample_offset, rebuilt)
+
+        return jax.jit(run)
+
+    return CACHE.get(cache_key, build)(*args)
+
+
+def _refill(statics, is_array):
+    """The static leaves in order, with placeholders where arrays go."""
+    it = iter(statics)
+    return [None if a else next(it) for a in is_array]
+
+
+class _Config(NamedTuple):
+    """Everything static about one sampling call (validated)."""
+
+    sde: Any
+    solver: Solver
+    ts: np.ndarray
+    budget: int | None
+    dtype: Any
+    shape: tuple | None
+    denoise: bool
+    return_state: bool
+    trajectory: bool
+    mesh: Any
+
+    def static_key(self):
+        return (self.sde, self.solver, self.ts.shape, self.ts.tobytes(), self.budget, str(self.dtype), self.shape,
+                self.denoise, self.return_state, self.trajectory, self.mesh)
+
+
+class SamplerCache:
+    """An LRU cache of compiled samplers (see :func:`sample`). ``maxsize`` entries; ``hits``, ``misses`` and
+    ``traces`` (compilations of a cached sampler, including retraces for new argument shapes) are counted."""
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize = maxsize
+        self.clear()
+
+    def clear(self) -> None:
+        """Drop every compiled sampler and reset the counters."""
+        self.entries: OrderedDict = OrderedDict()
+        self.hits = self.misses = self.traces = 0
+
+    def get(self, key, build):
+        """The compiled sampler for ``key`` (built by ``build()`` on a miss; the least recently used is evicted)."""
+        if key in self.entries:
+            self.hits += 1
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        self.misses += 1
+        fn = self.entries[key] = build()
+        while len(self.entries) > max(self.maxsize, 0):
+            self.entries.popitem(last=False)
+        return fn
+
+    def info(self) -> dict:
+        """``{"hits", "misses", "traces", "size", "maxsize"}``."""
+        return {"hits": self.hits, "misses": self.misses, "traces": self.traces, "size": len(self.entries),
+                "maxsize": self.maxsize}
+
+
+CACHE = SamplerCache()
+
+
+def cache_info() -> dict:
+    """Counters of the compiled-sampler cache of :func:`sample`: hits, misses, traces, size, maxsize."""
+    return CACHE.info()
+
+
+def clear_cache() -> None:
+    """Drop every compiled sampler kept by :func:`sample` (e.g. to free device memory)."""
+    CACHE.clear()
+
+
+def _sample_impl(config: _Config, key, init, grid_index, sample_offset, model) -> Any:
+    """The body of :func:`sample` after validation: pure in its arguments, traced once per configuration."""
+    sde, solver, ts, budget, dtype, shape = config.sde, config.solver, config.ts, config.budget, config.dtype, config.shape
+    denoise, trajectory, mesh, return_state = config.denoise, config.trajectory, config.mesh, config.return_state
+    per_sample = ts.ndim == 2
+    batch = shape[0] if init is None else jax.tree.leaves(init)[0].shape[0]
     keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(sample_offset + jnp.arange(batch))
     shard = lambda tree: tree
     if mesh is not None:
         from jax.sharding import NamedSharding, PartitionSpec
 
         axis = mesh.axis_names[0]
-        if batch % mesh.shape[axis]:
-            raise ValueError(f"batch {batch} is not divisible by the {mesh.shape[axis]} devices of mesh axis {axis!r}")
         spec = lambda l: NamedSharding(mesh, PartitionSpec(axis, *([None] * (l.ndim - 1))))
         shard = lambda tree: jax.tree.map(lambda l: jax.lax.with_sharding_constraint(l, spec(l)), tree)
         keys = shard(keys)
@@ -204,13 +327,6 @@ def sample(
     if not per_sample:
         y, path = solve(Context(sde, model, keys), y, _to_device(_tables(sde, solver, ts, budget), dtype))
     else:
-        if grid_index is None:
-            if ts.shape[0] != batch:
-                raise ValueError(f"{ts.shape[0]} per-sample grids for a batch of {batch}; give grid_index=")
-            grid_index = jnp.arange(batch)
-        grid_index = jnp.asarray(grid_index)
-        if grid_index.shape != (batch,) or not jnp.issubdtype(grid_index.dtype, jnp.integer):
-            raise ValueError(f"grid_index must be an integer array of shape ({batch},), got {grid_index.shape} {grid_index.dtype}")
         rows = [_tables(sde, solver, row, budget) for row in ts]
         # coefficients equal on every row (step indices, Euler flags, …) stay unbatched under vmap, so that
         # lax.cond on them still skips the branch not taken
@@ -257,8 +373,8 @@ def sample_chunked(
     os.makedirs(out_dir, exist_ok=True)
     total = int(shape[0])
     starts = list(range(0, total, chunk))
-    run = jax.jit(lambda k, off, n: sample(k, sde, score, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]),
-                                           sample_offset=off, **kw), static_argnums=2)
+    # plain calls: the compiled sampler is cached (sample_offset is an argument), so chunks and reruns reuse it
+    run = lambda k, off, n: sample(k, sde, score, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]), sample_offset=off, **kw)
     bar = None
     if progress:
         from tqdm.auto import tqdm

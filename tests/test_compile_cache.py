@@ -1,0 +1,81 @@
+"""dj.sample compiles once per configuration: plain calls reuse the compiled sampler (counted, not timed)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import diffjax as dj
+from diffjax.solvers import driver
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    dj.solvers.clear_cache()
+    yield
+    dj.solvers.clear_cache()
+
+
+def test_plain_calls_with_new_keys_compile_once():
+    sde = dj.VP()
+    score = dj.testbed.ring().score_fn(sde)
+    outs = [dj.sample(jax.random.key(k), sde, score, "dpmpp_2m", nfe=6, shape=(16, 2)) for k in range(3)]
+    info = dj.solvers.cache_info()
+    assert info["misses"] == 1 and info["hits"] == 2 and info["traces"] == 1, info
+    assert not np.allclose(outs[0], outs[1])
+    # the cached path gives the samples of a direct (uncached) traced call
+    direct = jax.jit(lambda k: dj.sample(k, sde, score, "dpmpp_2m", nfe=6, shape=(16, 2)))(jax.random.key(2))
+    np.testing.assert_allclose(outs[2], direct, rtol=1e-6, atol=1e-6)
+    # a different NFE is a new configuration: exactly one more compilation
+    dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=8, shape=(16, 2))
+    assert dj.solvers.cache_info()["traces"] == 2
+    # init, sample_offset and per-sample grid indices are arguments, not constants
+    y = sde.prior_sample(jax.random.key(9), (16, 2))
+    dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=8, init=y)
+    dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=8, init=y + 0.1, sample_offset=5)
+    assert dj.solvers.cache_info()["traces"] == 3
+
+
+def test_new_weights_of_the_same_network_do_not_recompile():
+    sde = dj.EDM()
+    nets = [dj.models.MLP((2,), 32, 2, rngs=nnx.Rngs(s)) for s in range(2)]
+    models = [dj.models.precondition(sde, net) for net in nets]
+    a = dj.sample(jax.random.key(0), sde, models[0], "heun", nfe=5, shape=(8, 2))
+    b = dj.sample(jax.random.key(0), sde, models[1], "heun", nfe=5, shape=(8, 2))
+    info = dj.solvers.cache_info()
+    assert info["traces"] == 1 and info["hits"] == 1, info
+    assert not np.allclose(a, b)  # the second call really used the second network's weights
+    np.testing.assert_allclose(b, jax.jit(lambda k: dj.sample(k, sde, models[1], "heun", nfe=5, shape=(8, 2)))(jax.random.key(0)),
+                               rtol=1e-5, atol=1e-5)
+    # guided (classifier-free guidance) models are PyTrees too
+    labels = jnp.zeros((8,), jnp.int32)
+    net = dj.models.MLP((2,), 32, 2, num_classes=3, rngs=nnx.Rngs(0))
+    for w in (1.0, 1.0):
+        dj.sample(jax.random.key(0), sde, dj.models.guided(sde, net, labels, w, 3), "heun", nfe=5, shape=(8, 2))
+    assert dj.solvers.cache_info()["traces"] == 2
+
+
+def test_cache_is_bounded_and_clearable():
+    sde = dj.VP()
+    score = dj.testbed.ring().score_fn(sde)
+    old = driver.CACHE.maxsize
+    driver.CACHE.maxsize = 2
+    try:
+        for n in (4, 5, 6):
+            dj.sample(jax.random.key(0), sde, score, "ddim", nfe=n, shape=(4, 2))
+        assert dj.solvers.cache_info()["size"] == 2
+        dj.sample(jax.random.key(0), sde, score, "ddim", nfe=4, shape=(4, 2))  # evicted: compiled again
+        assert dj.solvers.cache_info()["traces"] == 4
+    finally:
+        driver.CACHE.maxsize = old
+    dj.solvers.clear_cache()
+    assert dj.solvers.cache_info()["size"] == 0
+
+
+def test_user_jit_and_vmap_still_work():
+    sde = dj.VP()
+    score = dj.testbed.ring().score_fn(sde)
+    f = jax.jit(lambda k: dj.sample(k, sde, score, "unipc", nfe=5, shape=(4, 2)))
+    keys = jax.random.split(jax.random.key(0), 3)
+    batched = jax.vmap(f)(keys)
+    np.testing.assert_allclose(batched[1], dj.sample(keys[1], sde, score, "unipc", nfe=5, shape=(4, 2)), rtol=1e-5, atol=1e-6)
