@@ -79,3 +79,20 @@ def test_user_jit_and_vmap_still_work():
     keys = jax.random.split(jax.random.key(0), 3)
     batched = jax.vmap(f)(keys)
     np.testing.assert_allclose(batched[1], dj.sample(keys[1], sde, score, "unipc", nfe=5, shape=(4, 2)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sde,data,solver", [
+    (dj.VE(), dj.testbed.ring(), "dpmpp_2m"), (dj.FDM("vp"), dj.testbed.ring(), "heun"),
+    (dj.FDM("edm"), dj.testbed.ring(), "ipndm"), (dj.CLD(), dj.testbed.ring(), "gddim"),
+    (dj.Blur((8, 8, 1)), dj.testbed.digits_dct(), "gddim_2"),
+], ids=["ve", "fdm-vp", "fdm-edm", "cld", "blur"])
+def test_every_diffusion_samples_through_the_cache(sde, data, solver):
+    """Every diffusion's constants are evaluated at trace time inside the cached sampler (a regression: FDM's
+    prior std was converted with float() on a tracer)."""
+    score = data.score_fn(sde)
+    shape = (4,) + data.data_shape
+    a = dj.sample(jax.random.key(0), sde, score, solver, nfe=5, shape=shape)
+    b = dj.sample(jax.random.key(0), sde, score, solver, nfe=5, shape=shape)
+    assert dj.solvers.cache_info()["traces"] == 1
+    np.testing.assert_array_equal(a, b)
+    assert bool(jnp.all(jnp.isfinite(a)))

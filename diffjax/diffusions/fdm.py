@@ -106,4 +106,5 @@ class FDM(ScalarDiffusion):
 
     @property
     def prior_std(self) -> float:
-        return float(self.sigma(self.T))
+        with jax.ensure_compile_time_eval():  # a constant, also while a sampler is being traced
+            return float(self.sigma(self.T))
