@@ -96,3 +96,15 @@ def test_every_diffusion_samples_through_the_cache(sde, data, solver):
     assert dj.solvers.cache_info()["traces"] == 1
     np.testing.assert_array_equal(a, b)
     assert bool(jnp.all(jnp.isfinite(a)))
+
+
+def test_trainer_evaluations_reuse_one_compiled_sampler():
+    """The trainer samples its EMA model at every evaluation: new weights, same network — one compilation."""
+    from diffjax.training import LossConfig, TrainConfig, Trainer
+
+    tr = Trainer(dj.EDM(), dj.models.MLP((2,), 16, 1, rngs=nnx.Rngs(0)), dj.data.toy("ring", 256),
+                 TrainConfig(steps=4, batch_size=16, eval_every=2, eval_samples=32, eval_nfe=5, eval_solver="heun",
+                             log_every=2, progress=False), LossConfig())
+    tr.train()
+    info = dj.solvers.cache_info()
+    assert info["traces"] == 1 and info["hits"] >= 1, info
