@@ -41,7 +41,7 @@ def test_traced_tables_equal_concrete_tables(name, sde):
 
 
 @pytest.mark.parametrize("name,sde", [("dpmpp_3m", dj.VP()), ("unipc", dj.EDM()), ("ipndm", dj.EDM()), ("heun", dj.VP()),
-                                      ("ddim", dj.VE())], ids=lambda v: v if isinstance(v, str) else "")
+                                      ("ddim", dj.VE()), ("gddim_2", dj.VP())], ids=lambda v: v if isinstance(v, str) else "")
 def test_gradient_wrt_grid_matches_finite_differences(name, sde, x64):
     solve, ts0, _ = differentiable_sampler(sde, MIX.score_fn(sde), name, 6, dtype=jnp.float64)
     y = sde.prior_sample(jax.random.key(0), (8, 2), jnp.float64)

@@ -145,9 +145,9 @@ def xp_of(ts: Any):
     return jnp if isinstance(ts, jax.Array) else np
 
 
-def evaluate(fn, ts: Any) -> Any:
-    """``fn(ts)`` in float64 numpy for a concrete grid, as a traced jnp expression for a traced grid."""
-    return fn(ts) if isinstance(ts, jax.Array) else _f64(fn, ts)
+def evaluate(fn, *ts: Any) -> Any:
+    """``fn(*ts)`` in float64 numpy for concrete times, as a traced jnp expression when any is traced."""
+    return fn(*ts) if any(isinstance(t, jax.Array) for t in ts) else _f64(fn, *ts)
 
 
 def scalar_tables(sde: ScalarDiffusion, ts: Any) -> dict[str, Any]:

@@ -28,40 +28,55 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import bmv
-from .base import Context, Solver
+from .base import Context, Solver, evaluate, xp_of
 from .schedules import _f64
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
 
 
 def _mm(a, b):
-    return np.einsum("...ij,...jk->...ik", a, b)
+    xp = jnp if isinstance(a, jax.Array) or isinstance(b, jax.Array) else np
+    return xp.einsum("...ij,...jk->...ik", a, b)
 
 
 def _tr(a):
-    return np.swapaxes(a, -1, -2)
+    return a.swapaxes(-1, -2)
 
 
 def _inv(a):
     return np.linalg.inv(a) if a.shape[-1] > 1 else 1.0 / a
 
 
-def _lagrange(nodes: np.ndarray, j: int, tau: np.ndarray) -> np.ndarray:
-    out = np.ones_like(tau)
-    for k, tk in enumerate(nodes):
-        if k != j:
-            out = out * (tau - tk) / (nodes[j] - tk)
-    return out
+def _lagrange(nodes, j: int, x):
+    """``(ℓ_j(x), ℓ_j'(x))`` of the Lagrange basis through ``nodes`` (a list of scalars; numpy or traced)."""
+    others = [nodes[k] for k in range(len(nodes)) if k != j]
+    denom = 1.0
+    for o in others:
+        denom = denom * (nodes[j] - o)
+    value = 1.0 + 0.0 * x
+    deriv = 0.0 * x
+    for i, o in enumerate(others):
+        rest = 1.0 + 0.0 * x
+        for k, q in enumerate(others):
+            if k != i:
+                rest = rest * (x - q)
+        deriv = deriv + rest
+        value = value * (x - o)
+    return value / denom, deriv / denom
 
 
-def _factor(sde, ts, factor: str) -> np.ndarray:
+def _factor(sde, ts, factor: str):
     if factor == "R":
+        if isinstance(ts, jax.Array):  # traced grid: R_t = √Σ_t for 1×1 blocks
+            if sde.block_size != 1:
+                raise ValueError(f"gDDIM's tables are traceable for 1×1 blocks only, not for {sde.name}")
+            return jnp.sqrt(sde.cov_block(ts))
         return sde.gddim_factor(ts)
     return _f64(lambda t: sde.cov_factor(t, 0), np.asarray(ts))  # Cholesky L_t
 
 
-def gddim_coefficients(sde, ts: np.ndarray, order: int, method: str = "parts", factor: str = "R") -> np.ndarray:
-    """``C[n, j]`` of shape ``(M, order + 1, *coef_shape, k, k)`` (float64).
+def gddim_coefficients(sde, ts, order: int, method: str = "parts", factor: str = "R"):
+    """``C[n, j]`` of shape ``(M, order + 1, *coef_shape, k, k)`` (float64 numpy; traced for a traced grid).
 
     ``method="parts"`` (default) integrates by parts, using ``Ψ(t,τ) ½GGᵀ R_τ^{−T} = ∂_τ[Ψ(t,τ) R_τ]``:
     ``C = ℓ(t_{n+1}) R_{t_{n+1}} − ℓ(t_n) Ψ R_{t_n} − ∫ ℓ'(τ) Ψ(t_{n+1},τ) R_τ dτ`` — exact for r = 0 (no quadrature),
@@ -73,40 +88,43 @@ def gddim_coefficients(sde, ts: np.ndarray, order: int, method: str = "parts", f
         raise ValueError(f"method must be 'parts' or 'quadrature', got {method!r}")
     if factor == "L":
         method = "quadrature"
-    m = len(ts) - 1
-    t0 = np.float64(ts[0])
-    cs_shape = np.broadcast_shapes(*(np.shape(_f64(fn, t0)) for fn in (sde.cov_block, sde.drift_block)))
-    out = np.zeros((m, order + 1) + cs_shape)
+    xp = xp_of(ts)
+    m = ts.shape[-1] - 1
+    t0 = np.float64(ts[0]) if xp is np else ts[0]
+    cs_shape = np.broadcast_shapes(*(np.shape(evaluate(fn, t0)) for fn in (sde.cov_block, sde.drift_block)))
     r_grid = _factor(sde, ts, factor)
+    rows = []
     for n in range(m):
         t0, t1 = ts[n], ts[n + 1]
         rn = min(order, n)
-        nodes = ts[n - rn : n + 1][::-1]  # t_n, t_{n-1}, …
+        nodes = [ts[n - k] for k in range(rn + 1)]  # t_n, t_{n-1}, …
+        row = [xp.zeros(cs_shape) + 0.0 * t0 for _ in range(order + 1)]
+        psi_n = evaluate(sde.transition_block, t1, t0)
         if rn == 0 and method == "parts":
-            psi_n = _f64(sde.transition_block, t1, t0)
-            out[n, 0] = r_grid[n + 1] - _mm(psi_n, r_grid[n])
+            row[0] = row[0] + r_grid[n + 1] - _mm(psi_n, r_grid[n])
+            rows.append(xp.stack(row))
             continue
         tau = 0.5 * (t0 + t1) + 0.5 * (t0 - t1) * _GL_NODES  # nodes on [t1, t0]
         w = -0.5 * (t0 - t1) * _GL_WEIGHTS  # oriented ∫_{t0}^{t1}
-        psi = _f64(sde.transition_block, np.full_like(tau, t1), tau)
+        psi = evaluate(sde.transition_block, 0.0 * tau + t1, tau)
         r = _factor(sde, tau, factor)
         if method == "quadrature":
             g = _f64(sde.diffusion_block, tau)
             kernel = _mm(_mm(psi, 0.5 * _mm(g, _tr(g))), _tr(_inv(r)))
         else:
             kernel = _mm(psi, r)
-            psi_n = _f64(sde.transition_block, t1, t0)
+        shape = (-1,) + (1,) * (kernel.ndim - 1)
         for j in range(rn + 1):
-            others = np.delete(nodes, j)
-            poly = np.polynomial.Polynomial.fromroots(others) / np.prod(nodes[j] - others) if len(others) else \
-                np.polynomial.Polynomial([1.0])
-            shape = (-1,) + (1,) * (kernel.ndim - 1)
+            val, der = _lagrange(nodes, j, tau)
             if method == "quadrature":
-                out[n, j] = np.sum((w * poly(tau)).reshape(shape) * kernel, axis=0)
+                row[j] = row[j] + xp.sum((w * val).reshape(shape) * kernel, axis=0)
             else:
-                integral = np.sum((w * poly.deriv()(tau)).reshape(shape) * kernel, axis=0)
-                out[n, j] = poly(t1) * r_grid[n + 1] - poly(t0) * _mm(psi_n, r_grid[n]) - integral
-    return out
+                integral = xp.sum((w * der).reshape(shape) * kernel, axis=0)
+                v1, _ = _lagrange(nodes, j, t1)
+                v0, _ = _lagrange(nodes, j, t0)
+                row[j] = row[j] + v1 * r_grid[n + 1] - v0 * _mm(psi_n, r_grid[n]) - integral
+        rows.append(xp.stack(row))
+    return xp.stack(rows)
 
 
 def _stochastic_tables(sde, ts: np.ndarray, lam: float):
@@ -167,6 +185,7 @@ class GDDIM(Solver):
 
     name: ClassVar[str] = "gddim"
     default_grid: ClassVar[str] = "quadratic"
+    learnable: ClassVar[tuple[str, ...]] = ("eps_coef",)
     order: int = 0
     lam: float = 0.0
     factor: str = "R"
@@ -191,8 +210,13 @@ class GDDIM(Solver):
     def convergence_order(self):
         return None if self.stochastic else self.order + 1
 
+    @property
+    def traceable(self) -> bool:  # type: ignore[override]
+        # deterministic with R_t: the tables follow from Ψ and Σ by formulas (1×1 blocks; CLD's R_t needs an ODE solve)
+        return self.lam == 0 and self.factor == "R"
+
     def coefficients(self, sde, ts, nfe):
-        psi = _f64(sde.transition_block, ts[1:], ts[:-1])
+        psi = evaluate(sde.transition_block, ts[1:], ts[:-1])
         r = _factor(sde, ts[:-1], self.factor)
         out = {"psi": psi, "r_t": _tr(r)}
         if self.lam > 0:
