@@ -19,7 +19,8 @@ MIX = dj.testbed.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], [0.05, 
 
 
 def test_traceable_solvers_cover_the_deterministic_families():
-    assert {"ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_2", "ipndm", "ipndm_v", "heun", "ode_euler", "ode_heun"} <= set(TRACEABLE)
+    assert {"ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_2", "ipndm", "ipndm_v", "heun", "ode_euler", "ode_heun",
+            "gddim", "gddim_2", "scire", "scire_v2", "scire_3", "scire_phi1", "scire_2m"} <= set(TRACEABLE)
 
 
 @pytest.mark.parametrize("name", TRACEABLE)
@@ -41,7 +42,7 @@ def test_traced_tables_equal_concrete_tables(name, sde):
 
 
 @pytest.mark.parametrize("name,sde", [("dpmpp_3m", dj.VP()), ("unipc", dj.EDM()), ("ipndm", dj.EDM()), ("heun", dj.VP()),
-                                      ("ddim", dj.VE()), ("gddim_2", dj.VP())], ids=lambda v: v if isinstance(v, str) else "")
+                                      ("ddim", dj.VE()), ("gddim_2", dj.VP()), ("scire_3", dj.EDM()), ("scire_2m", dj.VP())], ids=lambda v: v if isinstance(v, str) else "")
 def test_gradient_wrt_grid_matches_finite_differences(name, sde, x64):
     solve, ts0, _ = differentiable_sampler(sde, MIX.score_fn(sde), name, 6, dtype=jnp.float64)
     y = sde.prior_sample(jax.random.key(0), (8, 2), jnp.float64)
@@ -179,7 +180,7 @@ def test_learn_rejects_what_it_cannot_fit():
     with pytest.raises(ValueError, match="deterministic solver whose coefficients are traceable"):
         dj.solvers.learn(k, sde, score, "euler_maruyama", 5, (2,))
     with pytest.raises(ValueError, match="traceable"):
-        dj.solvers.learn(k, sde, score, "gddim", 5, (2,))
+        dj.solvers.learn(k, sde, score, dj.solvers.GDDIM(order=1, factor="L"), 5, (2,))
     with pytest.raises(ValueError, match="no learnable coefficient tables"):
         dj.solvers.learn(k, sde, score, "ode_euler", 5, (2,), what="grid+coefs")
     with pytest.raises(ValueError, match="scalar diffusion"):

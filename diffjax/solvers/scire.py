@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Context, Solver, scalar_tables
-from .multistep import _LinearMultistep, _step_orders
-from .schedules import _f64, make_grid
+from .base import Context, Solver, evaluate, scalar_tables, xp_of
+from .multistep import _LinearMultistep, _row, _step_orders
+from .schedules import make_grid
 
 PHIS = ("const", "schedule_2024", "one")
 
@@ -67,7 +67,7 @@ class SciRE(Solver):
     name: ClassVar[str] = "scire"
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "nsr"
-    traceable: ClassVar[bool] = False
+    traceable: ClassVar[bool] = True
     version: str = "v1"
     order: int = 2
     method: str = "singlestep_agile"
@@ -93,6 +93,10 @@ class SciRE(Solver):
             raise ValueError(f"intermediate must be 'code' or 'taylor', got {self.intermediate!r}")
         if self.method == "multistep" and self.order == 1:
             object.__setattr__(self, "method", "singlestep_fixed")
+
+    @property
+    def learnable(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("pred",) if self.method == "multistep" else ()
 
     @property
     def convergence_order(self):
@@ -150,23 +154,23 @@ class SciRE(Solver):
 
     # ---- variables -----------------------------------------------------------------------------
     def _clock_scale(self, sde, ts):
-        tab = scalar_tables(sde, np.asarray(ts, np.float64))
+        tab = scalar_tables(sde, ts)
         if self.version == "v1":
             return tab["sigma"] / tab["alpha"], tab["alpha"]
         return tab["alpha"] / tab["sigma"], tab["sigma"]
 
     def _t_of_clock(self, sde, c):
         rho = c if self.version == "v1" else 1.0 / c
-        return _f64(sde.t_of_rho, rho)
+        return evaluate(sde.t_of_rho, rho)
 
     # ---- single step ---------------------------------------------------------------------------
     def coefficients(self, sde, ts, nfe):
-        m = len(ts) - 1
+        m = ts.shape[-1] - 1
         orders = self._orders(nfe, m)
         if self.method == "multistep":
             return self._multistep_coefficients(sde, ts, orders)
         clock, scale = self._clock_scale(sde, ts)
-        h = np.diff(clock)
+        h = xp_of(ts).diff(clock)
         r1 = np.where(np.asarray(orders) == 3, 1 / 3, 0.5)
         r2 = np.full(m, 2 / 3)
         t1 = self._t_of_clock(sde, clock[:-1] + r1 * h)
@@ -223,25 +227,26 @@ class SciRE(Solver):
 
     # ---- multistep (2024 code) --------------------------------------------------------------
     def _multistep_coefficients(self, sde, ts, orders):
-        m = len(ts) - 1
+        xp = xp_of(ts)
+        m = ts.shape[-1] - 1
         clock, scale = self._clock_scale(sde, ts)
-        rho = _f64(sde.rho, ts)
+        rho = evaluate(sde.rho, ts)
         phis = self._phis(m, True)
-        pred = np.zeros((m, self.order + 1))
+        rows = []
         for i, p in enumerate(orders):
             h, phi = clock[i + 1] - clock[i], phis[i]
-            c = np.zeros(3)
-            c[0] = h
+            c = [h, 0.0 * h, 0.0 * h]
             if p == 2:
-                r = (np.log(rho[i - 1] / rho[i]) / np.log(rho[i] / rho[i + 1])) ** 0.25
-                c[:2] += h / (2 * phi * r) * np.array([1.0, -1.0])
+                r = (xp.log(rho[i - 1] / rho[i]) / xp.log(rho[i] / rho[i + 1])) ** 0.25
+                w = h / (2 * phi * r)
+                c = [c[0] + w, c[1] - w, c[2]]
             elif p == 3:
                 r0 = phi * (rho[i] - rho[i - 1]) / (rho[i + 1] - rho[i])
                 r1 = phi / (1 + phi) * (rho[i - 1] - rho[i - 2]) / (rho[i] - rho[i - 1])
-                c += h / (2 * r0 * phi) * np.array([1.0, -1.0, 0.0]) + h / (6 * r0 * phi * r1 * phi) * np.array([1.0, -2.0, 1.0])
-            pred[i, :3] = scale[i + 1] * c
-        zeros = np.zeros(m)
-        return {"a_pred": scale[1:] / scale[:-1], "pred": pred, "a_corr": zeros, "corr": np.zeros_like(pred), "use_corr": zeros}
+                w1, w2 = h / (2 * r0 * phi), h / (6 * r0 * phi * r1 * phi)
+                c = [c[0] + w1 + w2, c[1] - w1 - 2 * w2, c[2] + w2]
+            rows.append(_row(xp, [scale[i + 1] * v for v in c[: self.order + 1]], self.order + 1, h))
+        return {"a_pred": scale[1:] / scale[:-1], "pred": xp.stack(rows)}
 
 
 @dataclasses.dataclass(frozen=True)
