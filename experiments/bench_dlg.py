@@ -2,7 +2,7 @@
 
 Test-bed mixtures (ring 2-D, digits 64-d) under VE (DMCMC uses VE score models), exact score and the exact
 noise-level posterior as the classifier. NFE of DLG = n_skip + integrator + 1 (Tweedie); burn-in excluded (it is
-amortised over the chain's life, SAMPLERS.md §1.9). One output batch of B independent chains after burn-in.
+amortised over the chain's life). One output batch of B independent chains after burn-in.
 
 Metrics (distributional — DLG is not pathwise): Fréchet distance between the samples' moments and the data's exact
 mean/covariance, and sliced W2 against exact data samples; both with the noise floor of B exact samples.

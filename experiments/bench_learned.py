@@ -51,12 +51,13 @@ def plan(quick: bool):
     sdes, probs, nfes = (["EDM"], ["ring", "digits"], [5, 10]) if quick else (["EDM", "VP"], list(problems()), NFES)
     grid = [(s, p, solver, n) for s in sdes for p in probs for solver in SOLVERS for n in nfes]
     rows = [g + ("untuned",) for g in grid]
+    rows += [g + ("optimized",) for g in grid if g[0] == "EDM" and g[1] in ("digits", "spectral")]
     learn_nfes = [5, 10] if quick else [5, 10, 20]
     for s, p in [("EDM", p) for p in (["digits"] if quick else ["digits", "spectral"])]:
         for solver in ["ipndm", "unipc", "dpmpp_3m"]:  # the targets: every learned variant of the strongest bases
             for n in learn_nfes:
                 rows += [(s, p, solver, n, "learned grid+coefs"), (s, p, solver, n, "learned grid")]
-    rows += [g + ("optimized",) for g in grid]
+    rows += [g + ("optimized",) for g in grid if g + ("optimized",) not in rows]
     if not quick:
         for solver in ["dpmpp_2m", "ddim", "heun"]:  # the other bases, at low NFE
             for n in [5, 10]:

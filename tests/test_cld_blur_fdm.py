@@ -1,4 +1,4 @@
-"""CLD, blurring and FDM against SDES.md §9 oracles."""
+"""CLD, blurring and FDM against independent oracles."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,7 +91,7 @@ def test_cld_float32_small_time_cancellation():
 
 
 def test_cld_gddim_factor(x64):
-    """R Rᵀ = Σ and the regression values of SDES.md §7.3 (CIFAR-10 CLD, ε_num = 1e-6)."""
+    """R Rᵀ = Σ and the published regression values (CIFAR-10 CLD, ε_num = 1e-6)."""
     sde = dj.CLD()
     ts = np.array([1e-3, 0.1, 1.0])
     r = sde.gddim_factor(ts)
@@ -180,7 +180,7 @@ def test_blur_testbed_scores_and_shape_errors(x64):
 
 
 def test_blur_ancestral_step_equals_stochastic_gddim(x64):
-    """BDM's ancestral step is stochastic gDDIM with λ = 1 (SDES.md §5.5): same noise, same samples."""
+    """BDM's ancestral step is stochastic gDDIM with λ = 1: same noise, same samples."""
     sde = dj.Blur((4, 4, 1), t_min=0.05)
     g = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), [0.2])
     y_t = sde.prior_sample(jax.random.key(0), (6, 4, 4, 1))

@@ -1,4 +1,4 @@
-"""Oracles of SDES.md §9 for VP, sub-VP, VE and EDM."""
+"""Oracles for VP, sub-VP, VE and EDM."""
 import jax
 import jax.numpy as jnp
 import numpy as np

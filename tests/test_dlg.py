@@ -1,4 +1,4 @@
-"""DLG / DMCMC against SAMPLERS.md §1.11, and the driver's per-sample grids it relies on."""
+"""DLG / DMCMC against independent oracles, and the driver's per-sample grids it relies on."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -204,7 +204,7 @@ def test_trained_classifier_matches_the_exact_posterior():
 def test_cnn_classifier_shapes_and_size():
     cnn = NoiseLevelCNN((32, 32, 3), 1000, rngs=nnx.Rngs(0))
     n = sum(x.size for x in jax.tree.leaves(nnx.state(cnn, nnx.Param)))
-    assert 1.35e6 < n < 1.45e6  # ≈1.4 M, 1.03 M of them in the head (SAMPLERS.md §1.3)
+    assert 1.35e6 < n < 1.45e6  # ≈1.4 M, 1.03 M of them in the head
     assert cnn(jnp.zeros((2, 32, 32, 3))).shape == (2, 1000)
     big = NoiseLevelCNN((256, 256, 3), 10, pool_strides=(4, 4, 4, 2), rngs=nnx.Rngs(0))
     assert big(jnp.zeros((1, 256, 256, 3))).shape == (1, 10)

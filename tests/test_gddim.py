@@ -1,4 +1,4 @@
-"""gDDIM against SDES.md §9 (gDDIM) oracles."""
+"""gDDIM against independent oracles."""
 import jax
 import jax.numpy as jnp
 import numpy as np

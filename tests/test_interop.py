@@ -1,4 +1,4 @@
-"""diffrax interop: PF-ODE transport, reverse SDE terms and exact likelihoods (SDES.md §9.7–9.8)."""
+"""diffrax interop: PF-ODE transport, reverse SDE terms and exact likelihoods."""
 import diffrax
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""PDS against SAMPLERS.md §2.9 oracles."""
+"""PDS against independent oracles."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,7 +71,7 @@ def test_preconditioned_langevin_stationary_variance(x64):
 @pytest.mark.parametrize("mode", ["official", "marginal_preserving"])
 def test_predictor_bias(mode, x64):
     """Exact score, white Gaussian data of variance c, constant gain r (a = r²): the official predictor ends with
-    variance c·a/(2a−1), the marginal-preserving one with c (SAMPLERS.md §2.5)."""
+    variance c·a/(2a−1), the marginal-preserving one with c."""
     c, r = 0.5, 1.25
     pc = Preconditioner(np.full((4, 4, 1), r), np.ones((4, 4, 1)))
     g = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), [c])

@@ -1,4 +1,4 @@
-"""SciRE-Solver against SAMPLERS.md §3.10 oracles."""
+"""SciRE-Solver against independent oracles."""
 import jax
 import jax.numpy as jnp
 import numpy as np

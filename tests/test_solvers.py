@@ -1,4 +1,4 @@
-"""Samplers against independent oracles (SAMPLERS.md §0.6): orders, exactness, statistics, API contracts."""
+"""Samplers against independent oracles: orders, exactness, statistics, API contracts."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +23,7 @@ def _rmse(a, b):
 @pytest.mark.parametrize("solver", ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "heun"])
 def test_dirac_data_is_integrated_exactly(sde, solver, x64):
     """Dirac data: x̂0 ≡ μ, so exponential integrators and Heun in (x/α, σ/α) land on the exact flow
-    x_t = α_t μ + (σ_t/σ_T)(x_T − α_T μ) for any grid (SAMPLERS.md §0.6.2)."""
+    x_t = α_t μ + (σ_t/σ_T)(x_T − α_T μ) for any grid."""
     mu = jnp.array([0.4, -1.2])
     g = dj.testbed.GaussianMixture([1.0], mu[None], [0.0])
     y_t = sde.prior_sample(jax.random.key(0), (16, 2))

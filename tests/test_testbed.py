@@ -1,4 +1,4 @@
-"""The exact-score test bed (SDES.md §0.5, §9.5)."""
+"""The exact-score test bed."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,7 +56,7 @@ def test_log_prob_matches_dense_gaussian_density(x64):
 
 
 def test_exact_eps_minimises_denoising_loss(x64):
-    """ε* = −σ∇log p_t has a lower DSM loss E‖ε_θ(y_t) − z‖² than perturbed predictors (SDES.md §9.5)."""
+    """ε* = −σ∇log p_t has a lower DSM loss E‖ε_θ(y_t) − z‖² than perturbed predictors."""
     g = _mixtures()["dense"]
     sde = dj.VP()
     t = 0.3

@@ -1,4 +1,4 @@
-"""Models, preconditioning, losses, trainer, checkpoints (SDES.md §1.4–6.4, §8.1)."""
+"""Models, preconditioning, losses, trainer, checkpoints."""
 import os
 import pathlib
 import shutil

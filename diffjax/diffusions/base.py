@@ -1,4 +1,4 @@
-"""The shared linear-Gaussian algebra behind every diffusion (spec SDES.md §0).
+"""The shared linear-Gaussian algebra behind every diffusion.
 
 Every forward process here is a linear SDE ``du = F(t) u dt + G(t) dW`` whose operators are block-diagonal in
 a fixed orthogonal basis (identity, or a DCT over the image axes) with 1×1 or 2×2 blocks that act on the
@@ -9,7 +9,7 @@ coefficients vary per coordinate (blurring, per frequency).
 
 Subclasses give the closed forms: ``drift_block`` F(t), ``diffusion_block`` G(t), ``transition_block`` Ψ(t,s)
 and ``cov_block`` Σ_t (the covariance of ``u_t`` given the clean part ``ū_0``, including any known Gaussian
-initial part, SDES.md §0.2), plus the map between the user-facing state and block form. Everything else —
+initial part), plus the map between the user-facing state and block form. Everything else —
 kernels, ``perturb``, the prior, reverse-time drifts for any λ, conversions between score and ε — is written
 once here.
 """
@@ -290,7 +290,7 @@ class LinearDiffusion:
 
     # ---- gDDIM's factor R_t ------------------------------------------------------------------
     def gddim_factor(self, ts) -> np.ndarray:
-        """gDDIM's ``R_t`` (SDES.md §7.3) at the float64 times ``ts``: ``dR/dt = (F + ½GGᵀΣ⁻¹)R``,
+        """gDDIM's ``R_t`` at the float64 times ``ts``: ``dR/dt = (F + ½GGᵀΣ⁻¹)R``,
         ``R_0R_0ᵀ = Σ_0``, so ``R_tR_tᵀ = Σ_t`` and ``ε = −R_tᵀ∇log p_t`` is constant along PF-ODE paths of
         Gaussian data. For 1×1 blocks ``R_t = √Σ_t``; diffusions with 2×2 blocks override this."""
         if self.block_size != 1:
@@ -313,8 +313,8 @@ class ScalarDiffusion(LinearDiffusion):
     """A diffusion whose kernel is ``x_t = α(t) x_0 + σ(t) z`` with scalars shared by every coordinate.
 
     Subclasses give ``log_alpha(t)``, ``sigma(t)`` (std of ``x_t`` given the clean data, including any known
-    initial noise) and the inverse ``t_of_rho`` of the noise-to-signal ratio ``ρ = σ/α`` (SAMPLERS.md §0.3).
-    The SDE terms follow exactly (SAMPLERS.md §0.2): ``F = d log α/dt`` and ``G² = dσ²/dt − 2Fσ²``, computed by
+    initial noise) and the inverse ``t_of_rho`` of the noise-to-signal ratio ``ρ = σ/α``.
+    The SDE terms follow exactly: ``F = d log α/dt`` and ``G² = dσ²/dt − 2Fσ²``, computed by
     forward-mode autodiff of the closed forms.
     """
 

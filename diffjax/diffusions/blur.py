@@ -1,4 +1,4 @@
-"""Blurring diffusion (Hoogeboom & Salimans 2022; SDES.md §5): per-frequency scalar SDEs in the DCT basis."""
+"""Blurring diffusion (Hoogeboom & Salimans 2022): per-frequency scalar SDEs in the DCT basis."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Critically-damped Langevin diffusion (Dockhorn et al. 2022; SDES.md §4): state ``(x, v)``, 2×2 blocks."""
+"""Critically-damped Langevin diffusion (Dockhorn et al. 2022): state ``(x, v)``, 2×2 blocks."""
 from __future__ import annotations
 
 import functools
@@ -145,7 +145,7 @@ class CLD(PhaseSpace):
         return e[..., None, None] * jnp.stack([row0, row1], -2)
 
     def cov_block(self, t):
-        """Σ_t from ``Σ_0 = diag(σ_x0, σ_v0)`` (SDES.md §4.2), ``b = B(t)``, ``κ = 4b/Γ``."""
+        """Σ_t from ``Σ_0 = diag(σ_x0, σ_v0)``, ``b = B(t)``, ``κ = 4b/Γ``."""
         sx, sv = self.initial_cov
         b = self.integrated_beta(t)
         g = self.damping

@@ -1,4 +1,4 @@
-"""The EDM diffusion of Karras et al. (2022) with ``s ≡ 1, σ(t) = t`` (SDES.md §3)."""
+"""The EDM diffusion of Karras et al. (2022) with ``s ≡ 1, σ(t) = t``."""
 from __future__ import annotations
 
 import jax.numpy as jnp

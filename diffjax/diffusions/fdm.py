@@ -1,4 +1,4 @@
-"""Fast Diffusion Model (Wu et al. 2023; SDES.md §6): the base process with the momentum mean factor s_F."""
+"""Fast Diffusion Model (Wu et al. 2023): the base process with the momentum mean factor s_F."""
 from __future__ import annotations
 
 import jax
@@ -22,7 +22,7 @@ class FDM(ScalarDiffusion):
     (the x-mean of a critically damped oscillator run on the clock γB: "momentum"). The state is x only; the
     linear SDE has ``f = d ln s_F/dt`` and ``g = s_F √(2σσ̇)``.
 
-    Caveat (SDES.md §8.4): with an exact score FDM and its base produce the same samples — in unscaled
+    Caveat: with an exact score FDM and its base produce the same samples — in unscaled
     coordinates ``x/s_F`` the PF-ODE is the base's. The gain reported for FDM is in training (its network input
     is ``c_in = s_F`` times the unscaled sample), not in sampling.
     """

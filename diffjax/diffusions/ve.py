@@ -1,4 +1,4 @@
-"""Variance-exploding diffusion (score_sde VESDE, SDES.md §2)."""
+"""Variance-exploding diffusion (score_sde VESDE)."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,7 @@ from .base import ScalarDiffusion, check_positive, diffusion_dataclass
 class VE(ScalarDiffusion):
     """VE SDE ``dx = g(t) dW`` with ``σ(t) = σ_min (σ_max/σ_min)^t`` and ``g = σ √(2 ln(σ_max/σ_min))``.
 
-    Convention (SDES.md §2.2): the data are modelled as carrying a known ``N(0, σ_min²)`` initial part, so the
+    Convention: the data are modelled as carrying a known ``N(0, σ_min²)`` initial part, so the
     kernel ``x_t | x_0 ~ N(x_0, σ(t)² I)`` is exact (score_sde's formula). Prior ``N(0, σ_max² I)``.
     """
 

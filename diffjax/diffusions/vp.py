@@ -1,4 +1,4 @@
-"""Variance-preserving diffusion (score_sde VPSDE) and sub-VP (SDES.md §1)."""
+"""Variance-preserving diffusion (score_sde VPSDE) and sub-VP."""
 from __future__ import annotations
 
 import jax.numpy as jnp

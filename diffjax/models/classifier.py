@@ -1,4 +1,4 @@
-"""DLG's noise-level classifier ``c_φ(x) ∈ R^K`` (SAMPLERS.md §1.3): logits over the K levels of the noise grid,
+"""DLG's noise-level classifier ``c_φ(x) ∈ R^K``: logits over the K levels of the noise grid,
 trained by cross-entropy on ``(x_0 perturbed to t_j, j)`` with j uniform, so ``softmax c_φ`` estimates
 ``π(j | x) ∝ p_{t_j}(x)``. Not counted in NFE."""
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A *model* here is a callable ``(y, t) -> prediction`` together with what it predicts. Solvers ask a
 :class:`Model` for whichever output their update needs; the conversion goes straight from the native
 prediction to the requested one (never through a ``1/σ`` when it can be avoided), so it stays finite at
-``t_min`` in float32 (SDES.md §0.4, SAMPLERS.md §0.1):
+``t_min`` in float32:
 
 * score ``s``;  ε̂ = −σ s;  x̂0 = (x + σ² s)/α                 (scalar diffusions)
 * ε̂;           s = −ε̂/σ;  x̂0 = (x − σ ε̂)/α
@@ -145,7 +145,7 @@ def as_model(sde: LinearDiffusion, model: Any, kind: str = "score") -> Model:
 
 
 def edm_preconditioning(sigma, sigma_data: float):
-    """EDM's ``(c_skip, c_out, c_in, c_noise)`` at noise level σ (SDES.md §3.4)."""
+    """EDM's ``(c_skip, c_out, c_in, c_noise)`` at noise level σ."""
     sigma = jnp.asarray(sigma)
     sd2 = sigma_data**2
     c_skip = sd2 / (sigma**2 + sd2)
@@ -156,7 +156,7 @@ def edm_preconditioning(sigma, sigma_data: float):
 
 
 def fdm_preconditioning(sde, sigma, sigma_data: float = 0.5):
-    """FDM's ``(c_skip, c_out, c_in, c_noise)`` at the base noise level σ (SDES.md §6.4): the base model's
+    """FDM's ``(c_skip, c_out, c_in, c_noise)`` at the base noise level σ: the base model's
     ``c_skip, c_out, c_noise`` (EDM: §3.4; VP: ``1, −σ, 999·t(σ)``; VE: ``1, σ, ln(σ/2)``) with ``c_in = s_F(σ)``,
     so the network sees the FDM-scaled sample ``s_F x̃`` of the unscaled ``x̃ = x/s_F``:
     ``D(x̃; σ) = c_skip x̃ + c_out F_θ(c_in x̃; c_noise)``."""

@@ -1,4 +1,4 @@
-"""Network → :class:`Model` wrappers, one per diffusion family (SDES.md §1.4–6.4).
+"""Network → :class:`Model` wrappers, one per diffusion family.
 
 A network is any callable ``net(x_in, c_noise, labels) -> output`` (``labels`` may be None), e.g.
 :class:`diffjax.models.MLP` or :class:`diffjax.models.UNet`. ``precondition(sde, net)`` returns the

@@ -1,4 +1,4 @@
-"""DDIM (Song, Meng & Ermon 2021) for continuous-time scalar diffusions (SAMPLERS.md §4.1)."""
+"""DDIM (Song, Meng & Ermon 2021) for continuous-time scalar diffusions."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""Denoising Langevin Gibbs (DLG), the DMCMC sampler of Kim & Ye (ICML 2023, arXiv 2209.14593), SAMPLERS.md §1.
+"""Denoising Langevin Gibbs (DLG), the DMCMC sampler of Kim & Ye (ICML 2023, arXiv 2209.14593).
 
 Persistent chains live on the product space (data x, noise-level index j) with target
 ``π(x, j) = (1/K) p_{t_j}(x)``: the conditionals are ``π(x | j) = p_{t_j}(x)`` (score ``s(x, t_j)``) and

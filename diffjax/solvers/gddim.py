@@ -1,4 +1,4 @@
-"""gDDIM (Zhang, Tao & Chen, ICLR 2023; SDES.md §7): the exponential integrator with the diffusion's own Ψ and
+"""gDDIM (Zhang, Tao & Chen, ICLR 2023): the exponential integrator with the diffusion's own Ψ and
 gDDIM's factor ``R_t``, for every diffusion of the library (VP/VE/EDM/FDM: DDIM and DEIS; Blur per frequency;
 CLD with 2×2 blocks).
 
@@ -200,7 +200,7 @@ class GDDIM(Solver):
         if not self.lam >= 0:
             raise ValueError(f"gDDIM lam must be >= 0, got {self.lam}")
         if self.lam > 0 and self.order > 0:
-            raise ValueError("stochastic gDDIM (lam > 0) is defined for order 0 only (SDES.md §7.5)")
+            raise ValueError("stochastic gDDIM (lam > 0) is defined for order 0 only")
 
     @property
     def stochastic(self) -> bool:  # type: ignore[override]

@@ -101,7 +101,7 @@ def _teacher(sde, score, kind, teacher, y):
 
 
 def _rmse(a, b) -> float:
-    return float(jnp.sqrt(jnp.mean((jnp.asarray(a, jnp.float64 if a.dtype == jnp.float64 else jnp.float32) - b) ** 2)))
+    return float(jnp.sqrt(jnp.mean((a - b) ** 2)))
 
 
 def learn(

@@ -1,6 +1,5 @@
 """Probability-flow ODE integrators: Euler and Heun in the diffusion's own time (any diffusion), and the EDM
-Heun sampler of Karras et al. (2022) in ``(x̃ = x/α, σ̃ = σ/α)`` with optional churn (SAMPLERS.md §4.5, §0.2
-form 5)."""
+Heun sampler of Karras et al. (2022) in ``(x̃ = x/α, σ̃ = σ/α)`` with optional churn."""
 from __future__ import annotations
 
 import dataclasses
@@ -122,7 +121,7 @@ class ODEHeun(_HeunBudget, Solver):
 class EDMHeun(_HeunBudget, Solver):
     """EDM's Heun sampler (Alg. 2) on ``dx̃/dσ̃ = (x̃ − D(x̃; σ̃))/σ̃`` with ``x̃ = x/α``, ``σ̃ = σ/α`` and
     ``D = x̂0``; for VE/EDM (α = 1) it is EDM's sampler verbatim, for VP it is EDM's recommended treatment
-    (SAMPLERS.md §0.2 form 5). Churn (``s_churn > 0``): ``γ_i = min(s_churn/M, √2−1)`` for
+   . Churn (``s_churn > 0``): ``γ_i = min(s_churn/M, √2−1)`` for
     ``σ̃_i ∈ [s_tmin, s_tmax]``, ``σ̂ = σ̃_i(1+γ_i)``, ``x̂ = x̃ + √(σ̂² − σ̃_i²)·s_noise·z``, then the Heun step
     from σ̂. 2 NFE per step; ``final_euler`` (default) ends on an Euler step (two for an even budget), as EDM
     does with its last step into σ = 0. Deterministic order 2 (Karras et al., "Elucidating the Design Space of

@@ -1,4 +1,4 @@
-"""PDS — preconditioned diffusion sampling (Ma, Zhang, Zhu & Feng, ECCV 2022; SAMPLERS.md §2).
+"""PDS — preconditioned diffusion sampling (Ma, Zhang, Zhu & Feng, ECCV 2022).
 
 A fixed symmetric positive-definite preconditioner ``A = M Mᵀ`` multiplies the score in the Langevin corrector
 (and, in the official code, in the predictor) and ``M`` the noise. With the 2-D DFT F over (H, W) per channel,

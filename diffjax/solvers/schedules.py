@@ -1,4 +1,4 @@
-"""Time grids for sampling (SAMPLERS.md §0.3): M steps ⇒ M+1 strictly decreasing times from ``t_start`` to
+"""Time grids for sampling: M steps ⇒ M+1 strictly decreasing times from ``t_start`` to
 ``t_end``.
 
 Grids depend only on static quantities (the diffusion, M, the kind), so they are computed once, in float64

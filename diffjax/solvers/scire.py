@@ -1,4 +1,4 @@
-"""SciRE-Solver (Li, Chen & Zeng, arXiv 2308.07896; SAMPLERS.md §3): Taylor steps of the score-integrand form
+"""SciRE-Solver (Li, Chen & Zeng, arXiv 2308.07896): Taylor steps of the score-integrand form
 with derivatives from the "recursive difference" (a finite difference divided by φ).
 
 Both versions integrate ``z_t = z_s + ∫ f dc`` in their own variables:

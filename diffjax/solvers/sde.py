@@ -1,5 +1,5 @@
 """Stochastic samplers of the reverse SDE: Euler–Maruyama and the predictor–corrector of Song et al.
-(SAMPLERS.md §4.6–4.7). They work for every diffusion of the library (any block structure)."""
+("Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021). They work for every diffusion of the library (any block structure)."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +17,7 @@ from .schedules import _f64
 @dataclasses.dataclass(frozen=True)
 class EulerMaruyama(Solver):
     """Euler–Maruyama on the reverse SDE ``dy = [F y − G Gᵀ ∇log p_t] dt + G dw̄`` with the grid's actual
-    spacings (score_sde uses a constant ``dt = −1/N`` that overshoots ``t_end``; see SAMPLERS.md §6.5).
+    spacings (score_sde uses a constant ``dt = −1/N`` that overshoots ``t_end``).
     Returns the last step's mean (score_sde's "noise removal", no extra NFE). Strong order ½, weak order 1.
     """
 

@@ -1,4 +1,4 @@
-"""Gaussian-mixture data with the exact marginal, score, denoiser and ε for every linear diffusion (SDES.md §0.5).
+"""Gaussian-mixture data with the exact marginal, score, denoiser and ε for every linear diffusion.
 
 Data ``x_0 ~ Σ_k w_k N(m_k, C_k)``. Each covariance is stored through its eigen-decomposition
 ``C_k = U_k diag(e_k) U_kᵀ`` (computed once in float64 with numpy). When the diffusion's blocks are shared by all
@@ -235,7 +235,7 @@ class GaussianMixture:
         return sde.eps_from_score(y, t, self.score(sde, y, t))
 
     def noise_level_logits(self, sde: LinearDiffusion, times: Any):
-        """The exact noise-level posterior of DLG (SAMPLERS.md §1.2) as a classifier: ``x -> (B, K)`` logits
+        """The exact noise-level posterior of DLG as a classifier: ``x -> (B, K)`` logits
         ``log p_{t_j}(x)``, so ``softmax`` is ``π(j | x)`` under a uniform prior on the levels ``times``."""
         times = np.asarray(times, np.float64)
 
@@ -250,7 +250,7 @@ class GaussianMixture:
         return lambda y, t: self.log_prob(sde, y, t)
 
     def score_fn(self, sde: LinearDiffusion):
-        """``(y, t) -> ∇ log p_t(y)`` for THIS diffusion (DESIGN.md public API)."""
+        """``(y, t) -> ∇ log p_t(y)`` for THIS diffusion."""
         return lambda y, t: self.score(sde, y, t)
 
     def denoiser_fn(self, sde: LinearDiffusion):

@@ -1,4 +1,4 @@
-"""Training losses, each built on the diffusion's own ``perturb`` (SDES.md §1.4–6.4, §8.1).
+"""Training losses, each built on the diffusion's own ``perturb``.
 
 ``diffusion_loss(sde, net, key, x0, labels, step, cfg)`` picks the published objective of the diffusion:
 

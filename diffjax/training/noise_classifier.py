@@ -1,4 +1,4 @@
-"""Training DLG's noise-level classifier (SAMPLERS.md §1.3): cross-entropy on noised data with a uniform level."""
+"""Training DLG's noise-level classifier: cross-entropy on noised data with a uniform level."""
 from __future__ import annotations
 
 from typing import Any, Callable
