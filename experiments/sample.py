@@ -68,7 +68,7 @@ def main(argv=None):
         model = trainer.model(ema=not a.raw, labels=labels)
     try:
         x = dj.sample(jax.random.key(a.seed), trainer.sde, model, solver, nfe=nfe, shape=(num,) + tuple(train.data_shape))
-    except ValueError as e:
+    except (ValueError, FloatingPointError) as e:
         raise SystemExit(f"cannot sample with {label!r}: {e}") from None
     x = np.asarray(x)
     if not np.all(np.isfinite(x)):

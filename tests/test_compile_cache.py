@@ -108,3 +108,49 @@ def test_trainer_evaluations_reuse_one_compiled_sampler():
     tr.train()
     info = dj.solvers.cache_info()
     assert info["traces"] == 1 and info["hits"] >= 1, info
+
+
+# ---- output checks (no silent failure) ------------------------------------------------------------
+def test_wrong_model_output_shapes_raise_before_tracing():
+    sde = dj.VP()
+    g = dj.testbed.ring()
+    k = jax.random.key(0)
+    for bad, what in [(lambda y, t: g.score(sde, y, t)[:, :1], r"\(4, 1\)"), (lambda y, t: jnp.sum(y), r"\(\)"),
+                      (lambda y, t: g.score(sde, y, t).T, r"\(2, 4\)"),
+                      (lambda y, t: jnp.concatenate([y, y[:, :1]], axis=1), r"\(4, 3\)")]:
+        with pytest.raises(ValueError, match=what + r" for states of shape \(4, 2\).*must return \(4, 2\)"):
+            dj.sample(k, sde, bad, "dpmpp_2m", nfe=4, shape=(4, 2))
+    with pytest.raises(ValueError, match="'x0' model must return"):
+        dj.sample(k, sde, lambda y, t: y[:, :1], "ddim", nfe=4, shape=(4, 2), kind="x0")
+    with pytest.raises(ValueError, match="floating point"):
+        dj.sample(k, sde, lambda y, t: (y > 0).astype(jnp.int32), "ddim", nfe=4, shape=(4, 2))
+
+
+def test_non_finite_samples_name_the_solver_and_the_step():
+    sde = dj.VP()
+    g = dj.testbed.ring()
+    score = lambda y, t: jnp.where(t < 0.3, jnp.nan, 1.0) * g.score(sde, y, t)
+    grid = dj.solvers.make_grid(sde, 8, "uniform")
+    first_bad = int(np.argmax(grid[1:] < 0.3)) + 1  # the state after the first evaluation at t < 0.3
+    with pytest.raises(FloatingPointError, match=rf"'dpmpp'.*step {first_bad + 1} of 8"):
+        dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", grid=grid, shape=(4, 2))
+    x = dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", grid=grid, shape=(4, 2), check_finite=False)
+    assert not bool(jnp.all(jnp.isfinite(x)))  # opt out: the raw result
+
+
+def test_bad_shapes_dtypes_and_parameters_are_named():
+    sde = dj.VP()
+    score = dj.testbed.ring().score_fn(sde)
+    k = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"whole numbers.*16.5"):
+        dj.sample(k, sde, score, "ddim", nfe=4, shape=(16.5, 2))
+    with pytest.raises(ValueError, match="init must be floating point, got int32"):
+        dj.sample(k, sde, score, "ddim", nfe=4, init=jnp.zeros((4, 2), jnp.int32))
+    with pytest.raises(ValueError, match=r"Blur's image shape must be whole numbers"):
+        dj.Blur((8.5, 8, 1))
+    with pytest.raises(ValueError, match="sigma_max must be a finite number"):
+        dj.VE(sigma_max=float("inf"))
+    with pytest.raises(ValueError, match="underflows"):
+        dj.VP(beta_max=1e4)
+    with pytest.raises(ValueError, match="eps_num must be > 0"):
+        dj.CLD(eps_num=0.0)

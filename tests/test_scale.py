@@ -6,6 +6,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import diffjax as dj
 
@@ -18,16 +19,33 @@ def test_chunked_equals_one_shot_and_resumes(tmp_path):
     score = RING.score_fn(sde)
     one = dj.sample(jax.random.key(3), sde, score, "dpmpp_2m", nfe=8, shape=(50, 2))
     out = tmp_path / "chunks"
-    x = dj.sample_chunked(jax.random.key(3), sde, score, "dpmpp_2m", 8, (50, 2), chunk=16, out_dir=str(out), progress=False)
+    run = lambda **kw: dj.sample_chunked(kw.pop("key", jax.random.key(3)), sde, score, kw.pop("solver", "dpmpp_2m"), 8,
+                                         (50, 2), chunk=16, out_dir=str(out), progress=False, **kw)
+    x = run()
     np.testing.assert_allclose(x, one, atol=1e-6)
-    assert sorted(p.name for p in out.iterdir()) == [f"chunk_{i:05d}.npy" for i in range(4)]
-    # an interrupted run: chunk 2 lost, chunk 0 marked; the rerun recomputes only chunk 2
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["manifest.json"] + [f"chunk_{i:05d}.{e}" for i in range(4) for e in ("npy", "sha256")])
+    # an interrupted / damaged run: chunk 2 lost, chunk 0 altered, chunk 3 truncated; the rerun recomputes exactly
+    # those (chunk 1 is verified and kept)
+    kept = (out / "chunk_00001.npy").stat().st_mtime_ns
     (out / "chunk_00002.npy").unlink()
-    marked = np.full((16, 2), 7.0, np.float32)
-    np.save(out / "chunk_00000.npy", marked)
-    x2 = dj.sample_chunked(jax.random.key(3), sde, score, "dpmpp_2m", 8, (50, 2), chunk=16, out_dir=str(out), progress=False)
-    np.testing.assert_array_equal(x2[:16], marked)
-    np.testing.assert_allclose(x2[32:48], one[32:48], atol=1e-6)
+    np.save(out / "chunk_00000.npy", np.full((16, 2), 7.0, np.float32))
+    data = (out / "chunk_00003.npy").read_bytes()
+    (out / "chunk_00003.npy").write_bytes(data[: len(data) // 2])
+    x2 = run()
+    np.testing.assert_array_equal(x2, x)
+    assert (out / "chunk_00001.npy").stat().st_mtime_ns == kept
+    # another run into the same folder is refused, naming what differs
+    with pytest.raises(ValueError, match="another sampling run.*differs in key"):
+        run(key=jax.random.key(4))
+    with pytest.raises(ValueError, match="differs in solver"):
+        run(solver="heun")
+    # a folder with stray chunk files and no manifest is not trusted
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    np.save(stray / "chunk_00000.npy", np.zeros((16, 2), np.float32))
+    with pytest.raises(ValueError, match="no manifest"):
+        dj.sample_chunked(jax.random.key(3), sde, score, "dpmpp_2m", 8, (50, 2), chunk=16, out_dir=str(stray), progress=False)
 
 
 def test_no_recompilation_when_only_key_or_data_change():

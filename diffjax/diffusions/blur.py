@@ -36,6 +36,8 @@ class Blur(DCTBasis, LinearDiffusion):
     t_eps: float = 1e-5
 
     def __post_init__(self):
+        if not all(isinstance(s, (int, np.integer)) or (isinstance(s, float) and s.is_integer()) for s in self.shape):
+            raise ValueError(f"Blur's image shape must be whole numbers, got {self.shape!r}")
         shp = tuple(int(s) for s in self.shape)
         if len(shp) != 3 or min(shp) < 1:
             raise ValueError(f"Blur needs an image shape (H, W, C) with positive sizes, got {self.shape!r}")

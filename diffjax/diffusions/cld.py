@@ -95,8 +95,8 @@ class CLD(PhaseSpace):
         check_positive("t_min", self.t_min)
         if not self.beta1 >= 0:
             raise ValueError(f"beta1 must be >= 0, got {self.beta1}")
-        if not self.eps_num >= 0:
-            raise ValueError(f"eps_num must be >= 0, got {self.eps_num}")
+        if not self.eps_num > 0:  # Σ_0 would be singular: the x-marginal at t = 0 has no density
+            raise ValueError(f"eps_num must be > 0 (the floor that keeps Σ_0 invertible), got {self.eps_num}")
         if not self.t_min < self.T:
             raise ValueError(f"t_min must be < T={self.T}, got {self.t_min}")
 

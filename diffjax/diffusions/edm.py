@@ -20,6 +20,7 @@ class EDM(ScalarDiffusion):
     def __post_init__(self):
         check_positive("sigma_min", self.sigma_min)
         check_positive("sigma_data", self.sigma_data)
+        check_positive("sigma_max", self.sigma_max)
         if not self.sigma_max > self.sigma_min:
             raise ValueError(f"sigma_max must be > sigma_min={self.sigma_min}, got {self.sigma_max}")
 

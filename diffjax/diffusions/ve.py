@@ -27,6 +27,7 @@ class VE(ScalarDiffusion):
         check_positive("T", self.T)
         check_positive("t_min", self.t_min)
         check_positive("t_eps", self.t_eps)
+        check_positive("sigma_max", self.sigma_max)
         if not self.sigma_max > self.sigma_min:
             raise ValueError(f"sigma_max must be > sigma_min={self.sigma_min}, got {self.sigma_max}")
         if not self.t_min < self.T:

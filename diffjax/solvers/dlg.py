@@ -258,7 +258,7 @@ class DLG:
         table = _grid_table(sde, integrator, self.integrator_nfe, self.grid or integrator.grid_kind(sde),
                             tuple(float(t) for t in ts))
         x = solve(k_int, sde, model, integrator, nfe=self.integrator_nfe + (1 if self.tweedie else 0), init=best.x,
-                  grid=table, grid_index=best.level, denoise=self.tweedie, kind=kind, dtype=best.x.dtype)
+                  grid=table, grid_index=best.level, denoise=self.tweedie, kind=kind, dtype=best.x.dtype, check_finite=False)
         if self.clip is not None:
             x = jnp.clip(x, *self.clip)
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):

@@ -79,6 +79,8 @@ def _check_state(sde: LinearDiffusion, y: Any) -> None:
     for leaf in jax.tree.leaves(y):
         if not hasattr(leaf, "ndim") or leaf.ndim < 1:
             raise ValueError("init must be a batch of states with the batch axis first")
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise ValueError(f"init must be floating point, got {leaf.dtype}")
         if not isinstance(leaf, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(leaf))):
             raise ValueError("init contains non-finite values")
 
@@ -133,6 +135,7 @@ def sample(
     grid_index: Any = None,
     mesh: Any = None,
     sample_offset: Any = 0,
+    check_finite: bool = True,
 ) -> Any:
     """Draw samples by solving the reverse dynamics of ``sde`` from its prior (or ``init``) down to ``t_min``.
 
@@ -159,6 +162,8 @@ def sample(
         devices; samples are identical to unsharded ones since every sample has its own key).
       sample_offset: index of the first sample (keys ``fold_in(key, sample_offset + b)``): chunks of a large
         run reproduce the one-shot samples.
+      check_finite: after an eager call, raise ``FloatingPointError`` naming the solver and the first step at
+        which the state became non-finite (a re-run finds it). Not checked inside the user's ``jit``.
 
     Returns the data part ``x`` of the final state, shape ``(B, *data_shape)``.
 
@@ -183,6 +188,8 @@ def sample(
             raise ValueError("per-sample grids start from per-sample states: give init=")
         if shape is None:
             raise ValueError("give shape=(B, *data_shape) or init=")
+        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape):
+            raise ValueError(f"shape must be whole numbers (B, *data_shape), got {tuple(shape)}")
         shape = tuple(int(s) for s in shape)
         if len(shape) < 2 or min(shape) < 1:
             raise ValueError(f"shape must be (B, *data_shape) with positive sizes, got {shape}")
@@ -211,14 +218,20 @@ def sample(
     statics = tuple(l for l, a in zip(leaves, is_array) if not a)
     args = (key, init, grid_index, sample_offset, arrays)
     if any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(args)):  # inside the user's jit/vmap
+        _check_model_output(config, model, init)
         return _sample_impl(config, key, init, grid_index, sample_offset, model)
     try:
         cache_key = (config.static_key(), treedef, tuple(is_array), statics)
         hash(cache_key)
     except TypeError:  # an unhashable non-array leaf: no caching, still correct
-        return jax.jit(lambda *a: _sample_impl(config, *a[:4], model))(key, init, grid_index, sample_offset)
+        _check_model_output(config, model, init)
+        out = jax.jit(lambda *a: _sample_impl(config, *a[:4], model))(key, init, grid_index, sample_offset)
+        return _checked(out, config, check_finite, lambda: sample(key, sde, score, solver, nfe, shape, init, grid, denoise,
+                                                                   kind, return_state, True, dtype, grid_index, mesh, sample_offset, False))
 
     def build():
+        _check_model_output(config, model, init)  # once per configuration
+
         def run(key, init, grid_index, sample_offset, arrays):
             CACHE.traces += 1
             it = iter(arrays)
@@ -227,7 +240,54 @@ def sample(
 
         return jax.jit(run)
 
-    return CACHE.get(cache_key, build)(*args)
+    out = CACHE.get(cache_key, build)(*args)
+    rerun = lambda: sample(key, sde, score, solver, nfe, None if init is not None else shape, init, grid, denoise, kind,
+                           return_state, True, dtype, grid_index, mesh, sample_offset, False)
+    return _checked(out, config, check_finite, rerun)
+
+
+def _check_model_output(config: "_Config", model, init) -> None:
+    """Raise ValueError before tracing when the model's output does not have the shape its kind needs."""
+    sde, solver, ts, dtype = config.sde, config.solver, config.ts, config.dtype
+    if init is None:
+        state = jax.eval_shape(lambda: solver.prior(jax.random.key(0), sde, config.shape, dtype))
+    else:
+        state = jax.tree.map(lambda l: jax.ShapeDtypeStruct(l.shape, l.dtype), init)
+    t = jax.ShapeDtypeStruct((), dtype)
+    try:
+        out = jax.eval_shape(model.fn, state, t)
+    except Exception as e:  # the model cannot even be traced on these states
+        raise ValueError(f"the model failed on states of shape {jax.tree.map(lambda l: l.shape, state)} at a scalar "
+                         f"time: {type(e).__name__}: {e}") from e
+    want = sde.data_part(state) if model.kind == "x0" else state
+    shape_of = lambda tree: jax.tree.map(lambda l: tuple(l.shape), tree)
+    if jax.tree.structure(out) != jax.tree.structure(want) or shape_of(out) != shape_of(want):
+        raise ValueError(f"the model returned {shape_of(out)} for states of shape {shape_of(state)}; a {model.kind!r} "
+                         f"model must return {shape_of(want)} (one prediction per sample, same shape as "
+                         f"{'the data' if model.kind == 'x0' else 'the state'})")
+    bad = [l.dtype for l in jax.tree.leaves(out) if not jnp.issubdtype(l.dtype, jnp.floating)]
+    if bad:
+        raise ValueError(f"the model returned {bad[0]} values; predictions must be floating point")
+
+
+def _checked(out, config: "_Config", check_finite: bool, rerun):
+    """Raise FloatingPointError naming the solver and the first step whose state was non-finite (found by a re-run
+    with the trajectory; eager calls only)."""
+    if not check_finite or all(bool(jnp.all(jnp.isfinite(l))) for l in jax.tree.leaves(out)):
+        return out
+    solver, ts = config.solver, config.ts
+    _, path = rerun()
+    bad = np.asarray(jnp.any(~jnp.isfinite(path.reshape(path.shape[0], -1)), axis=1)) if path.ndim >= 2 else np.array([])
+    grid = ts if ts.ndim == 1 else ts[0]
+    if bad.any():
+        i = int(np.argmax(bad))
+        where = f"at step {i + 1} of {len(bad)} (t = {grid[i]:.6g} → {grid[i + 1]:.6g})"
+    else:
+        where = "in the final denoising step" if config.denoise else "at the end"
+    raise FloatingPointError(
+        f"{solver.name!r} produced non-finite samples: the state first became non-finite {where}. The model returned "
+        "NaN/inf there, or the step is unstable (try more NFE or another solver). Under jax.jit no check is made: "
+        "wrap the call with jax.experimental.checkify to catch it there.")
 
 
 def _refill(statics, is_array):
@@ -361,11 +421,18 @@ def sample_chunked(
     **kw,
 ) -> Any:
     """Draw ``shape[0]`` samples in chunks of ``chunk`` (for counts beyond device memory, e.g. 50 k for FID),
-    streaming each chunk to ``out_dir/chunk_XXXXX.npy`` (written to a temporary file, then renamed: atomic).
-    Re-running skips the chunks already on disk, so an interrupted run resumes without recomputing them. Sample b
-    uses key ``fold_in(key, b)`` exactly as in one :func:`sample` call, so the result equals the one-shot samples.
-    Returns the concatenated samples (``load``) or the list of chunk files. Extra keywords go to :func:`sample`.
+    streaming each chunk to ``out_dir/chunk_XXXXX.npy`` (written to a temporary file, then renamed: atomic) with
+    its SHA-256 beside it (``.sha256``). ``out_dir/manifest.json`` records the run (diffusion, solver, NFE, key,
+    shape, chunk size, dtype, sampler options, diffjax version); a folder holding another run is refused with the
+    fields that differ. Re-running the same run skips the chunks already on disk whose checksum verifies (a
+    truncated or altered chunk is recomputed), so an interrupted run resumes without mixing runs. Every chunk is
+    verified again when loaded. Sample b uses key ``fold_in(key, b)`` exactly as in one :func:`sample` call: the
+    samples equal the one-shot ones up to float32 round-off of batched operations (a few 1e-4 at most on the test
+    bed; exact when the chunk size equals the batch). Returns the concatenated samples (``load``) or the list of
+    chunk files. Extra keywords go to :func:`sample`.
     """
+    import hashlib
+    import json
     import os
 
     if chunk < 1 or len(shape) < 2 or shape[0] < 1:
@@ -373,6 +440,37 @@ def sample_chunked(
     os.makedirs(out_dir, exist_ok=True)
     total = int(shape[0])
     starts = list(range(0, total, chunk))
+    from .. import __version__
+
+    manifest = {
+        "diffusion": repr(sde), "solver": repr(registry.get(solver)), "nfe": int(nfe), "shape": [int(d) for d in shape],
+        "chunk": int(chunk), "key": np.asarray(jax.random.key_data(key)).tolist(),
+        "options": {k: repr(v) for k, v in sorted(kw.items())}, "diffjax": __version__,
+    }
+    mpath = os.path.join(out_dir, "manifest.json")
+    if os.path.exists(mpath):
+        with open(mpath) as fh:
+            old = json.load(fh)
+        diff = [k for k in manifest if old.get(k) != manifest[k]]
+        if diff:
+            raise ValueError(f"{out_dir!r} holds another sampling run (differs in {', '.join(diff)}: "
+                             + "; ".join(f"{k}: {old.get(k)!r} there, {manifest[k]!r} now" for k in diff)
+                             + "); use a new out_dir or delete that one")
+    else:
+        if any(f.startswith("chunk_") for f in os.listdir(out_dir)):
+            raise ValueError(f"{out_dir!r} holds chunk files but no manifest.json: not a run of this call; "
+                             "use a new out_dir or delete them")
+        tmp = f"{mpath}.tmp{os.getpid()}"
+        with open(tmp, "w") as fh:
+            json.dump(manifest, fh, indent=1)
+        os.replace(tmp, mpath)
+
+    digest = lambda path: hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+    def verified(path):
+        side = path[:-4] + ".sha256"
+        return os.path.exists(path) and os.path.exists(side) and open(side).read().strip() == digest(path)
+
     # plain calls: the compiled sampler is cached (sample_offset is an argument), so chunks and reruns reuse it
     run = lambda k, off, n: sample(k, sde, score, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]), sample_offset=off, **kw)
     bar = None
@@ -384,13 +482,17 @@ def sample_chunked(
     for i, start in enumerate(starts):
         path = os.path.join(out_dir, f"chunk_{i:05d}.npy")
         n = min(chunk, total - start)
-        if not os.path.exists(path):
+        if not verified(path):
             x = np.asarray(run(key, start, n))
             if not np.all(np.isfinite(x)):
                 raise FloatingPointError(f"chunk {i} contains non-finite samples")
             tmp = path + ".tmp.npy"
             np.save(tmp, x)
+            side_tmp = path[:-4] + ".sha256.tmp"
+            with open(side_tmp, "w") as fh:
+                fh.write(digest(tmp))
             os.replace(tmp, path)
+            os.replace(side_tmp, path[:-4] + ".sha256")
         paths.append(path)
         if bar is not None:
             bar.update(1)
@@ -398,7 +500,12 @@ def sample_chunked(
         bar.close()
     if not load:
         return paths
-    out = np.concatenate([np.load(p) for p in paths])
+    parts = []
+    for p in paths:
+        if not verified(p):
+            raise ValueError(f"{p!r} does not match its checksum (altered since it was written); delete it and rerun")
+        parts.append(np.load(p))
+    out = np.concatenate(parts)
     if out.shape[0] != total:
         raise ValueError(f"{out_dir!r} holds chunks of another run ({out.shape[0]} samples, expected {total})")
     return out

@@ -244,7 +244,7 @@ class Trainer:
         n = self.cfg.eval_samples
         ref, _ = src.batch(2 * 10**6, n)
         x = np.asarray(sample(jax.random.key(self.cfg.seed + 17), self.sde, self.model(), self.cfg.eval_solver,
-                              nfe=self.cfg.eval_nfe, shape=(n,) + tuple(ref.shape[1:])))
+                              nfe=self.cfg.eval_nfe, shape=(n,) + tuple(ref.shape[1:]), check_finite=False))
         if not np.all(np.isfinite(x)):
             return {"eval_sliced_w2": float("inf")}
         if self.workdir and jax.process_index() == 0:
