@@ -57,6 +57,10 @@ def plan(quick: bool):
         for solver in ["ipndm", "unipc", "dpmpp_3m"]:  # the targets: every learned variant of the strongest bases
             for n in learn_nfes:
                 rows += [(s, p, solver, n, "learned grid+coefs"), (s, p, solver, n, "learned grid")]
+    # the strongest variant first on every target problem (a run cut short still has the headline)
+    first = [r for r in rows if r[4] == "learned grid+coefs" and r[2] in ("ipndm", "unipc")]
+    head = len(grid) + sum(1 for g in grid if g[0] == "EDM" and g[1] in ("digits", "spectral"))  # untuned + target optimized
+    rows = rows[:head] + first + [r for r in rows[head:] if r not in first]
     rows += [g + ("optimized",) for g in grid if g + ("optimized",) not in rows]
     if not quick:
         for solver in ["dpmpp_2m", "ddim", "heun"]:  # the other bases, at low NFE

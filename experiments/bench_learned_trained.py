@@ -29,7 +29,7 @@ from diffjax.training import LossConfig, TrainConfig, Trainer
 
 NFES = [4, 5, 6, 8, 10]
 UNTUNED = ["ipndm", "unipc", "dpmpp_3m", "heun"]
-LEARNED = ["ipndm", "unipc"]
+LEARNED = ["ipndm"]
 
 
 def main():
