@@ -63,3 +63,20 @@ def build(cfg, workdir=None):
                           num_classes=m["num_classes"], fdm_warmup=cfg["loss"]["fdm_warmup"])
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items()}, progress=True)
     return Trainer(sde, net, train, tcfg, loss_cfg, workdir, eval_data=held), train, held
+
+
+def open_run(workdir):
+    """(config, trainer, train source, checkpoint step) of a trained run; SystemExit with the reason otherwise."""
+    import json
+    import os
+
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise SystemExit(f"no run in {workdir!r} (config.json missing): train one with experiments/train.py")
+    with open(path) as f:
+        cfg = json.load(f)
+    trainer, train, _ = build(cfg, workdir)
+    step = trainer.restore()
+    if step == 0:
+        raise SystemExit(f"{workdir!r} has no checkpoint yet")
+    return cfg, trainer, train, step

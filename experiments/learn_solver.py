@@ -10,7 +10,6 @@ unipc:100`` for a cheaper one), selects on held-out draws, and writes ``WORKDIR/
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -19,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import build  # noqa: E402
+from common import open_run  # noqa: E402
 
 
 def parse_teacher(text: str):
@@ -45,18 +44,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output JSON (default WORKDIR/solvers/<solver>_nfe<N>.json)")
     a = p.parse_args(argv)
-    path = os.path.join(a.workdir, "config.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"no run in {a.workdir!r} (config.json missing): train one with experiments/train.py")
     if a.solver not in dj.solvers.available():
         raise SystemExit(f"unknown solver {a.solver!r}; accepted: {dj.solvers.available()}")
     teacher = parse_teacher(a.teacher)
-    with open(path) as f:
-        cfg = json.load(f)
-    trainer, train, _ = build(cfg, a.workdir)
-    step = trainer.restore()
-    if step == 0:
-        raise SystemExit(f"{a.workdir!r} has no checkpoint yet")
+    _, trainer, train, step = open_run(a.workdir)
     try:
         learned = dj.solvers.learn(jax.random.key(a.seed), trainer.sde, trainer.model(ema=True), a.solver, a.nfe,
                                    tuple(train.data_shape), what=a.what, teacher=teacher, num_fit=a.num_fit,

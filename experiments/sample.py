@@ -9,7 +9,6 @@ solver runs at the NFE it was fitted for.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -20,7 +19,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import build  # noqa: E402
+from common import open_run  # noqa: E402
 from diffjax.training.trainer import save_grid  # noqa: E402
 
 
@@ -35,15 +34,7 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
     p.add_argument("--raw", action="store_true", help="use the raw (not EMA) parameters")
     a = p.parse_args(argv)
-    path = os.path.join(a.workdir, "config.json")
-    if not os.path.exists(path):
-        raise SystemExit(f"no run in {a.workdir!r} (config.json missing): train one with experiments/train.py")
-    with open(path) as f:
-        cfg = json.load(f)
-    trainer, train, _ = build(cfg, a.workdir)
-    step = trainer.restore()
-    if step == 0:
-        raise SystemExit(f"{a.workdir!r} has no checkpoint yet")
+    cfg, trainer, train, step = open_run(a.workdir)
     solver = a.solver or cfg["sample"]["solver"]
     nfe = a.nfe or cfg["sample"]["nfe"]
     label = solver

@@ -217,6 +217,9 @@ def sample(
     arrays = [l for l, a in zip(leaves, is_array) if a]
     statics = tuple(l for l, a in zip(leaves, is_array) if not a)
     args = (key, init, grid_index, sample_offset, arrays)
+    # the same call with the trajectory, to locate the first non-finite step when the result is not finite
+    rerun = lambda: sample(key, sde, score, solver, nfe, None if init is not None else shape, init, grid, denoise, kind,
+                           return_state, True, dtype, grid_index, mesh, sample_offset, False)
     if any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(args)):  # inside the user's jit/vmap
         _check_model_output(config, model, init)
         return _sample_impl(config, key, init, grid_index, sample_offset, model)
@@ -226,8 +229,7 @@ def sample(
     except TypeError:  # an unhashable non-array leaf: no caching, still correct
         _check_model_output(config, model, init)
         out = jax.jit(lambda *a: _sample_impl(config, *a[:4], model))(key, init, grid_index, sample_offset)
-        return _checked(out, config, check_finite, lambda: sample(key, sde, score, solver, nfe, shape, init, grid, denoise,
-                                                                   kind, return_state, True, dtype, grid_index, mesh, sample_offset, False))
+        return _checked(out, config, check_finite, rerun)
 
     def build():
         _check_model_output(config, model, init)  # once per configuration
@@ -241,14 +243,12 @@ def sample(
         return jax.jit(run)
 
     out = CACHE.get(cache_key, build)(*args)
-    rerun = lambda: sample(key, sde, score, solver, nfe, None if init is not None else shape, init, grid, denoise, kind,
-                           return_state, True, dtype, grid_index, mesh, sample_offset, False)
     return _checked(out, config, check_finite, rerun)
 
 
 def _check_model_output(config: "_Config", model, init) -> None:
     """Raise ValueError before tracing when the model's output does not have the shape its kind needs."""
-    sde, solver, ts, dtype = config.sde, config.solver, config.ts, config.dtype
+    sde, solver, dtype = config.sde, config.solver, config.dtype
     if init is None:
         state = jax.eval_shape(lambda: solver.prior(jax.random.key(0), sde, config.shape, dtype))
     else:

@@ -27,9 +27,8 @@ import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
 from ..models.parameterization import as_model
-from . import registry
 from .base import evaluate
-from .learned import Learned, diffusion_spec
+from .learned import Learned, base_solver, diffusion_spec
 from .schedules import make_grid
 
 
@@ -91,11 +90,7 @@ def optimized_grid(
     model evaluations plus the teacher's ``candidates·refine``."""
     from .driver import plan, sample
 
-    if not isinstance(sde, ScalarDiffusion):
-        raise ValueError(f"an optimized grid needs a scalar diffusion (VP/VE/EDM/FDM), got {sde.name}")
-    base = registry.get(solver)
-    if isinstance(base, Learned):
-        base = base.base
+    base = base_solver(sde, solver, "an optimized grid")
     _, ts0, budget = plan(sde, base, nfe)
     m = len(ts0) - 1
     if not (isinstance(candidates, int) and candidates >= m and isinstance(refine, int) and refine >= 1 and num >= 1):

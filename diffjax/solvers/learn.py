@@ -31,7 +31,7 @@ from ..diffusions.base import ScalarDiffusion
 from ..models.parameterization import as_model
 from . import registry
 from .base import Context, Solver, evaluate, xp_of
-from .learned import Learned, _nested, diffusion_spec
+from .learned import Learned, _nested, base_solver, diffusion_spec
 from .schedules import validate_grid
 
 LEARN_WHAT = ("grid", "coefs", "grid+coefs")
@@ -159,11 +159,7 @@ def learn(
     """
     import optax
 
-    if not isinstance(sde, ScalarDiffusion):
-        raise ValueError(f"learned discretizations need a scalar diffusion (VP/VE/EDM/FDM), got {sde.name}")
-    base = registry.get(solver)
-    if isinstance(base, Learned):
-        base = base.base
+    base = base_solver(sde, solver, "learned discretizations")
     if base.stochastic or not base.traceable:
         ok = [n for n in registry.available() if registry.get(n).traceable and not registry.get(n).stochastic]
         raise ValueError(f"cannot learn a discretization for {base.name!r}: it needs a deterministic solver whose "

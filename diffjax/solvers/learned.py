@@ -168,6 +168,18 @@ class Learned(Solver):
         return path
 
 
+def base_solver(sde, solver, what: str) -> Solver:
+    """The plain solver behind ``solver`` (a name, an instance or a :class:`Learned`) for fitting a
+    discretization on ``sde``; ValueError unless ``sde`` is a scalar diffusion (``what`` names the caller)."""
+    from ..diffusions.base import ScalarDiffusion
+    from . import registry
+
+    if not isinstance(sde, ScalarDiffusion):
+        raise ValueError(f"{what} needs a scalar diffusion (VP/VE/EDM/FDM), got {sde.name}")
+    base = registry.get(solver)
+    return base.base if isinstance(base, Learned) else base
+
+
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
