@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-training notebooks clean
+.PHONY: install demo test evaluate fid-crosscheck bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-training notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,14 @@ bench-speed: $(STAMP)
 bench-training: $(STAMP)
 	cd experiments && ../$(PY) bench_training.py --steps 4000 --eval-every 400 --tag cpu_mlp
 
+# FID Inception vs pytorch-fid's network with shared random weights (installs torch into .venv-fid, ~3 GB)
+fid-crosscheck: $(STAMP)
+	test -x .venv-fid/bin/python || ($(PYTHON) -m venv .venv-fid && .venv-fid/bin/pip install -q torch torchvision pytorch-fid)
+	.venv-fid/bin/python experiments/fid_crosscheck.py torch .venv-fid/ref.npz
+	$(PY) experiments/fid_crosscheck.py jax .venv-fid/ref.npz
+
 notebooks: $(STAMP)
 	$(PY) -m jupytext --to ipynb notebooks/*.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) .venv-fid demo_out .pytest_cache

@@ -22,7 +22,7 @@ from .models.parameterization import as_model
 def pf_ode_term(sde: LinearDiffusion, score: Any, kind: str = "score") -> diffrax.ODETerm:
     """The probability-flow ODE of ``sde`` under ``score`` as a ``diffrax.ODETerm`` (batched states)."""
     model = as_model(sde, score, kind)
-    return diffrax.ODETerm(lambda t, y, args: sde.reverse_drift(y, t, model.score(y, t), lam=0.0))
+    return diffrax.ODETerm(lambda t, y, args: model.pf_drift(y, t))
 
 
 def reverse_sde_terms(
@@ -92,7 +92,7 @@ def log_likelihood(
 
     def f_flat(yf, t):
         y = unravel(yf)
-        return ravel_pytree(sde.reverse_drift(y, t, model.score(y, t), lam=0.0))[0]
+        return ravel_pytree(model.pf_drift(y, t))[0]
 
     def per_sample(xf, probe):
         def vf(t, state, args):

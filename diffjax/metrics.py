@@ -48,11 +48,20 @@ def frechet_distance(x, mean, cov) -> float:
     d = x.shape[1]
     if mean.shape != (d,) or cov.shape != (d, d):
         raise ValueError(f"moments must have shapes ({d},) and ({d}, {d}); got {mean.shape}, {cov.shape}")
-    mx = x.mean(0)
-    cx = np.atleast_2d(np.cov(x, rowvar=False))
-    s = _sqrtm_psd(cov)
-    cross = _sqrtm_psd(s @ cx @ s)
-    return float(np.sum((mx - mean) ** 2) + np.trace(cx) + np.trace(cov) - 2 * np.trace(cross))
+    return frechet_distance_moments(x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)), mean, cov)
+
+
+def frechet_distance_moments(mean_a, cov_a, mean_b, cov_b) -> float:
+    """``‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2 (Σ_b^{½} Σ_a Σ_b^{½})^{½})`` (the 2-Wasserstein distance between the two
+    Gaussians, squared; FID when the moments are Inception features'). Symmetric PSD square roots by eigh."""
+    mean_a, mean_b = np.asarray(mean_a, np.float64).reshape(-1), np.asarray(mean_b, np.float64).reshape(-1)
+    cov_a, cov_b = np.atleast_2d(np.asarray(cov_a, np.float64)), np.atleast_2d(np.asarray(cov_b, np.float64))
+    d = mean_a.shape[0]
+    if mean_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
+        raise ValueError(f"moments must have shapes ({d},) and ({d}, {d}); got {mean_b.shape}, {cov_a.shape}, {cov_b.shape}")
+    s = _sqrtm_psd(cov_b)
+    cross = _sqrtm_psd(s @ cov_a @ s)
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(cross))
 
 
 def mmd_rbf(x, y, bandwidth: float | None = None) -> float:

@@ -60,7 +60,8 @@ def build(cfg, workdir=None):
         net = dj.models.UNet(shape, m["channels"], tuple(m["channel_mult"]), m["num_blocks"], tuple(m["attn_resolutions"]),
                              m["dropout"], m["embedding"], **common)
     loss_cfg = LossConfig(cld_param=cfg["loss"]["cld_param"], label_dropout=cfg["loss"]["label_dropout"],
-                          num_classes=m["num_classes"], fdm_warmup=cfg["loss"]["fdm_warmup"])
+                          num_classes=m["num_classes"], fdm_warmup=cfg["loss"]["fdm_warmup"],
+                          prediction=cfg["loss"].get("prediction", ""))
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items()}, progress=True)
     return Trainer(sde, net, train, tcfg, loss_cfg, workdir, eval_data=held), train, held
 

@@ -54,9 +54,9 @@ def test_edm_preconditioning_unit_variance(x64):
 
 def test_bad_kinds():
     with pytest.raises(ValueError, match="unknown prediction kind"):
-        Model(dj.VP(), lambda y, t: y, "velocity")
+        Model(dj.VP(), lambda y, t: y, "flow")
     with pytest.raises(ValueError, match="unknown prediction kind"):
-        as_model(dj.VP(), lambda y, t: y, "v")
+        as_model(dj.VP(), lambda y, t: y, "V")
     with pytest.raises(TypeError, match="callable"):
         Model(dj.VP(), 3.0)
 

@@ -5,13 +5,14 @@ from .cld import CLD, PhaseSpace
 from .custom import CustomDCT, CustomDiagonal, CustomPhaseSpace, CustomScalar, custom
 from .edm import EDM
 from .fdm import FDM
+from .flow import Flow
 from .ve import VE
 from .vp import VP
 
 _REGISTRY = {
     "vp": VP, "subvp": lambda **kw: VP(sub_vp=True, **kw), "ve": VE, "edm": EDM, "cld": CLD, "blur": Blur,
     "fdm_vp": lambda **kw: FDM(base="vp", **kw), "fdm_ve": lambda **kw: FDM(base="ve", **kw),
-    "fdm_edm": lambda **kw: FDM(base="edm", **kw),
+    "fdm_edm": lambda **kw: FDM(base="edm", **kw), "flow": Flow,
 }
 
 
@@ -27,4 +28,4 @@ def get(name: str, **kwargs) -> LinearDiffusion:
     return _REGISTRY[name.lower()](**kwargs)
 
 
-__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomDiagonal", "CustomDCT", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "available", "get"]
+__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomDiagonal", "CustomDCT", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "Flow", "available", "get"]

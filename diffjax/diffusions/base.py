@@ -361,6 +361,13 @@ class ScalarDiffusion(LinearDiffusion):
         v, dv = jax.jvp(var, (t,), (jnp.ones_like(t),))
         return dv - 2.0 * self.f_scalar(t) * v
 
+    def alpha_sigma_rates(self, t: Array) -> tuple[Array, Array]:
+        """``(dα/dt, dσ/dt)`` (forward-mode autodiff); the flow velocity of a clean/noise pair is
+        ``α̇ x_0 + σ̇ ε``."""
+        t = jnp.asarray(t)
+        one = jnp.ones_like(t)
+        return jax.jvp(self.alpha, (t,), (one,))[1], jax.jvp(self.sigma, (t,), (one,))[1]
+
     # block forms
     def drift_block(self, t):
         return scalar_block(self.f_scalar(t))

@@ -9,7 +9,10 @@ A network is any callable ``net(x_in, c_noise, labels) -> output`` (``labels`` m
 * EDM:                       ``D = c_skip x + c_out F(c_in x, ¼ ln σ)`` (σ_data = 0.5)
 * FDM (any base):            the base's ``c_skip, c_out, c_noise`` with ``c_in = s_F`` on ``x̃ = x/s_F``
 * Blur:                      ε-prediction in pixels, ``F(x, 999 t)``
-* any other 1×1-block one:   ε-prediction with label ``999 t`` (``dj.diffusions.custom``: scalar or per coordinate)
+* Flow (flow matching):      the flow velocity ``û = F(x, 999 t)`` (the diffusion's ``default_prediction``)
+* any other 1×1-block one:   ε-prediction with label ``999 t`` (``dj.diffusions.custom``: scalar or per coordinate);
+                             ``prediction='v'`` (VP, Salimans & Ho), ``'velocity'`` or ``'x0'`` instead of ε on
+                             scalar diffusions
 * CLD / phase space:         ``'eps'``: 2-channel ε with ``K_t = L_t`` (any sampler, gDDIM included);
                              ``'hsm'``: velocity-only output ``s_v = −ℓ_t F(u, 999 t)`` (+ ``−v/Σ_vv`` with
                              ``mixed``), CLD-SGM's hybrid score matching; the x-score is not modelled (set to 0,
@@ -77,9 +80,16 @@ jax.tree_util.register_pytree_node(
 )
 
 
+PREDICTIONS = ("eps", "v", "velocity", "x0")
+
+
 def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_param: str = "eps",
-                 mixed: bool = True, sigma_data: float = SIGMA_DATA) -> Model:
-    """Wrap ``net`` as the model of ``sde`` (see the module docstring); ``labels`` conditions a class model."""
+                 mixed: bool = True, sigma_data: float = SIGMA_DATA, prediction: str | None = None) -> Model:
+    """Wrap ``net`` as the model of ``sde`` (see the module docstring); ``labels`` conditions a class model.
+    ``prediction`` (1×1-block diffusions without their own preconditioning) names what ``net(x, 999 t)``
+    predicts; default: the diffusion's ``default_prediction`` (ε unless it says otherwise)."""
+    if prediction not in (None, "") + PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; accepted: {list(PREDICTIONS)}")
     wrap = lambda rule, kind: Model(sde, Preconditioned(sde, rule, net, labels, sigma_data, mixed), kind)
     if isinstance(sde, FDM):
         return wrap("fdm", "x0")
@@ -87,8 +97,8 @@ def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_pa
         return wrap("edm", "x0")
     if isinstance(sde, VE):
         return wrap("ve", "x0")
-    if sde.block_size == 1:  # VP, blurring and user-defined diffusions with 1×1 blocks
-        return wrap("eps", "eps")
+    if sde.block_size == 1:  # VP, blurring, flow matching and user-defined diffusions with 1×1 blocks
+        return wrap("eps", prediction or getattr(sde, "default_prediction", "eps"))
     if isinstance(sde, PhaseSpace):  # CLD and user-defined (x, v) diffusions
         if cld_param == "eps":
             return wrap("cld_eps", "eps")

@@ -82,7 +82,7 @@ class ODEEuler(Solver):
         return {"dt": xp_of(ts).diff(ts)}
 
     def step(self, ctx: Context, y, c):
-        f = ctx.sde.reverse_drift(y, c["t"], ctx.model.score(y, c["t"]), lam=0.0)
+        f = ctx.model.pf_drift(y, c["t"])
         return tree_axpy(c["dt"], f, y)
 
 
@@ -106,7 +106,7 @@ class ODEHeun(_HeunBudget, Solver):
 
     def step(self, ctx: Context, y, c):
         sde, model = ctx.sde, ctx.model
-        f = lambda y_, t_: sde.reverse_drift(y_, t_, model.score(y_, t_), lam=0.0)
+        f = model.pf_drift
         d1 = f(y, c["t"])
         y_e = tree_axpy(c["dt"], d1, y)
 

@@ -234,6 +234,19 @@ class GaussianMixture:
         """Exact ``ε* = −K_tᵀ ∇log p_t`` for the diffusion's Cholesky factor."""
         return sde.eps_from_score(y, t, self.score(sde, y, t))
 
+    def velocity(self, sde: LinearDiffusion, y: Any, t: Any) -> jax.Array:
+        """Exact flow velocity ``E[α̇ x_0 + σ̇ ε | x_t = y]`` (scalar diffusions): the probability-flow ODE's
+        ``dx/dt`` and what a flow-matching network learns (``ε − x_0`` under :class:`diffjax.Flow`)."""
+        x0 = self.denoiser(sde, y, t)
+        c = lambda v: sde.bcast(jnp.asarray(v, y.dtype), y)
+        eps = (y - c(sde.alpha(t)) * x0) / c(sde.sigma(t))
+        da, ds = sde.alpha_sigma_rates(jnp.asarray(t, y.dtype))
+        return c(da) * x0 + c(ds) * eps
+
+    def velocity_fn(self, sde: LinearDiffusion):
+        """``(y, t) ↦`` the exact flow velocity (a ``kind="velocity"`` model)."""
+        return lambda y, t: self.velocity(sde, y, t)
+
     def noise_level_logits(self, sde: LinearDiffusion, times: Any):
         """The exact noise-level posterior of DLG as a classifier: ``x -> (B, K)`` logits
         ``log p_{t_j}(x)``, so ``softmax`` is ``π(j | x)`` under a uniform prior on the levels ``times``."""

@@ -3,7 +3,9 @@
 ``diffusion_loss(sde, net, key, x0, labels, step, cfg)`` picks the published objective of the diffusion:
 
 * VP / sub-VP, Blur, CLD (``cld_param='eps'``): ε-MSE ``E_t E‖ε̂(u_t, t) − z‖²`` with ``u_t = Ψ ū_0 + L_t z``,
-  ``t ~ U[t_eps, T]`` (= DSM with weight Σ_t).
+  ``t ~ U[t_eps, T]`` (= DSM with weight Σ_t). With ``prediction='v'`` (Salimans & Ho) the target is
+  ``v = α z − σ x_0``; with ``'velocity'`` it is ``α̇ x_0 + σ̇ z``.
+* Flow (flow matching): ``E‖û(x_t, t) − (z − x_0)‖²``, ``x_t = (1 − t) x_0 + t z``, ``t ~ U[t_eps, T]``.
 * EDM: ``E λ(σ)‖D(x_0 + σ z; σ) − x_0‖²``, ``ln σ ~ N(P_mean, P_std²)``, ``λ = 1/c_out²``.
 * VE: the same D-loss with ``λ = 1/σ²`` (= ``‖σ s + z‖²``) and ``t ~ U[t_eps, T]`` (log-uniform σ).
 * FDM: the base's σ distribution and λ, on FDM's scaled sample, with the warm-up clamp
@@ -36,6 +38,7 @@ class LossConfig:
     cld_param: str = "eps"  # 'eps' (K = L, 2-channel ε) or 'hsm' (velocity-only, CLD-SGM)
     cld_mixed: bool = True
     fdm_warmup: int = 200  # W: steps until the weight clamp 5·100^{k/W} reaches 500
+    prediction: str = ""  # scalar ε-family diffusions: 'eps', 'v', 'velocity' or 'x0' ('' = the diffusion's default)
     label_dropout: float = 0.0  # classifier-free guidance
     num_classes: int = 0
 
@@ -80,7 +83,8 @@ def diffusion_loss(sde: LinearDiffusion, net: Callable, key: jax.Array, x0: jax.
     if labels is not None and cfg.label_dropout > 0:
         drop = jax.random.bernoulli(k_l, cfg.label_dropout, (n,))
         labels = jnp.where(drop, cfg.num_classes, labels)
-    model = precondition(sde, net, labels, cld_param=cfg.cld_param, mixed=cfg.cld_mixed, sigma_data=cfg.sigma_data)
+    model = precondition(sde, net, labels, cld_param=cfg.cld_param, mixed=cfg.cld_mixed, sigma_data=cfg.sigma_data,
+                         prediction=cfg.prediction or None)
     if isinstance(sde, (EDM, VE, FDM)):
         t, sigma = _sample_sigma_t(k_t, sde, n, cfg)
         u, _ = sde.perturb(k_z, x0, t)
@@ -101,4 +105,7 @@ def diffusion_loss(sde: LinearDiffusion, net: Callable, key: jax.Array, x0: jax.
         s_v = model.score(u, t)[1]
         ell = ell.reshape(ell.shape + (1,) * (s_v.ndim - 1))
         return jnp.mean(_mean_sq(s_v / (-ell) - z[1]))
+    if model.kind in ("v", "velocity", "x0"):  # a x0 + b z, predicted directly
+        a, b = (1.0, 0.0) if model.kind == "x0" else model.pair_coefficients(x0, t)
+        return jnp.mean(_mean_sq(model(u, t) - (a * x0 + b * z)))
     return jnp.mean(_mean_sq(jax.tree.map(jnp.subtract, model.eps(u, t), z)))

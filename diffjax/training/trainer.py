@@ -325,4 +325,5 @@ class Trainer:
         """The trained network as a :class:`diffjax.models.Model` for ``dj.sample`` (EMA weights by default)."""
         net = self.net(self.state["ema" if ema else "params"])
         return precondition(self.sde, net, labels, cld_param=self.loss_cfg.cld_param,
-                            mixed=self.loss_cfg.cld_mixed, sigma_data=self.loss_cfg.sigma_data, **kw)
+                            mixed=self.loss_cfg.cld_mixed, sigma_data=self.loss_cfg.sigma_data,
+                            prediction=self.loss_cfg.prediction or None, **kw)

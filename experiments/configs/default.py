@@ -1,5 +1,6 @@
 """Training configurations: ``get_config("<data>-<diffusion>")`` with data in {toy, moons, checkerboard, swiss_roll,
-digits, cifar10, mnist, celeb_a} and diffusion in {vp, ve, edm, cld, blur, fdm-vp, fdm-ve, fdm-edm}.
+digits, cifar10, mnist, celeb_a} and diffusion in {vp, ve, edm, cld, blur, fdm-vp, fdm-ve, fdm-edm, flow}
+(``flow``: flow matching with velocity prediction; ``--set loss.prediction=v`` trains VP with v-prediction).
 
     python experiments/train.py --config experiments/configs/default.py:digits-edm --workdir runs/digits_edm \
         --set train.steps=2000 --set model.width=256
@@ -37,7 +38,7 @@ def get_config(spec: str = "toy-edm"):
         "model": {"kind": "mlp", "width": 256, "depth": 3, "embedding": "positional", "channels": 64,
                   "channel_mult": (1, 2), "num_blocks": 2, "attn_resolutions": (), "dropout": 0.0,
                   "num_classes": 0, "bf16": False},
-        "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup": 200},
+        "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup": 200, "prediction": ""},
         "train": {"steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "grad_clip": 1.0,
                   "ema_half_life": 200.0, "log_every": 100, "eval_every": 1000, "ckpt_every": 1000, "keep": 3,
                   "seed": 0, "eval_samples": 256, "eval_solver": "heun", "eval_nfe": 19, "tensorboard": False},
@@ -47,7 +48,7 @@ def get_config(spec: str = "toy-edm"):
         c.diffusion.name = "fdm_" + diff_name[4:]
     elif diff_name == "blur":
         c.diffusion.kwargs = ConfigDict({})  # shape filled in from the data by train.py
-    elif diff_name not in ("vp", "ve", "edm", "cld"):
+    elif diff_name not in ("vp", "ve", "edm", "cld", "flow"):
         raise ValueError(f"unknown diffusion {diff_name!r} in spec {spec!r}")
     if diff_name in ("cld", "blur"):
         c.sample.solver, c.sample.nfe = "gddim", 50
