@@ -53,6 +53,16 @@ bench-speed: $(STAMP)
 bench-training: $(STAMP)
 	cd experiments && ../$(PY) bench_training.py --steps 4000 --eval-every 400 --tag cpu_mlp
 
+# FID / pixel metrics vs NFE for a trained run: make evaluate RUN=runs/x [SOLVERS=heun,unipc NFES=5,10 NUM=50000]
+RUN ?= runs/digits_mlp_edm
+SOLVERS ?= heun,dpmpp_2m,unipc,ipndm
+NFES ?= 5,10,20
+NUM ?= 2000
+evaluate: $(STAMP)
+	test -f $(RUN)/config.json || $(PY) experiments/train.py --config experiments/configs/default.py:digits-edm \
+		--workdir $(RUN) --set model.kind=mlp --set data.size=8 --set train.steps=4000 --set train.eval_samples=0
+	$(PY) experiments/evaluate.py --workdir $(RUN) --sweep --solvers $(SOLVERS) --nfes $(NFES) --num $(NUM)
+
 # FID Inception vs pytorch-fid's network with shared random weights (installs torch into .venv-fid, ~3 GB)
 fid-crosscheck: $(STAMP)
 	test -x .venv-fid/bin/python || ($(PYTHON) -m venv .venv-fid && .venv-fid/bin/pip install -q torch torchvision pytorch-fid)

@@ -68,7 +68,9 @@ def _ode_grid(solver: Solver, sde) -> str:
 @dataclasses.dataclass(frozen=True)
 class ODEEuler(Solver):
     """Explicit Euler on the PF-ODE ``dy/dt = F y − ½ G Gᵀ ∇log p_t`` (Song et al., "Score-Based Generative
-    Modeling through Stochastic Differential Equations", ICLR 2021) in the diffusion's time. Order 1."""
+    Modeling through Stochastic Differential Equations", ICLR 2021) in the diffusion's time. Order 1. On scalar
+    diffusions the drift is evaluated as the flow velocity ``α̇ x̂0 + σ̇ ε̂`` (``Model.pf_drift``), which is
+    rectified flow's Euler sampler for a velocity model."""
 
     name: ClassVar[str] = "ode_euler"
     default_grid: ClassVar[str] = "quadratic"
@@ -105,8 +107,7 @@ class ODEHeun(_HeunBudget, Solver):
         return {"dt": xp_of(ts).diff(ts), "euler": _euler_flags(m, self.trailing_euler(m, nfe))}
 
     def step(self, ctx: Context, y, c):
-        sde, model = ctx.sde, ctx.model
-        f = model.pf_drift
+        f = ctx.model.pf_drift
         d1 = f(y, c["t"])
         y_e = tree_axpy(c["dt"], d1, y)
 
