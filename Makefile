@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test evaluate fid-crosscheck bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-training notebooks clean
+.PHONY: install demo test evaluate fid-crosscheck bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +49,13 @@ bench-speed: $(STAMP)
 	$(PY) experiments/bench_speed.py --cpu
 	$(PY) experiments/bench_speed.py --report
 
-# FDM vs base training; on a GPU add: --size-px 16 --net unet --net-size 2 --pairs edm (then vp)
-bench-training: $(STAMP)
-	cd experiments && ../$(PY) bench_training.py --steps 4000 --eval-every 400 --tag cpu_mlp
+# FDM vs base training, 4 arms × 3 seeds (≈ 25 min on 2 CPU cores; results/bench_fdm_cpu.*)
+bench-fdm: $(STAMP)
+	$(PY) experiments/bench_fdm.py
+
+# on a GPU machine (16×16 digits, larger UNet)
+bench-fdm-gpu: $(STAMP)
+	$(PY) experiments/bench_fdm.py --gpu
 
 # FID / pixel metrics vs NFE for a trained run: make evaluate RUN=runs/x [SOLVERS=heun,unipc NFES=5,10 NUM=50000]
 RUN ?= runs/digits_mlp_edm

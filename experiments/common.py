@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 
 import jax.numpy as jnp
 from flax import nnx
@@ -12,6 +13,47 @@ import diffjax.data as dd
 from diffjax.training import LossConfig, TrainConfig, Trainer
 
 
+def parse_override(key: str, text: str, current):
+    """``text`` parsed as the type of the field's current value; ValueError naming the key otherwise.
+
+    bool: ``true``/``false``; int: an integer literal; float: any finite number; str: the text as given (JSON
+    quotes stripped); tuple/list: a JSON list whose items have the type of the current items; dict: a JSON object.
+    """
+    def fail(what):
+        return ValueError(f"--set {key}={text}: expected {what} ({key} is {current!r})")
+
+    if isinstance(current, str):
+        return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise fail("true or false")
+        return text.lower() == "true"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if isinstance(current, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail("an integer")
+        return value
+    if isinstance(current, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise fail("a finite number")
+        return float(value)
+    if isinstance(current, (tuple, list)):
+        if not isinstance(value, list):
+            raise fail("a JSON list such as [1, 2]")
+        kinds = {type(v) for v in current}
+        if kinds and any(type(v) not in kinds and not (float in kinds and type(v) is int) for v in value):
+            raise fail(f"a list of {' or '.join(sorted(k.__name__ for k in kinds))}")
+        return type(current)(value)
+    if hasattr(current, "keys"):
+        if not isinstance(value, dict):
+            raise fail("a JSON object")
+        return value
+    raise fail(f"a value of type {type(current).__name__}")
+
+
 def load_config(path_spec: str, overrides=()):
     path, _, spec = path_spec.partition(":")
     mod_spec = importlib.util.spec_from_file_location("diffjax_config", path)
@@ -19,15 +61,47 @@ def load_config(path_spec: str, overrides=()):
     mod_spec.loader.exec_module(mod)
     cfg = mod.get_config(spec) if spec else mod.get_config()
     for item in overrides:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
         node = cfg
         *parents, leaf = key.split(".")
         for p in parents:
+            if p not in node or not hasattr(node[p], "keys"):
+                raise KeyError(f"unknown config key {key!r}")
             node = node[p]
         if leaf not in node:
-            raise KeyError(f"unknown config key {key!r}")
-        node[leaf] = type(node[leaf])(json.loads(value)) if not isinstance(node[leaf], str) else value
+            raise KeyError(f"unknown config key {key!r}; {'.'.join(parents) or 'the config'} has {sorted(node)}")
+        node[leaf] = parse_override(key, value, node[leaf])
     return cfg
+
+
+NETWORKS = ("mlp", "unet")
+
+
+def check_names(cfg):
+    """Every name in the config that is looked up later (data set, diffusion, network, solvers) checked now, with
+    the accepted values in the message (SystemExit)."""
+    import difflib
+
+    from configs.default import TFDS
+
+    def bad(what, name, accepted):
+        close = difflib.get_close_matches(str(name), [str(a) for a in accepted], 1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return SystemExit(f"unknown {what} {name!r}{hint}; accepted: {sorted(accepted)}")
+
+    d = cfg["data"]["name"]
+    if d not in dd.toy_names() and d != "digits" and d not in TFDS and not cfg["data"]["data_dir"]:
+        raise bad("data set", d, dd.toy_names() + ["digits"] + sorted(TFDS) + ["<any TFDS name with data.data_dir>"])
+    if cfg["diffusion"]["name"] not in dj.diffusions.available():
+        raise bad("diffusion", cfg["diffusion"]["name"], dj.diffusions.available())
+    if cfg["model"]["kind"] not in NETWORKS:
+        raise bad("network (model.kind)", cfg["model"]["kind"], NETWORKS)
+    for key in ("train.eval_solver", "sample.solver"):
+        sec, leaf = key.split(".")
+        if cfg[sec][leaf] not in dj.solvers.available():
+            raise bad(f"solver ({key})", cfg[sec][leaf], dj.solvers.available())
 
 
 def to_dict(cfg):
@@ -60,7 +134,7 @@ def build(cfg, workdir=None):
         net = dj.models.UNet(shape, m["channels"], tuple(m["channel_mult"]), m["num_blocks"], tuple(m["attn_resolutions"]),
                              m["dropout"], m["embedding"], **common)
     loss_cfg = LossConfig(cld_param=cfg["loss"]["cld_param"], label_dropout=cfg["loss"]["label_dropout"],
-                          num_classes=m["num_classes"], fdm_warmup=cfg["loss"]["fdm_warmup"],
+                          num_classes=m["num_classes"], fdm_warmup_images=cfg["loss"]["fdm_warmup_images"],
                           prediction=cfg["loss"].get("prediction", ""))
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items()}, progress=True)
     return Trainer(sde, net, train, tcfg, loss_cfg, workdir, eval_data=held), train, held

@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build, load_config, to_dict  # noqa: E402
+from common import build, check_names, load_config, to_dict  # noqa: E402
 
 
 def main(argv=None):
@@ -20,8 +20,11 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=100")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
     a = p.parse_args(argv)
-    cfg = to_dict(load_config(a.config, a.set))
-    os.makedirs(a.workdir, exist_ok=True)
+    try:
+        cfg = to_dict(load_config(a.config, a.set))
+    except (KeyError, ValueError) as e:
+        raise SystemExit(str(e).strip('"')) from None
+    check_names(cfg)
     path = os.path.join(a.workdir, "config.json")
     if os.path.exists(path):
         with open(path) as f:
@@ -31,10 +34,20 @@ def main(argv=None):
         if json.loads(json.dumps(old)) != json.loads(json.dumps(cfg)):
             changed = sorted(k for k in cfg if old.get(k) != json.loads(json.dumps(cfg[k])))
             print(f"note: config differs from the saved one in {changed}; continuing with the new values")
+    # nothing in the run folder is written before the checkpoint (if any) is known to fit this config
+    trainer, _, _ = build(cfg, a.workdir)
+    start = trainer.restore()
+    steps = cfg["train"]["steps"]
+    if start > steps:
+        raise SystemExit(f"{a.workdir} already holds a checkpoint at step {start} > train.steps={steps}: nothing to do "
+                         f"(raise train.steps to continue, or use another --workdir)")
+    os.makedirs(a.workdir, exist_ok=True)
     with open(path, "w") as f:
         json.dump(cfg, f, indent=1)
-    trainer, _, _ = build(cfg, a.workdir)
-    rows = trainer.train()
+    if start == steps:
+        print(f"{a.workdir} is already at step {steps}: nothing to train")
+        return
+    rows = trainer.train(resume=False)  # the state was restored above
     if rows:
         print(json.dumps(rows[-1]))
 

@@ -62,9 +62,10 @@ def test_preconditioning_recovers_the_exact_model_and_minimises_the_loss(x64, sd
         yy = sde.sigma(t)[:, None] * y + 0.5 * sde.alpha(t)[:, None]
         np.testing.assert_allclose(m.x0(yy, t), RING.denoiser(sde, yy, t), atol=1e-10)
     x0 = RING.sample(jax.random.key(1), 2048)
-    exact = float(diffusion_loss(sde, _oracle_net(sde, RING), jax.random.key(2), x0, step=10**6))
+    cfg = LossConfig(fdm_warmup_images=0)
+    exact = float(diffusion_loss(sde, _oracle_net(sde, RING), jax.random.key(2), x0, cfg=cfg))
     off = lambda x, c, l: _oracle_net(sde, RING)(x, c, l) + 0.05
-    assert exact < float(diffusion_loss(sde, off, jax.random.key(2), x0, step=10**6))
+    assert exact < float(diffusion_loss(sde, off, jax.random.key(2), x0, cfg=cfg))
 
 
 def test_cld_parameterizations_recover_the_exact_score(x64):
@@ -96,9 +97,47 @@ def test_edm_preconditioning_gives_a_unit_variance_target():
 
 
 def test_fdm_weight_cap_schedule():
-    assert float(fdm_weight_cap(0, 200)) == pytest.approx(5.0)
-    assert float(fdm_weight_cap(100, 200)) == pytest.approx(50.0, rel=1e-5)
-    assert np.isinf(float(fdm_weight_cap(200, 200)))
+    """The clamp 5·100^{n/W} in images; W = 0 is off. The Trainer ends it where the official recipe does within
+    the learning-rate ramp (EDM-FDM: 200 × 512 of 10 M images; VP/VE-FDM: 400 × 512), counted in images."""
+    assert float(fdm_weight_cap(0, 200 * 512)) == pytest.approx(5.0)
+    assert float(fdm_weight_cap(100 * 512, 200 * 512)) == pytest.approx(50.0, rel=1e-5)
+    assert np.isinf(float(fdm_weight_cap(200 * 512, 200 * 512))) and np.isinf(float(fdm_weight_cap(0, 0)))
+    for base, w in (("edm", 200), ("vp", 400), ("ve", 400)):
+        tr = _trainer(dj.FDM(base=base), steps=1)
+        ramp = tr.cfg.warmup_steps * tr.cfg.batch_size
+        assert tr.loss_cfg.fdm_warmup_images == pytest.approx(ramp * w * 512 / 10e6)
+    assert _trainer(dj.EDM(), steps=1).loss_cfg.fdm_warmup_images == 0.0
+    with pytest.raises(ValueError, match="give it in images"):
+        diffusion_loss(dj.FDM(), lambda x, c, l: x, jax.random.key(0), jnp.zeros((4, 2)))
+
+
+def test_vefdm_gamma_is_the_official_one(x64):
+    """VE-FDM hard-wires γ = 1 in the official network (VP/EDM use the multiplier 2): s_F at σ = 40 is
+    e^{−B}(1 + B) with B = 0.1τ + ½·19.9τ², τ = (40 − 0.02)/(100 − 0.02) — about 0.515 (0.163 with γ = 2)."""
+    for base, sigma, lo, hi, gamma in (("ve", 40.0, 0.02, 100.0, 1.0), ("ve", 1.0, 0.02, 100.0, 1.0),
+                                       ("edm", 10.0, 0.002, 80.0, 2.0), ("edm", 0.5, 0.002, 80.0, 2.0)):
+        sde = dj.FDM(base=base)
+        tau = (sigma - lo) / (hi - lo)
+        gb = gamma * (0.1 * tau + 0.5 * 19.9 * tau**2)
+        np.testing.assert_allclose(float(sde.mean_factor(sde.t_of_rho(sigma))), np.exp(-gb) * (1 + gb), rtol=1e-12)
+    assert dj.FDM(base="ve").gamma == 1.0 and dj.FDM(base="vp").gamma == 2.0 and dj.FDM(base="ve", gamma=2.0).gamma == 2.0
+    assert abs(float(dj.FDM(base="ve").mean_factor(40.0**2)) - 0.515) < 1e-3
+
+
+def test_ema_schedule_in_images_with_rampup():
+    """EDM's EMA: decay 0.5^(B/h) with h = min(half-life, ramp-up × images seen); the step-based default keeps
+    its 10-step warm-up."""
+    src = dd.toy("ring", 1000)
+    net = MLP((2,), 8, 1, rngs=nnx.Rngs(0))
+    cfg = TrainConfig(steps=1, batch_size=64, ema_half_life_images=6400.0, ema_rampup=0.05, progress=False)
+    tr = Trainer(dj.EDM(), net, src, cfg, LossConfig())
+    for step in (0, 10, 1000, 10**6):
+        h = min(6400.0, 0.05 * (step + 1) * 64)
+        assert float(tr.ema_decay(step)) == pytest.approx(0.5 ** (64 / h), rel=1e-5)
+    plain = Trainer(dj.EDM(), net, src, TrainConfig(steps=1, ema_half_life=100.0, progress=False), LossConfig())
+    assert float(plain.ema_decay(0)) == pytest.approx(0.1) and float(plain.ema_decay(10**6)) == pytest.approx(0.5 ** 0.01)
+    with pytest.raises(ValueError, match="ema_rampup >= 0"):
+        TrainConfig(ema_rampup=-1.0)
 
 
 def _trainer(sde, workdir=None, steps=4, width=32, loss_cfg=LossConfig(), data=None, **kw):

@@ -28,17 +28,25 @@ class FDM(ScalarDiffusion):
     """
 
     base: str = "edm"
-    gamma: float = 2.0
+    gamma: float | None = None  # None: the official value, 2 for VP/EDM (fdm_multiplier) and 1 for VE (hard-wired)
     t_min: float | None = None
 
     def __post_init__(self):
         if self.base not in _BASES:
             raise ValueError(f"unknown FDM base {self.base!r}; accepted: {sorted(_BASES)}")
+        if self.gamma is None:
+            object.__setattr__(self, "gamma", 1.0 if self.base == "ve" else 2.0)
         check_positive("gamma", self.gamma)
         if self.t_min is None:
             object.__setattr__(self, "t_min", {"vp": 1e-3, "ve": 0.02**2, "edm": 0.002}[self.base])
         if not 0 < self.t_min < self.T:
             raise ValueError(f"t_min must lie in (0, T={self.T}), got {self.t_min}")
+
+    @property
+    def loss_warmup_fraction(self) -> float:
+        """Where the loss-weight clamp ends, as a fraction of the learning-rate ramp's images: the official
+        CIFAR-10 recipe clamps for W = 200 (EDM) / 400 (VP, VE) iterations of batch 512 within a 10 Mimg ramp."""
+        return (200 if self.base == "edm" else 400) * 512 / 10e6
 
     # ---- the base's time and noise level --------------------------------------------------
     @property

@@ -9,8 +9,10 @@
 * EDM: ``E λ(σ)‖D(x_0 + σ z; σ) − x_0‖²``, ``ln σ ~ N(P_mean, P_std²)``, ``λ = 1/c_out²``.
 * VE: the same D-loss with ``λ = 1/σ²`` (= ``‖σ s + z‖²``) and ``t ~ U[t_eps, T]`` (log-uniform σ).
 * FDM: the base's σ distribution and λ, on FDM's scaled sample, with the warm-up clamp
-  ``λ ← min(λ, 5·100^{k/W})`` at optimizer step k (counted in steps and restored on resume, unlike the
-  reference code's per-process loss-call counter).
+  ``λ ← min(λ, 5·100^{n/W})`` after n training images (W = ``fdm_warmup_images``; counted in images of the
+  global batch and restored on resume, unlike the reference code's per-process loss-call counter). By default W
+  ends where the official recipe's does relative to its learning-rate ramp (``FDM.loss_warmup_fraction`` of the
+  ramp's images: 1.024 % for EDM-FDM, 2.048 % for VP/VE-FDM).
 * CLD (``cld_param='hsm'``): hybrid score matching, reweighted-v2: ``E‖s_v/(−ℓ_t) − z_v‖²``.
 
 Losses are averaged over dimensions (scale-free across data sizes). Classifier-free guidance training:
@@ -37,7 +39,7 @@ class LossConfig:
     sigma_data: float = SIGMA_DATA
     cld_param: str = "eps"  # 'eps' (K = L, 2-channel ε) or 'hsm' (velocity-only, CLD-SGM)
     cld_mixed: bool = True
-    fdm_warmup: int = 200  # W: steps until the weight clamp 5·100^{k/W} reaches 500
+    fdm_warmup_images: float = -1.0  # W: images until the clamp 5·100^{n/W} reaches 500; < 0: derived (see above); 0: off
     prediction: str = ""  # scalar ε-family diffusions: 'eps', 'v', 'velocity' or 'x0' ('' = the diffusion's default)
     label_dropout: float = 0.0  # classifier-free guidance
     num_classes: int = 0
@@ -54,9 +56,11 @@ def _uniform_t(key, sde, n):
     return jax.random.uniform(key, (n,), minval=lo, maxval=sde.T)
 
 
-def fdm_weight_cap(step: Any, warmup: int) -> jax.Array:
-    """FDM's warm-up clamp ``c_k = 5·100^{k/W}`` (no clamp once ``c_k ≥ 500``)."""
-    c = 5.0 * 100.0 ** (jnp.asarray(step, jnp.float32) / max(warmup, 1))
+def fdm_weight_cap(images: Any, warmup_images: float) -> jax.Array:
+    """FDM's warm-up clamp ``c_n = 5·100^{n/W}`` after n training images (no clamp once ``c_n ≥ 500``, or W = 0)."""
+    if warmup_images <= 0:
+        return jnp.asarray(jnp.inf)
+    c = 5.0 * 100.0 ** (jnp.asarray(images, jnp.float32) / warmup_images)
     return jnp.where(c >= 500.0, jnp.inf, c)
 
 
@@ -76,8 +80,9 @@ def _sample_sigma_t(key, sde, n, cfg: LossConfig):
 
 
 def diffusion_loss(sde: LinearDiffusion, net: Callable, key: jax.Array, x0: jax.Array, labels: Any = None,
-                   step: Any = 0, cfg: LossConfig = LossConfig()) -> jax.Array:
-    """The training loss of ``sde`` for the network ``net(x_in, c_noise, labels)`` on clean data ``x0``."""
+                   images: Any = 0, cfg: LossConfig = LossConfig()) -> jax.Array:
+    """The training loss of ``sde`` for the network ``net(x_in, c_noise, labels)`` on clean data ``x0``;
+    ``images``: training images seen before this batch (FDM's warm-up clamp)."""
     n = x0.shape[0]
     k_t, k_z, k_l = jax.random.split(key, 3)
     if labels is not None and cfg.label_dropout > 0:
@@ -96,7 +101,10 @@ def diffusion_loss(sde: LinearDiffusion, net: Callable, key: jax.Array, x0: jax.
         else:
             lam = 1.0 / sigma**2
         if isinstance(sde, FDM):
-            lam = jnp.minimum(lam, fdm_weight_cap(step, cfg.fdm_warmup))
+            if cfg.fdm_warmup_images < 0:
+                raise ValueError("fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
+                                 "does; calling the loss directly, give it in images (0: no clamp)")
+            lam = jnp.minimum(lam, fdm_weight_cap(images, cfg.fdm_warmup_images))
         return jnp.mean(lam * _mean_sq(d - x0))
     t = _uniform_t(k_t, sde, n)
     u, z = sde.perturb(k_z, x0, t)

@@ -42,6 +42,9 @@ class TrainConfig:
     b1: float = 0.9
     b2: float = 0.999
     ema_half_life: float = 200.0  # in optimizer steps; EMA decay 0.5^(1/half_life)
+    # > 0: the half-life in training images instead (EDM: 500 k images), decay 0.5^(batch/half_life_images)
+    ema_half_life_images: float = 0.0
+    ema_rampup: float = 0.0  # > 0: half-life at most ema_rampup × images seen (EDM: 0.05); else a 10-step warm-up
     log_every: int = 50
     eval_every: int = 0  # 0: only at the end
     eval_batches: int = 4
@@ -61,8 +64,10 @@ class TrainConfig:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        if not (self.lr > 0 and self.ema_half_life >= 0 and self.grad_clip >= 0):
-            raise ValueError("need lr > 0, ema_half_life >= 0, grad_clip >= 0")
+        if not (self.lr > 0 and self.ema_half_life >= 0 and self.grad_clip >= 0 and self.ema_half_life_images >= 0
+                and self.ema_rampup >= 0):
+            raise ValueError(f"need lr > 0, ema_half_life >= 0, ema_half_life_images >= 0, ema_rampup >= 0, grad_clip >= 0; "
+                             f"got {self.lr}, {self.ema_half_life}, {self.ema_half_life_images}, {self.ema_rampup}, {self.grad_clip}")
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -117,6 +122,9 @@ class Trainer:
                  loss_cfg: LossConfig = LossConfig(), workdir: str | None = None, eval_data: Any = None):
         if cfg.distributed and jax.process_count() == 1 and not jax.distributed.is_initialized():
             jax.distributed.initialize()
+        if loss_cfg.fdm_warmup_images < 0:  # FDM's clamp ends where the official recipe's does within the lr ramp
+            frac = getattr(sde, "loss_warmup_fraction", 0.0)
+            loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=frac * cfg.warmup_steps * cfg.batch_size)
         self.sde, self.data, self.cfg, self.loss_cfg = sde, data, cfg, loss_cfg
         self.eval_data, self.workdir = eval_data, workdir
         n_dev = jax.device_count()
@@ -161,22 +169,35 @@ class Trainer:
 
     def _loss(self, params, x0, labels, key, step):
         k_loss, k_drop = jax.random.split(key)
-        return diffusion_loss(self.sde, self.net(params, k_drop), k_loss, x0, labels, step, self.loss_cfg)
+        images = step.astype(jnp.float32) * self.cfg.batch_size
+        return diffusion_loss(self.sde, self.net(params, k_drop), k_loss, x0, labels, images, self.loss_cfg)
+
+    def ema_decay(self, step):
+        """The EMA decay of optimizer step ``step`` (0-based): ``0.5^(1/half_life)`` in steps with a short warm-up,
+        or, with ``ema_half_life_images``, ``0.5^(B/h)`` with ``h = min(half-life, ema_rampup · images seen)``
+        (EDM's schedule)."""
+        cfg = self.cfg
+        n = jnp.asarray(step, jnp.float32)
+        if cfg.ema_half_life_images > 0:
+            h = jnp.asarray(cfg.ema_half_life_images, jnp.float32)
+            if cfg.ema_rampup > 0:
+                h = jnp.minimum(h, cfg.ema_rampup * (n + 1) * cfg.batch_size)
+            return 0.5 ** (cfg.batch_size / jnp.maximum(h, 1e-8))
+        decay = 0.5 ** (1.0 / cfg.ema_half_life) if cfg.ema_half_life > 0 else 0.0
+        return jnp.minimum(decay, (1.0 + n) / (10.0 + n))  # forget the initialization quickly
 
     def _train_step(self, state, x0, labels):
         key = jax.random.fold_in(jax.random.key(self.cfg.seed), state["step"])
         loss, grads = jax.value_and_grad(self._loss)(state["params"], x0, labels, key, state["step"])
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        decay = 0.5 ** (1.0 / self.cfg.ema_half_life) if self.cfg.ema_half_life > 0 else 0.0
-        n = state["step"].astype(jnp.float32)
-        decay = jnp.minimum(decay, (1.0 + n) / (10.0 + n))  # EMA warm-up: forget the initialization quickly
+        decay = self.ema_decay(state["step"])
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state["ema"], params)
         new = {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}
         return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     def _eval_loss(self, params, x0, labels, key):
-        return diffusion_loss(self.sde, self.net(params), key, x0, labels, 10**9, self.loss_cfg)
+        return diffusion_loss(self.sde, self.net(params), key, x0, labels, jnp.inf, self.loss_cfg)
 
     # ---- data ----------------------------------------------------------------------------------
     def _global_batch(self, source, step):

@@ -7,6 +7,19 @@ digits, cifar10, mnist, celeb_a} and diffusion in {vp, ve, edm, cld, blur, fdm-v
 
 A base config is overlaid per data set (network size, batch, steps) and per diffusion (its hyperparameters, the
 loss options, the default sampler). Uses ml_collections when installed, a plain attribute dict otherwise.
+
+EDM and FDM (``edm``, ``fdm-*``) follow the EDM library's training recipe, which the FDM paper keeps:
+
+* ``train.grad_clip = 0``: no gradient clipping (the official loop only replaces non-finite gradients);
+* ``train.ema_half_life_images``: 0.25 % of the run's images (EDM: 0.5 Mimg of a 200 Mimg run), with
+  ``train.ema_rampup = 0.05`` (half-life ≤ 5 % of the images seen so far). Computed from the data set's default
+  ``train.steps`` and ``train.batch_size``: set it yourself when you change those;
+* ``loss.fdm_warmup_images = -1``: FDM's loss-weight clamp ``min(λ, 5·100^{n/W})`` ends where the official one does
+  relative to its learning-rate ramp (CIFAR-10: 200 (EDM-FDM) / 400 (VP/VE-FDM) iterations of batch 512 within a
+  10 Mimg ramp), counted in training images; give W in images to override, 0 to switch it off;
+* VE-FDM uses γ = 1 (hard-wired in the official VE network), VP/EDM-FDM γ = 2 (``diffusion.kwargs.gamma``).
+
+Other diffusions keep clipping at 1.0 and a step-counted EMA half-life (``train.ema_half_life``).
 """
 try:
     from ml_collections import ConfigDict
@@ -38,10 +51,10 @@ def get_config(spec: str = "toy-edm"):
         "model": {"kind": "mlp", "width": 256, "depth": 3, "embedding": "positional", "channels": 64,
                   "channel_mult": (1, 2), "num_blocks": 2, "attn_resolutions": (), "dropout": 0.0,
                   "num_classes": 0, "bf16": False},
-        "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup": 200, "prediction": ""},
+        "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup_images": -1.0, "prediction": ""},
         "train": {"steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "grad_clip": 1.0,
                   "ema_half_life": 200.0, "log_every": 100, "eval_every": 1000, "ckpt_every": 1000, "keep": 3,
-                  "seed": 0, "eval_samples": 256, "eval_solver": "heun", "eval_nfe": 19, "tensorboard": False},
+                  "ema_half_life_images": 0.0, "ema_rampup": 0.0, "seed": 0, "eval_samples": 256, "eval_solver": "heun", "eval_nfe": 19, "tensorboard": False},
         "sample": {"solver": "heun", "nfe": 35, "num": 64},
     })
     if diff_name.startswith("fdm-"):
@@ -50,6 +63,11 @@ def get_config(spec: str = "toy-edm"):
         c.diffusion.kwargs = ConfigDict({})  # shape filled in from the data by train.py
     elif diff_name not in ("vp", "ve", "edm", "cld", "flow"):
         raise ValueError(f"unknown diffusion {diff_name!r} in spec {spec!r}")
+    if diff_name == "edm" or diff_name.startswith("fdm-"):
+        # EDM's (and the FDM paper's) recipe: no gradient clipping; EMA half-life 0.25 % of the run's images (EDM:
+        # 0.5 Mimg of 200 Mimg) with ramp-up 0.05; FDM's loss-weight clamp ends at the official fraction of the
+        # learning-rate ramp (fdm_warmup_images = -1: derived by the Trainer)
+        c.train.update({"grad_clip": 0.0, "ema_rampup": 0.05})
     if diff_name in ("cld", "blur"):
         c.sample.solver, c.sample.nfe = "gddim", 50
         c.train.eval_solver, c.train.eval_nfe = "gddim", 20
@@ -71,4 +89,6 @@ def get_config(spec: str = "toy-edm"):
         c.data.flip = True
     else:
         raise ValueError(f"unknown data set {data_name!r}")
+    if c.train.ema_rampup:
+        c.train.ema_half_life_images = 0.0025 * c.train.steps * c.train.batch_size
     return c
