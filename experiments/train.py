@@ -11,6 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build, check_names, load_config, to_dict  # noqa: E402
+from diffjax.training.trainer import CheckpointError  # noqa: E402
 
 
 def main(argv=None):
@@ -19,6 +20,15 @@ def main(argv=None):
     p.add_argument("--workdir", required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=100")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
+    p.add_argument("--resume-from", default="latest",
+                   help="'latest' (default), 'previous' (the checkpoint before the latest, e.g. when the latest is "
+                        "corrupt) or a step number")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-process data parallelism with jax.distributed: the coordinator, process count and id "
+                        "come from the cluster (SLURM, Open MPI, TPU pods, Kubernetes) or from the three options below")
+    p.add_argument("--coordinator", default=None, help="host:port of process 0 (with --distributed)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
     a = p.parse_args(argv)
     try:
         cfg = to_dict(load_config(a.config, a.set))
@@ -35,8 +45,17 @@ def main(argv=None):
             changed = sorted(k for k in cfg if old.get(k) != json.loads(json.dumps(cfg[k])))
             print(f"note: config differs from the saved one in {changed}; continuing with the new values")
     # nothing in the run folder is written before the checkpoint (if any) is known to fit this config
+    if a.distributed:  # before anything touches a device
+        import jax
+
+        jax.distributed.initialize(a.coordinator, a.num_processes, a.process_id)
+    elif a.coordinator or a.num_processes or a.process_id is not None:
+        raise SystemExit("--coordinator/--num-processes/--process-id need --distributed")
     trainer, _, _ = build(cfg, a.workdir)
-    start = trainer.restore()
+    try:
+        start = trainer.restore(a.resume_from)
+    except (CheckpointError, ValueError) as e:
+        raise SystemExit(str(e)) from None
     steps = cfg["train"]["steps"]
     if start > steps:
         raise SystemExit(f"{a.workdir} already holds a checkpoint at step {start} > train.steps={steps}: nothing to do "

@@ -107,6 +107,26 @@ def _integrate(rhs: Callable, y0, ts: np.ndarray, coef: Callable):
     return ys, on_grid
 
 
+def _check_float32_range(ts: np.ndarray, phi: np.ndarray, cov: np.ndarray, limit: float = 1e30) -> None:
+    """Samplers compute in float32: the kernel Φ(t, 0) and Σ(t) must stay within its range (an explosive F)."""
+    for name, arr in (("Φ(t, 0) (the mean factor)", np.abs(phi)), ("Σ(t)", np.abs(cov))):
+        per_t = arr.reshape(len(ts), -1).max(axis=1)
+        if per_t.max() > limit:
+            i = int(np.argmax(per_t > limit))
+            raise ValueError(f"the custom diffusion's {name} reaches {per_t.max():.3g} (> {limit:.0e} from t = {ts[i]:.4g} "
+                             f"on): F(t) is explosive on [0, T={ts[-1]:.4g}] and float32 sampling would overflow; "
+                             "shorten T or damp F")
+
+
+def _check_noise_grows(ts: np.ndarray, log_phi: np.ndarray, cov: np.ndarray) -> None:
+    """Samplers step in the noise-to-signal ratio ρ = σ/α: it must grow over the time range, i.e. G ≠ 0."""
+    rho2 = (cov * np.exp(-2.0 * log_phi)).reshape(len(ts), -1)
+    if np.all(rho2[-1] <= rho2[1] * (1 + 1e-9)):
+        raise ValueError(f"the custom diffusion adds no noise: its noise-to-signal ratio σ/α stays at "
+                         f"{np.sqrt(rho2[1].max()):.4g} over [0, T] (dρ²/dt = G²/α², so G(t) = 0): give G(t) > 0 "
+                         "somewhere; an initial covariance alone is not a diffusion")
+
+
 def _check_positive_cov(cov_diag_or_blocks: np.ndarray, blocks: bool) -> None:
     c = cov_diag_or_blocks[1:]
     ok = np.all(np.linalg.eigvalsh(0.5 * (c + np.swapaxes(c, -1, -2))) > 0) if blocks else np.all(c > 0)
@@ -126,6 +146,7 @@ def _solve_blocks(F: Callable, G: Callable, T: float, cov0: np.ndarray, num_grid
     (phi, cov), (fs, gs) = _integrate(rhs, (np.eye(2), cov0), ts, coef)
     dcov = fs @ cov + cov @ np.swapaxes(fs, 1, 2) + gs @ np.swapaxes(gs, 1, 2)
     _check_positive_cov(cov, blocks=True)
+    _check_float32_range(ts, phi, cov)
     return _Tables(ts, phi, fs @ phi, cov, dcov)
 
 
@@ -143,6 +164,8 @@ def _solve_diagonal(F: Callable, G: Callable, shape: tuple, T: float, var0, num_
     var0 = np.broadcast_to(np.asarray(var0, np.float64), shape)
     (log_phi, cov), (fs, gs) = _integrate(rhs, (np.zeros(shape), var0), ts, coef)
     _check_positive_cov(cov, blocks=False)
+    _check_float32_range(ts, np.exp(log_phi), cov)
+    _check_noise_grows(ts, log_phi, cov)
     return _Tables(ts, log_phi, fs, cov, 2.0 * fs * cov + gs * gs)
 
 

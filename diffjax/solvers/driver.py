@@ -103,19 +103,23 @@ def run_tables(solver: Solver, ctx: Context, y: Any, coefs: dict, denoise: bool 
     sde, model = ctx.sde, ctx.model
     state = solver.init(ctx, y, coefs)
 
+    # the carry keeps its dtype: coefficients or a model computing in a wider type (EDM's float32 log α under
+    # bfloat16 states) would otherwise change it and break the scan
+    keep = lambda new, old: jax.tree.map(lambda n, o: n.astype(o.dtype) if hasattr(o, "dtype") else n, new, old)
+
     def body(s, c):
-        s = solver.step(ctx, s, c)
+        s = keep(solver.step(ctx, s, c), s)
         return s, (sde.data_part(solver.current(ctx, s, c)) if trajectory else None)
 
     state, path = jax.lax.scan(body, state, coefs)
-    y = solver.output(ctx, state, coefs)
+    y_out = solver.output(ctx, state, coefs)
     if denoise:
         t_end = coefs["t_next"][-1]
         if isinstance(sde, ScalarDiffusion):
-            y = sde.state_from_data(model.x0(y, t_end))
+            y_out = sde.state_from_data(model.x0(y_out, t_end))
         else:
-            y = sde.clean_from_score(y, t_end, model.score(y, t_end))
-    return y, path
+            y_out = sde.clean_from_score(y_out, t_end, model.score(y_out, t_end))
+    return keep(y_out, y), path
 
 
 def sample(

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
+import hashlib
 import json
+import logging
 import math
 import os
+import re
+import shutil
+import sys
 import time
 from typing import Any
 
@@ -81,9 +87,30 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
 
 
-def _signature(sde: LinearDiffusion, params: Any) -> dict:
-    shapes = jax.tree.map(lambda a: list(a.shape), params)
-    return {"sde": repr(sde), "params": json.loads(json.dumps(shapes, default=str))}
+def _signature(sde: LinearDiffusion, params: Any, graphdef: Any = None) -> dict:
+    """What a checkpoint must match: the diffusion, the parameter shapes and dtypes, and the network's whole
+    structure with its static fields (a digest of its NNX graph definition: embedding kind, dropout, …)."""
+    shapes = jax.tree.map(lambda a: [list(a.shape), str(a.dtype)], params)
+    sig = {"sde": repr(sde), "params": json.loads(json.dumps(shapes, default=str))}
+    if graphdef is not None:
+        text = re.sub(r" at 0x[0-9a-f]+", "", repr(graphdef))  # function reprs carry process-specific addresses
+        sig["network"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sig
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 over every array of a (replicated) train state, leaf paths included: a checkpoint's fingerprint."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        arr = np.asarray(leaf.addressable_shards[0].data if hasattr(leaf, "addressable_shards") else leaf)
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (unreadable, altered, or of another model)."""
 
 
 def save_grid(x: np.ndarray, path: str) -> None:
@@ -108,6 +135,41 @@ def save_grid(x: np.ndarray, path: str) -> None:
                 ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+class _quiet_stderr:
+    """Capture what is written to file descriptor 2 (Python and C++ alike) and to the ``asyncio`` logger."""
+
+    def __enter__(self):
+        import tempfile
+
+        self.text = ""
+        self._log = logging.getLogger("asyncio")
+        self._level = self._log.level
+        self._log.setLevel(logging.CRITICAL)
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile(mode="w+")
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read()
+        self._file.close()
+        self._log.setLevel(self._level)
+        return False
+
+
+def _write_atomic(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 class Trainer:
@@ -208,41 +270,105 @@ class Trainer:
     # ---- checkpoints ---------------------------------------------------------------------------
     def _check_signature(self):
         path = os.path.join(self.workdir, "signature.json")
-        sig = _signature(self.sde, self.state["params"])
+        sig = _signature(self.sde, self.state["params"], self.graphdef)
         if os.path.exists(path):
             with open(path) as f:
                 old = json.load(f)
-            if old != sig:
-                raise ValueError(
-                    f"the checkpoints in {self.workdir!r} were written for another model or diffusion "
-                    f"({old['sde']} vs {sig['sde']}, or different parameter shapes); use a fresh workdir")
+            differ = [k for k in sig if k in old and old[k] != sig[k]]  # signatures of older runs lack "network"
+            if differ or "sde" not in old:
+                what = {"sde": f"diffusion {old.get('sde')} vs {sig['sde']}", "params": "parameter shapes or dtypes",
+                        "network": "network structure or fields (e.g. embedding, dropout, channels)"}
+                raise ValueError(f"the checkpoints in {self.workdir!r} were written for another model: "
+                                 f"{'; '.join(what[k] for k in differ) or 'unreadable signature'} differ; use a fresh workdir")
         elif jax.process_index() == 0:
-            with open(path, "w") as f:
-                json.dump(sig, f)
+            _write_atomic(path, json.dumps(sig))
+
+    def _digest_path(self, step: int) -> str:
+        return os.path.join(self.workdir, "checksums", f"{step}.sha256")
 
     def save(self):
-        """Write a checkpoint of the current step (atomic; orbax keeps the last ``keep`` ones)."""
+        """Write a checkpoint of the current step (atomic; orbax keeps the last ``keep`` ones) and the SHA-256 of
+        its arrays (``checksums/<step>.sha256``), verified on restore."""
         import orbax.checkpoint as ocp
 
         step = int(self.state["step"])
+        if jax.process_index() == 0:
+            _write_atomic(self._digest_path(step), state_digest(self.state))
         self.manager.save(step, args=ocp.args.StandardSave(self.state), force=True)
 
-    def restore(self) -> int:
-        """Load the latest checkpoint (if any); returns its step (0 when none)."""
+    def restore(self, which: str | int = "latest") -> int:
+        """Load a checkpoint and verify its checksum; returns its step (0 when there is none).
+
+        ``which``: ``"latest"``, ``"previous"`` (the one before the latest: the fallback when the latest is
+        corrupt) or a step number. When :meth:`train` continues from it, newer checkpoints are moved to
+        ``workdir/unusable_checkpoints/``. A checkpoint that cannot be read,
+        whose arrays do not match their checksum, or that belongs to another model raises :class:`CheckpointError`
+        with one paragraph saying what and what to do.
+        """
         import orbax.checkpoint as ocp
 
         self._check_signature()
-        step = self.manager.latest_step()
-        if step is None:
+        self.manager.reload()
+        steps = sorted(self.manager.all_steps())
+        if not steps:
+            if which not in ("latest", "previous"):
+                raise CheckpointError(f"no checkpoint {which} in {self.workdir!r}: it holds none")
             return 0
+        if which == "latest":
+            step = steps[-1]
+        elif which == "previous":
+            if len(steps) < 2:
+                raise CheckpointError(f"no checkpoint before {steps[-1]} in {self.workdir!r} to fall back to")
+            step = steps[-2]
+        elif isinstance(which, int) or str(which).isdigit():
+            step = int(which)
+            if step not in steps:
+                raise CheckpointError(f"no checkpoint {step} in {self.workdir!r}; it holds {steps}")
+        else:
+            raise ValueError(f"which must be 'latest', 'previous' or a step number, got {which!r}")
+        fallback = (f"Resume from the checkpoint before it with `--resume-from previous` (train.py) or "
+                    f"Trainer.restore('previous'); it holds {steps}.")
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), self.state)
-        try:
-            self.state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except Exception as e:
-            raise RuntimeError(
-                f"checkpoint {step} in {self.workdir!r} is corrupt or does not match this model: {e}. Delete it to "
-                "resume from the previous one") from e
+        error = None
+        with _quiet_stderr() as captured:  # a failed read makes orbax/tensorstore print dozens of tracebacks
+            try:
+                state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception as e:  # errors of many kinds: one line of them is enough
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                error = (f"checkpoint {step} in {self.workdir!r} cannot be read ({type(e).__name__}: "
+                         f"{reason[:200]}{'…' if len(reason) > 200 else ''}). {fallback}")
+                time.sleep(0.5)  # let the failed reads' callbacks finish printing while stderr is captured
+            gc.collect()  # unretrieved task exceptions are logged when collected
+        if error:
+            raise CheckpointError(error)
+        if captured.text:  # a successful restore keeps whatever it printed
+            print(captured.text, end="", file=sys.stderr)
+        digest_file = self._digest_path(step)
+        if os.path.exists(digest_file):
+            with open(digest_file) as f:
+                want = f.read().strip()
+            if state_digest(state) != want:
+                raise CheckpointError(f"checkpoint {step} in {self.workdir!r} does not match its checksum "
+                                      f"({digest_file}): its arrays were altered or damaged on disk. {fallback}")
+        self.state = state
         return int(self.state["step"])
+
+    def _set_aside_checkpoints_after(self, step: int):
+        """Training continues from ``step``: newer checkpoints (a corrupt latest one, or an abandoned branch) move
+        to ``workdir/unusable_checkpoints/`` so they are neither overwritten nor restored later."""
+        newer = [s for s in self.manager.all_steps() if s > step]
+        if not newer:
+            return
+        if jax.process_index() == 0:
+            aside = os.path.join(self.workdir, "unusable_checkpoints")
+            os.makedirs(aside, exist_ok=True)
+            for s in newer:
+                shutil.move(os.path.join(self.manager.directory, str(s)), os.path.join(aside, f"{s}_{int(time.time())}"))
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("diffjax_set_aside_checkpoints")
+        self.manager.reload()
 
     # ---- evaluation and logging ----------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -272,6 +398,25 @@ class Trainer:
             save_grid(x, os.path.join(self.workdir, f"samples_step{int(self.state['step']):07d}.png"))
         return {"eval_sliced_w2": float(sliced_wasserstein(x, ref, jax.random.key(0)))}
 
+    def _drop_logged_rows_after(self, step: int):
+        """A resumed run re-logs the steps after its checkpoint: drop the rows an interrupted run logged beyond it
+        (no duplicated or stale rows in metrics.jsonl / metrics.csv)."""
+        if not self.workdir or jax.process_index() != 0:
+            return
+        for name in ("metrics.jsonl", "metrics.csv"):
+            path = os.path.join(self.workdir, name)
+            if not os.path.exists(path):
+                continue
+            with open(path, newline="") as f:
+                lines = f.readlines()
+            if name.endswith(".jsonl"):
+                keep = [l for l in lines if l.strip() and json.loads(l).get("step", 0) <= step]
+            else:
+                col = next(csv.reader(lines[:1]), []).index("step") if lines else 0
+                keep = lines[:1] + [l for l in lines[1:] if int(float(next(csv.reader([l]))[col])) <= step]
+            if len(keep) != len(lines):
+                _write_atomic(path, "".join(keep))
+
     def _log(self, row: dict):
         if not self.workdir or jax.process_index() != 0:
             return
@@ -279,8 +424,12 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
         path = os.path.join(self.workdir, "metrics.csv")
         new = not os.path.exists(path)
+        fields = sorted(row)
+        if not new:  # the columns are the header's (rows with evaluation metrics have more keys than the others)
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), fields)
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=sorted(row), extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -302,6 +451,9 @@ class Trainer:
         start = self.restore() if (self.manager and resume) else int(self.state["step"])
         if self.manager and not resume:
             self._check_signature()
+        if self.manager and start < total:
+            self._set_aside_checkpoints_after(start)
+        self._drop_logged_rows_after(start)
         rows, t_last, s_last = [], time.time(), start
         bar = None
         if self.cfg.progress and jax.process_index() == 0:
