@@ -187,6 +187,10 @@ class Trainer:
         if loss_cfg.fdm_warmup_images < 0:  # FDM's clamp ends where the official recipe's does within the lr ramp
             frac = getattr(sde, "loss_warmup_fraction", 0.0)
             loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=frac * cfg.warmup_steps * cfg.batch_size)
+        if cfg.eval_samples > 0:  # a typo must not surface only at the first evaluation, after hours of training
+            from ..solvers import registry
+
+            registry.get(cfg.eval_solver)
         self.sde, self.data, self.cfg, self.loss_cfg = sde, data, cfg, loss_cfg
         self.eval_data, self.workdir = eval_data, workdir
         n_dev = jax.device_count()
