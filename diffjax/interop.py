@@ -16,7 +16,7 @@ import lineax
 from jax.flatten_util import ravel_pytree
 
 from .diffusions.base import LinearDiffusion
-from .models.parameterization import as_model
+from .prediction import as_model
 
 
 def pf_ode_term(sde: LinearDiffusion, score: Any, kind: str = "score") -> diffrax.ODETerm:

@@ -7,7 +7,7 @@ import pytest
 
 import diffjax as dj
 from diffjax import interop
-from diffjax.models.parameterization import Model
+from diffjax.prediction import Model
 from diffjax.training.losses import LossConfig, diffusion_loss
 
 MIX = dj.testbed.ring()

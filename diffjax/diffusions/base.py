@@ -298,6 +298,22 @@ class LinearDiffusion:
         with jax.ensure_compile_time_eval(), jax.enable_x64(True):
             return np.sqrt(np.array(self.cov_block(jnp.asarray(ts, jnp.float64)), np.float64))
 
+    # ---- training ------------------------------------------------------------------------------
+    default_prediction = "eps"  # what a network trained by the default recipe predicts
+
+    def training_recipe(self, prediction: str | None = None, **options):
+        """How a network is trained for this diffusion and wrapped as its model (:mod:`.recipes`). Default, for
+        1×1 blocks: ``net(y, 999 t)`` predicts ``prediction`` (default ``default_prediction``: ε) with
+        ``t ~ U[t_eps, T]``. Diffusions with other needs override this method; ``options`` are the loss options
+        (``sigma_data``, ``p_mean``, ``p_std``, ``cld_param``, ``cld_mixed``, ``fdm_warmup_images``) a recipe may use."""
+        from .recipes import EpsRecipe
+
+        if self.block_size != 1:
+            raise NotImplementedError(
+                f"{self.name} has {self.block_size}×{self.block_size} blocks and no training recipe: give its class a "
+                "training_recipe method (docs/GUIDE.md, 'Adding a diffusion')")
+        return EpsRecipe(prediction or self.default_prediction)
+
     # ---- misc ----------------------------------------------------------------------------------
     def check_time(self, t: Any, what: str = "t") -> None:
         """Raise ValueError when concrete times lie outside ``(0, T]``."""

@@ -47,6 +47,16 @@ class PhaseSpace(LinearDiffusion):
         if jnp.shape(y[0]) != jnp.shape(y[1]):
             raise ValueError(f"x and v must have the same shape, got {jnp.shape(y[0])} and {jnp.shape(y[1])}")
 
+    def training_recipe(self, prediction=None, cld_param="eps", cld_mixed=True, **options):
+        """``cld_param='eps'``: a 2-channel ε for ``K_t = L_t``; ``'hsm'``: hybrid score matching of the velocity
+        score (:class:`.recipes.PhaseSpaceRecipe`)."""
+        from .recipes import PhaseSpaceRecipe
+
+        if prediction not in (None, "", "eps"):
+            raise ValueError(f"{self.name} trains ε (cld_param='eps') or the velocity score (cld_param='hsm'); "
+                             f"prediction={prediction!r} is not offered")
+        return PhaseSpaceRecipe(param=cld_param, mixed=cld_mixed)
+
     def hsm_scales(self, t):
         """``(ℓ_t, Σ_vv(t))`` for hybrid score matching: with the Cholesky factor ``L_t`` of Σ_t, the v-score of
         the perturbation kernel is ``−ℓ_t z_v`` with ``ℓ_t = 1/L_vv = (Σ_vv − Σ_xv²/Σ_xx)^{−1/2}``."""

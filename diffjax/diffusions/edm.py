@@ -45,6 +45,14 @@ class EDM(ScalarDiffusion):
     def prior_std(self) -> float:
         return float(self.sigma_max)
 
+    def training_recipe(self, prediction=None, sigma_data=None, p_mean=-1.2, p_std=1.2, **options):
+        """Karras et al.'s preconditioning, log-normal σ and weight (:class:`.recipes.EDMRecipe`)."""
+        from .recipes import EDMRecipe
+
+        if prediction not in (None, "", "x0"):
+            raise ValueError(f"EDM trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
+        return EDMRecipe(sigma_data=sigma_data or self.sigma_data, p_mean=p_mean, p_std=p_std)
+
     def log_alpha(self, t):
         return jnp.zeros_like(jnp.asarray(t, dtype=jnp.zeros(()).dtype))
 

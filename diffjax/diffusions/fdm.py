@@ -48,6 +48,19 @@ class FDM(ScalarDiffusion):
         CIFAR-10 recipe clamps for W = 200 (EDM) / 400 (VP, VE) iterations of batch 512 within a 10 Mimg ramp."""
         return (200 if self.base == "edm" else 400) * 512 / 10e6
 
+    def training_recipe(self, prediction=None, sigma_data=0.5, p_mean=-1.2, p_std=1.2, fdm_warmup_images=0.0,
+                        **options):
+        """The base's recipe on ``x̃ = y/s_F`` with ``c_in = s_F`` and the warm-up clamp over
+        ``fdm_warmup_images`` training images (:class:`.recipes.FDMRecipe`)."""
+        from .recipes import FDMRecipe
+
+        if prediction not in (None, "", "x0"):
+            raise ValueError(f"FDM trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
+        if fdm_warmup_images < 0:
+            raise ValueError("fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
+                             "does; give W in training images (0: no clamp)")
+        return FDMRecipe(sigma_data=sigma_data or 0.5, p_mean=p_mean, p_std=p_std, warmup_images=float(fdm_warmup_images))
+
     # ---- the base's time and noise level --------------------------------------------------
     @property
     def T(self) -> float:

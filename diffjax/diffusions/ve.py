@@ -37,6 +37,14 @@ class VE(ScalarDiffusion):
     def prior_std(self) -> float:
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** self.T
 
+    def training_recipe(self, prediction=None, **options):
+        """EDM's VE preconditioning ``D = y + σ F(y, ln(σ/2))``, weight ``1/σ²`` (:class:`.recipes.VERecipe`)."""
+        from .recipes import VERecipe
+
+        if prediction not in (None, "", "x0"):
+            raise ValueError(f"VE trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
+        return VERecipe()
+
     def log_alpha(self, t):
         return jnp.zeros_like(jnp.asarray(t, dtype=jnp.zeros(()).dtype))
 

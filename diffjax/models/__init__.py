@@ -1,7 +1,8 @@
-"""Models: parameterizations, networks (MLP, DDPM++ UNet, DLG's noise classifier) and their preconditioning."""
+"""Models: networks (MLP, DDPM++ UNet, DLG's noise classifier), a registry of them, and their preconditioning."""
 from .classifier import NoiseLevelCNN, NoiseLevelMLP
 from .mlp import MLP
-from .parameterization import Model, as_model, edm_denoiser, edm_preconditioning, fdm_preconditioning
+from ..diffusions.recipes import edm_preconditioning, fdm_preconditioning
+from ..prediction import Model, as_model, edm_denoiser
 from .precond import guided, precondition
 from .unet import UNet, count_params, ddpmpp_cifar10
 

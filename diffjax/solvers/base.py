@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion
-from ..models.parameterization import Model
+from ..prediction import Model
 from .schedules import _f64
 
 

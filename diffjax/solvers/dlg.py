@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
-from ..models.parameterization import as_model
+from ..prediction import as_model
 from . import registry
 from .base import Context
 from .driver import sample as solve

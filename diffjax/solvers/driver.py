@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion
-from ..models.parameterization import as_model
+from ..prediction import as_model
 from . import registry
 from .base import Context, Solver
 from .schedules import validate_grid

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
-from ..models.parameterization import as_model
+from ..prediction import as_model
 from .base import evaluate
 from .learned import Learned, base_solver, diffusion_spec
 from .schedules import make_grid

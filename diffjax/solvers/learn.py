@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
-from ..models.parameterization import as_model
+from ..prediction import as_model
 from . import registry
 from .base import Context, Solver, evaluate, xp_of
 from .learned import Learned, _nested, base_solver, diffusion_spec

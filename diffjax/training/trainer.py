@@ -32,7 +32,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ..diffusions.base import LinearDiffusion
-from ..models.precond import precondition
+from ..models.precond import Preconditioned
+from ..prediction import Model
 from .losses import LossConfig, diffusion_loss
 
 
@@ -498,9 +499,8 @@ class Trainer:
         return rows
 
     # ---- using the result ----------------------------------------------------------------------
-    def model(self, ema: bool = True, labels: Any = None, **kw):
+    def model(self, ema: bool = True, labels: Any = None):
         """The trained network as a :class:`diffjax.models.Model` for ``dj.sample`` (EMA weights by default)."""
         net = self.net(self.state["ema" if ema else "params"])
-        return precondition(self.sde, net, labels, cld_param=self.loss_cfg.cld_param,
-                            mixed=self.loss_cfg.cld_mixed, sigma_data=self.loss_cfg.sigma_data,
-                            prediction=self.loss_cfg.prediction or None, **kw)
+        recipe = self.loss_cfg.recipe(self.sde)
+        return Model(self.sde, Preconditioned(self.sde, recipe, net, labels), recipe.prediction)
