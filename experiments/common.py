@@ -1,9 +1,12 @@
 """Glue shared by the entry scripts: building the data, diffusion, network and trainer from a config."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
+import os
+import sys
 
 import jax.numpy as jnp
 from flax import nnx
@@ -54,6 +57,18 @@ def parse_override(key: str, text: str, current):
     raise fail(f"a value of type {type(current).__name__}")
 
 
+def load_plugins(paths=()):
+    """Import Python files that register diffusions (``dj.diffusions.register``) or networks
+    (``dj.models.register_network``) before the config is read."""
+    for i, path in enumerate(paths):
+        if not os.path.exists(path):
+            raise SystemExit(f"--plugin {path!r} does not exist")
+        spec = importlib.util.spec_from_file_location(f"diffjax_plugin_{i}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+
+
 def load_config(path_spec: str, overrides=()):
     path, _, spec = path_spec.partition(":")
     mod_spec = importlib.util.spec_from_file_location("diffjax_config", path)
@@ -76,9 +91,6 @@ def load_config(path_spec: str, overrides=()):
     return cfg
 
 
-NETWORKS = ("mlp", "unet")
-
-
 def check_names(cfg):
     """Every name in the config that is looked up later (data set, diffusion, network, solvers) checked now, with
     the accepted values in the message (SystemExit)."""
@@ -96,8 +108,8 @@ def check_names(cfg):
         raise bad("data set", d, dd.toy_names() + ["digits"] + sorted(TFDS) + ["<any TFDS name with data.data_dir>"])
     if cfg["diffusion"]["name"] not in dj.diffusions.available():
         raise bad("diffusion", cfg["diffusion"]["name"], dj.diffusions.available())
-    if cfg["model"]["kind"] not in NETWORKS:
-        raise bad("network (model.kind)", cfg["model"]["kind"], NETWORKS)
+    if cfg["model"]["kind"] not in dj.models.available_networks():
+        raise bad("network (model.kind)", cfg["model"]["kind"], dj.models.available_networks())
     for key in ("train.eval_solver", "sample.solver"):
         sec, leaf = key.split(".")
         if cfg[sec][leaf] not in dj.solvers.available():
@@ -120,22 +132,19 @@ def build(cfg, workdir=None):
     train, held = full.split(d["holdout"]) if hasattr(full, "split") else (full, None)
     shape = tuple(train.data_shape)
     kw = dict(cfg["diffusion"]["kwargs"])
-    if cfg["diffusion"]["name"] == "blur":
-        kw["shape"] = shape
-    sde = dj.diffusions.get(cfg["diffusion"]["name"], **kw)
+    factory = dj.diffusions.factory(cfg["diffusion"]["name"])
+    if getattr(factory, "needs_data_shape", False):
+        kw.setdefault("shape", shape)
+    sde = factory(**kw)
     m = cfg["model"]
-    cld = isinstance(sde, dj.CLD)
-    out_mult = 2 if cld and cfg["loss"]["cld_param"] == "eps" else 1
-    common = dict(num_classes=m["num_classes"], in_mult=2 if cld else 1, out_mult=out_mult,
-                  dtype=jnp.bfloat16 if m["bf16"] else jnp.float32, rngs=nnx.Rngs(params=cfg["train"]["seed"], dropout=1))
-    if m["kind"] == "mlp":
-        net = dj.models.MLP(shape, m["width"], m["depth"], embedding=m["embedding"], **common)
-    else:
-        net = dj.models.UNet(shape, m["channels"], tuple(m["channel_mult"]), m["num_blocks"], tuple(m["attn_resolutions"]),
-                             m["dropout"], m["embedding"], **common)
     loss_cfg = LossConfig(cld_param=cfg["loss"]["cld_param"], label_dropout=cfg["loss"]["label_dropout"],
                           num_classes=m["num_classes"], fdm_warmup_images=cfg["loss"]["fdm_warmup_images"],
                           prediction=cfg["loss"].get("prediction", ""))
+    # the diffusion's recipe says how many channels the network sees and returns (CLD: 2 in)
+    recipe = dataclasses.replace(loss_cfg, fdm_warmup_images=0.0).recipe(sde)
+    net = dj.models.build_network(m["kind"], shape, m, num_classes=m["num_classes"], in_mult=recipe.in_mult,
+                                  out_mult=recipe.out_mult, dtype=jnp.bfloat16 if m["bf16"] else jnp.float32,
+                                  rngs=nnx.Rngs(params=cfg["train"]["seed"], dropout=1))
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items()}, progress=True)
     return Trainer(sde, net, train, tcfg, loss_cfg, workdir, eval_data=held), train, held
 
@@ -150,6 +159,7 @@ def open_run(workdir):
         raise SystemExit(f"no run in {workdir!r} (config.json missing): train one with experiments/train.py")
     with open(path) as f:
         cfg = json.load(f)
+    load_plugins(cfg.get("plugins", []))
     trainer, train, _ = build(cfg, workdir)
     step = trainer.restore()
     if step == 0:

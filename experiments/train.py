@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import build, check_names, load_config, to_dict  # noqa: E402
+from common import build, check_names, load_config, load_plugins, to_dict  # noqa: E402
 from diffjax.training.trainer import CheckpointError  # noqa: E402
 
 
@@ -29,11 +29,16 @@ def main(argv=None):
     p.add_argument("--coordinator", default=None, help="host:port of process 0 (with --distributed)")
     p.add_argument("--num-processes", type=int, default=None)
     p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="import a file that registers a diffusion or a network first (repeatable)")
     a = p.parse_args(argv)
+    load_plugins(a.plugin)
     try:
         cfg = to_dict(load_config(a.config, a.set))
     except (KeyError, ValueError) as e:
         raise SystemExit(str(e).strip('"')) from None
+    if a.plugin:  # recorded in the run, so sample.py / evaluate.py load them too
+        cfg["plugins"] = [os.path.abspath(p) for p in a.plugin]
     check_names(cfg)
     path = os.path.join(a.workdir, "config.json")
     if os.path.exists(path):

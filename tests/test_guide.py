@@ -10,4 +10,4 @@ BLOCKS = re.findall(r"```python\n(# example:.*?)```", GUIDE.read_text(), flags=r
 
 @pytest.mark.parametrize("code", BLOCKS, ids=lambda c: c.splitlines()[0][11:40])
 def test_guide_example_runs(code):
-    exec(compile(code, str(GUIDE), "exec"), {"__name__": "guide_example"})
+    exec(compile(code, str(GUIDE), "exec"), {"__name__": "guide_example", "dj_root": str(GUIDE.parents[1])})

@@ -7,29 +7,11 @@ from typing import Any
 import jax
 import numpy as np
 
-
-def shuffled_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
-    """Positions ``start … start+count−1`` of the endless stream of seeded per-epoch permutations of ``range(n)``."""
-    out, pos = [], start
-    while len(out) < count:
-        epoch, off = divmod(pos, n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        take = min(count - len(out), n - off)
-        out.extend(perm[off:off + take])
-        pos += take
-    return np.asarray(out, np.int64)
-
-
-def random_flip(x: np.ndarray, seed: int, step: int, batch_size: int, process_index: int) -> np.ndarray:
-    """Mirror images of this process's slice left-right with probability ½; the mask is drawn for the whole
-    global batch ``step`` from ``(seed, step)``, so it does not depend on the number of processes."""
-    local = len(x)
-    mask = np.random.default_rng([seed, step, 7]).random(batch_size)[process_index * local:][:local] < 0.5
-    return np.where(mask[:, None, None, None], x[:, :, ::-1], x)
+from .base import IndexedSource, random_flip, shuffled_indices  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
-class ArraySource:
+class ArraySource(IndexedSource):
     """Batches from an in-memory array, epoch by epoch in a seeded permutation (so batch k is a pure function of
     k and the seed). ``flip`` mirrors images left-right with probability ½ (also seeded per step). Data are
     expected already scaled (images in [−1, 1])."""
@@ -56,17 +38,9 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.x)
 
-    def batch(self, step: int, batch_size: int, process_index: int = 0, process_count: int = 1):
-        """The ``process_index``-th slice of global batch ``step`` (examples ``step·B … (step+1)·B − 1`` of the
-        shuffled stream)."""
-        if batch_size % process_count:
-            raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
-        local = batch_size // process_count
-        idx = shuffled_indices(len(self.x), self.seed, step * batch_size + process_index * local, local)
-        x = self.x[idx]
-        if self.flip and x.ndim == 4:
-            x = random_flip(x, self.seed, step, batch_size, process_index)
-        return x.astype(np.float32), (None if self.labels is None else self.labels[idx].astype(np.int32))
+    def examples(self, indices):
+        """The examples at ``indices`` (float32) and their labels (int32 or None)."""
+        return self.x[indices].astype(np.float32), (None if self.labels is None else self.labels[indices].astype(np.int32))
 
     def split(self, holdout: int) -> tuple["ArraySource", "ArraySource"]:
         """(train, held-out) with the last ``holdout`` examples of a fixed permutation held out."""

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from .base import IndexedSource
+
 
 def _import_tfds():
     try:
@@ -20,7 +22,7 @@ def _import_tfds():
 
 
 @dataclasses.dataclass(frozen=True)
-class TFDSSource:
+class TFDSSource(IndexedSource):
     """Deterministic, resumable, sharded batches from a TFDS split (same contract as ``ArraySource``)."""
 
     source: object
@@ -46,23 +48,13 @@ class TFDSSource:
             x = x[..., None]
         return x.astype(np.float32)
 
-    def batch(self, step: int, batch_size: int, process_index: int = 0, process_count: int = 1):
-        """The ``process_index``-th slice of global batch ``step``, read by index from the array_record files
-        (same order and sharding as :class:`ArraySource`)."""
-        from .sources import random_flip, shuffled_indices
-
-        if batch_size % process_count:
-            raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} processes")
-        local = batch_size // process_count
-        idx = shuffled_indices(len(self.source), self.seed, step * batch_size + process_index * local, local)
-        recs = [self.source[int(i)] for i in idx]
-        x = self._decode(recs)
-        if self.flip:
-            x = random_flip(x, self.seed, step, batch_size, process_index)
+    def examples(self, indices):
+        """The records at ``indices``, decoded to float32 images in [−1, 1], and their labels."""
+        recs = [self.source[int(i)] for i in indices]
         labels = None
         if self.label_key and self.label_key in recs[0]:
             labels = np.asarray([r[self.label_key] for r in recs], np.int32)
-        return x, labels
+        return self._decode(recs), labels
 
 
 def tfds_source(name: str, data_dir: str | None = None, split: str = "train", seed: int = 0, flip: bool = False,

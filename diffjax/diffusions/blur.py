@@ -27,6 +27,8 @@ class Blur(DCTBasis, LinearDiffusion):
     with the chosen schedule; the DC frequency never blurs. Σ_t = σ²I in both bases, so gDDIM's ``R_t = σ_t``.
     """
 
+    needs_data_shape = True  # the training scripts pass the images' shape as shape=
+
     shape: tuple = (8, 8, 1)
     sigma_blur_max: float = 20.0
     schedule: str = "bdm"

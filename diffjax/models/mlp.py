@@ -31,7 +31,9 @@ class MLP(nnx.Module):
         self.lin2 = nnx.List([nnx.Linear(width, width, rngs=rngs, dtype=dtype) for _ in range(depth)])
         self.out = nnx.Linear(width, dim * out_mult, rngs=rngs, dtype=dtype)
 
-    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        """``dropout_key`` is part of the network protocol (the MLP has no dropout and ignores it)."""
         b = x.shape[0]
         emb = jax.nn.silu(self.embed(c_noise, b, labels))
         h = self.inp(x.reshape(b, -1).astype(self.dtype))
@@ -39,3 +41,9 @@ class MLP(nnx.Module):
             h = h + l2(jax.nn.silu(l1(jax.nn.silu(h)) + p(emb)))
         out = self.out(jax.nn.silu(h)).astype(x.dtype)
         return out.reshape((b,) + self.data_shape[:-1] + (self.data_shape[-1] * self.out_mult,))
+
+
+def build(data_shape, options: dict, **common) -> MLP:
+    """The registry's builder: ``options`` from a config's ``model`` section (width, depth, embedding)."""
+    return MLP(data_shape, options.get("width", 256), options.get("depth", 3),
+               embedding=options.get("embedding", "positional"), **common)

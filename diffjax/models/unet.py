@@ -169,3 +169,11 @@ def ddpmpp_cifar10(num_classes: int = 0, dropout: float = 0.13, dtype=jnp.float3
 def count_params(model: nnx.Module) -> int:
     """The number of trainable parameters of ``model``."""
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
+
+
+def build(data_shape, options: dict, **common) -> UNet:
+    """The registry's builder: ``options`` from a config's ``model`` section (channels, channel_mult, num_blocks,
+    attn_resolutions, dropout, embedding)."""
+    return UNet(data_shape, options.get("channels", 128), tuple(options.get("channel_mult", (2, 2, 2))),
+                options.get("num_blocks", 4), tuple(options.get("attn_resolutions", (16,))),
+                options.get("dropout", 0.0), options.get("embedding", "positional"), **common)

@@ -227,12 +227,12 @@ class Trainer:
 
     # ---- pure pieces ---------------------------------------------------------------------------
     def net(self, params: Any, dropout_key: jax.Array | None = None):
-        """The network with ``params``; with ``dropout_key`` a training-mode callable (networks that take a
-        ``dropout_key`` keyword, like the UNet, get it; the key is pure, so no RNG state lives in the model)."""
+        """The network with ``params``; with ``dropout_key`` a training-mode callable (every network takes a
+        ``dropout_key`` keyword, :mod:`diffjax.models.registry`; the key is pure, so no RNG state lives in the model)."""
         m = nnx.merge(self.graphdef, params, self.rest)
-        if dropout_key is None or "dropout_key" not in m.__call__.__code__.co_varnames:
+        if dropout_key is None:
             return m
-        return lambda x, c, labels=None: m(x, c, labels, dropout_key=dropout_key)
+        return lambda x, c, labels=None: m(x, c, labels, dropout_key=dropout_key)  # the network protocol
 
     def _loss(self, params, x0, labels, key, step):
         k_loss, k_drop = jax.random.split(key)

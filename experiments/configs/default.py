@@ -37,6 +37,12 @@ except ImportError:  # the GPU image lacks ml_collections
             return {k: v.to_dict() if isinstance(v, ConfigDict) else v for k, v in self.items()}
 
 TOYS = ("toy", "ring", "moons", "checkerboard", "swiss_roll")
+
+
+def _registered_diffusions():
+    import diffjax.diffusions
+
+    return diffjax.diffusions.available()
 TFDS = {"cifar10": (32, 32, 3), "mnist": (28, 28, 1), "celeb_a": (64, 64, 3)}
 
 
@@ -61,8 +67,9 @@ def get_config(spec: str = "toy-edm"):
         c.diffusion.name = "fdm_" + diff_name[4:]
     elif diff_name == "blur":
         c.diffusion.kwargs = ConfigDict({})  # shape filled in from the data by train.py
-    elif diff_name not in ("vp", "ve", "edm", "cld", "flow"):
-        raise ValueError(f"unknown diffusion {diff_name!r} in spec {spec!r}")
+    elif diff_name not in _registered_diffusions():
+        raise ValueError(f"unknown diffusion {diff_name!r} in spec {spec!r}; accepted: {_registered_diffusions()} "
+                         "(fdm-vp/fdm-ve/fdm-edm for FDM; register your own with dj.diffusions.register)")
     if diff_name == "edm" or diff_name.startswith("fdm-"):
         # EDM's (and the FDM paper's) recipe: no gradient clipping; EMA half-life 0.25 % of the run's images (EDM:
         # 0.5 Mimg of 200 Mimg) with ramp-up 0.05; FDM's loss-weight clamp ends at the official fraction of the
