@@ -25,7 +25,7 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
+
 
 from .diffusions.base import LinearDiffusion, ScalarDiffusion
 

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 import diffjax as dj  # noqa: E402
 from common import open_run  # noqa: E402
-from diffjax.training.trainer import save_grid  # noqa: E402
+from diffjax.plotting import save_grid  # noqa: E402
 
 
 def main(argv=None):

@@ -1,4 +1,5 @@
-"""The trainer: one jitted, data-parallel train step (optax), EMA, evaluation, logging, orbax checkpoints.
+"""The trainer: a thin loop around the pure ``train_step`` (:mod:`.step`), with evaluation (:mod:`.evaluation`),
+logging and verified orbax checkpoints (:mod:`.checkpoints`).
 
 The train state is a PyTree ``{params, ema, opt, step}``; everything else is a pure function of the step count:
 the batch (``source.batch(step, …)``), the loss's noise and the dropout key (``fold_in(seed, step)``). So a run
@@ -12,13 +13,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import gc
-import hashlib
 import json
-import logging
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -27,14 +26,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ..diffusions.base import LinearDiffusion
 from ..models.precond import Preconditioned
+from ..plotting import save_grid  # noqa: F401  (its former home)
 from ..prediction import Model
-from .losses import LossConfig, diffusion_loss
+from .checkpoints import CheckpointError, _quiet_stderr, _signature, _write_atomic, state_digest  # noqa: F401
+from .evaluation import heldout_loss, sample_score
+from .step import ema_decay, eval_step, make_optimizer, train_step  # noqa: F401
+from .losses import LossConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,102 +79,6 @@ class TrainConfig:
                              f"got {self.lr}, {self.ema_half_life}, {self.ema_half_life_images}, {self.ema_rampup}, {self.grad_clip}")
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Adam/AdamW with linear learning-rate warm-up and global-norm gradient clipping, as ``cfg`` says."""
-    # linear ramp lr·(k+1)/W over the first W steps (the first step already moves the parameters)
-    sched = optax.linear_schedule(cfg.lr / max(cfg.warmup_steps, 1), cfg.lr, max(cfg.warmup_steps - 1, 1)) if cfg.warmup_steps else cfg.lr
-    if cfg.optimizer == "adamw":
-        opt = optax.adamw(sched, cfg.b1, cfg.b2, weight_decay=cfg.weight_decay)
-    else:
-        opt = optax.adam(sched, cfg.b1, cfg.b2)
-    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt) if cfg.grad_clip else opt
-
-
-def _signature(sde: LinearDiffusion, params: Any, graphdef: Any = None) -> dict:
-    """What a checkpoint must match: the diffusion, the parameter shapes and dtypes, and the network's whole
-    structure with its static fields (a digest of its NNX graph definition: embedding kind, dropout, …)."""
-    shapes = jax.tree.map(lambda a: [list(a.shape), str(a.dtype)], params)
-    sig = {"sde": repr(sde), "params": json.loads(json.dumps(shapes, default=str))}
-    if graphdef is not None:
-        text = re.sub(r" at 0x[0-9a-f]+", "", repr(graphdef))  # function reprs carry process-specific addresses
-        sig["network"] = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return sig
-
-
-def state_digest(state: Any) -> str:
-    """SHA-256 over every array of a (replicated) train state, leaf paths included: a checkpoint's fingerprint."""
-    h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        arr = np.asarray(leaf.addressable_shards[0].data if hasattr(leaf, "addressable_shards") else leaf)
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used (unreadable, altered, or of another model)."""
-
-
-def save_grid(x: np.ndarray, path: str) -> None:
-    """Write samples as a PNG: a scatter plot for 2-D points, else an image grid (at most 8×8, [−1, 1] → [0, 1])."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.asarray(x)
-    if x.ndim == 2:
-        fig = plt.figure(figsize=(4, 4))
-        plt.scatter(x[:, 0], x[:, 1], s=2)
-        plt.axis("equal")
-    else:
-        k = int(np.ceil(np.sqrt(min(len(x), 64))))
-        fig, axes = plt.subplots(k, k, figsize=(k, k))
-        for i, ax in enumerate(np.ravel(axes)):
-            ax.axis("off")
-            if i < len(x):
-                img = np.clip((x[i] + 1) / 2, 0, 1)
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-class _quiet_stderr:
-    """Capture what is written to file descriptor 2 (Python and C++ alike) and to the ``asyncio`` logger."""
-
-    def __enter__(self):
-        import tempfile
-
-        self.text = ""
-        self._log = logging.getLogger("asyncio")
-        self._level = self._log.level
-        self._log.setLevel(logging.CRITICAL)
-        sys.stderr.flush()
-        self._file = tempfile.TemporaryFile(mode="w+")
-        self._saved = os.dup(2)
-        os.dup2(self._file.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._file.seek(0)
-        self.text = self._file.read()
-        self._file.close()
-        self._log.setLevel(self._level)
-        return False
-
-
-def _write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 class Trainer:
     """Train ``net`` (an NNX module ``net(x, c_noise, labels)``) on ``data`` (a batch source) for ``sde``.
 
@@ -205,8 +111,9 @@ class Trainer:
         state = {"params": params, "ema": jax.tree.map(jnp.copy, params), "opt": self.tx.init(params),
                  "step": jnp.zeros((), jnp.int32)}
         self.state = jax.device_put(state, self.replicated)
-        self._step = jax.jit(self._train_step, donate_argnums=0)
-        self._eval = jax.jit(self._eval_loss)
+        pure = dict(sde=sde, apply_net=self.net, loss_cfg=loss_cfg)
+        self._step = jax.jit(functools.partial(train_step, tx=self.tx, cfg=cfg, **pure), donate_argnums=0)
+        self._eval = jax.jit(functools.partial(eval_step, **pure))
         self.manager = None
         self._tb = None
         if cfg.tensorboard:
@@ -234,37 +141,9 @@ class Trainer:
             return m
         return lambda x, c, labels=None: m(x, c, labels, dropout_key=dropout_key)  # the network protocol
 
-    def _loss(self, params, x0, labels, key, step):
-        k_loss, k_drop = jax.random.split(key)
-        images = step.astype(jnp.float32) * self.cfg.batch_size
-        return diffusion_loss(self.sde, self.net(params, k_drop), k_loss, x0, labels, images, self.loss_cfg)
-
     def ema_decay(self, step):
-        """The EMA decay of optimizer step ``step`` (0-based): ``0.5^(1/half_life)`` in steps with a short warm-up,
-        or, with ``ema_half_life_images``, ``0.5^(B/h)`` with ``h = min(half-life, ema_rampup · images seen)``
-        (EDM's schedule)."""
-        cfg = self.cfg
-        n = jnp.asarray(step, jnp.float32)
-        if cfg.ema_half_life_images > 0:
-            h = jnp.asarray(cfg.ema_half_life_images, jnp.float32)
-            if cfg.ema_rampup > 0:
-                h = jnp.minimum(h, cfg.ema_rampup * (n + 1) * cfg.batch_size)
-            return 0.5 ** (cfg.batch_size / jnp.maximum(h, 1e-8))
-        decay = 0.5 ** (1.0 / cfg.ema_half_life) if cfg.ema_half_life > 0 else 0.0
-        return jnp.minimum(decay, (1.0 + n) / (10.0 + n))  # forget the initialization quickly
-
-    def _train_step(self, state, x0, labels):
-        key = jax.random.fold_in(jax.random.key(self.cfg.seed), state["step"])
-        loss, grads = jax.value_and_grad(self._loss)(state["params"], x0, labels, key, state["step"])
-        updates, opt = self.tx.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        decay = self.ema_decay(state["step"])
-        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state["ema"], params)
-        new = {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}
-        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-
-    def _eval_loss(self, params, x0, labels, key):
-        return diffusion_loss(self.sde, self.net(params), key, x0, labels, jnp.inf, self.loss_cfg)
+        """The EMA decay at optimizer step ``step`` (:func:`diffjax.training.step.ema_decay`)."""
+        return ema_decay(self.cfg, step)
 
     # ---- data ----------------------------------------------------------------------------------
     def _global_batch(self, source, step):
@@ -377,31 +256,16 @@ class Trainer:
 
     # ---- evaluation and logging ----------------------------------------------------------------
     def evaluate(self) -> dict:
-        """Held-out loss of the EMA parameters (fixed batches and keys: comparable across steps)."""
+        """Held-out loss of the EMA parameters, and a sample metric with ``eval_samples`` (:mod:`.evaluation`)."""
         src = self.eval_data or self.data
-        losses = []
-        for i in range(self.cfg.eval_batches):
-            x, labels = self._global_batch(src, 10**6 + i)
-            losses.append(float(self._eval(self.state["ema"], x, labels, jax.random.key(1000 + i))))
-        out = {"eval_loss": float(np.mean(losses))}
+        out = {"eval_loss": heldout_loss(self._eval, self.state["ema"], src, self._global_batch, self.cfg.eval_batches)}
         if self.cfg.eval_samples > 0:
-            out.update(self._sample_eval(src))
+            png = None
+            if self.workdir and jax.process_index() == 0:
+                png = os.path.join(self.workdir, f"samples_step{int(self.state['step']):07d}.png")
+            out.update(sample_score(self.sde, self.model(), src, self.cfg.eval_samples, self.cfg.eval_solver,
+                                    self.cfg.eval_nfe, self.cfg.seed + 17, png))
         return out
-
-    def _sample_eval(self, src) -> dict:
-        """Sample the EMA model (fixed key) and score it by sliced W2 against held-out data; save a PNG grid."""
-        from ..metrics import sliced_wasserstein
-        from ..solvers.driver import sample
-
-        n = self.cfg.eval_samples
-        ref, _ = src.batch(2 * 10**6, n)
-        x = np.asarray(sample(jax.random.key(self.cfg.seed + 17), self.sde, self.model(), self.cfg.eval_solver,
-                              nfe=self.cfg.eval_nfe, shape=(n,) + tuple(ref.shape[1:]), check_finite=False))
-        if not np.all(np.isfinite(x)):
-            return {"eval_sliced_w2": float("inf")}
-        if self.workdir and jax.process_index() == 0:
-            save_grid(x, os.path.join(self.workdir, f"samples_step{int(self.state['step']):07d}.png"))
-        return {"eval_sliced_w2": float(sliced_wasserstein(x, ref, jax.random.key(0)))}
 
     def _drop_logged_rows_after(self, step: int):
         """A resumed run re-logs the steps after its checkpoint: drop the rows an interrupted run logged beyond it
