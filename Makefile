@@ -59,7 +59,7 @@ bench-fdm-gpu: $(STAMP)
 
 # FID / pixel metrics vs NFE for a trained run: make evaluate RUN=runs/x [SOLVERS=heun,unipc NFES=5,10 NUM=50000]
 RUN ?= runs/digits_mlp_edm
-SOLVERS ?= heun,dpmpp_2m,unipc,ipndm
+SOLVERS ?= edm_heun,dpmpp_2m,unipc,ipndm
 NFES ?= 5,10,20
 NUM ?= 2000
 evaluate: $(STAMP)

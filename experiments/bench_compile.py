@@ -29,7 +29,7 @@ from flax import nnx
 
 import diffjax as dj
 
-SOLVERS = ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "heun", "ode_euler", "gddim_2", "euler_maruyama"]
+SOLVERS = ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "edm_heun", "ode_euler", "gddim_3", "euler_maruyama"]
 
 
 def _median_time(fn, reps=5):
@@ -66,7 +66,7 @@ def main():
         jax.block_until_ready(fwd(y, 1.0))
         t_fwd = _median_time(lambda i: fwd(y, 1.0 + 0.01 * i), reps=20)
         for solver in SOLVERS:
-            nfe = a.nfe + 1 if solver == "heun" else a.nfe
+            nfe = a.nfe + 1 if solver == "edm_heun" else a.nfe
             dj.solvers.clear_cache()
             t0 = time.perf_counter()
             jax.block_until_ready(dj.sample(jax.random.key(0), sde, score, solver, nfe=nfe, shape=shape))

@@ -33,16 +33,16 @@ def problems():
     return [
         ("vp/digits64", vp, dj.testbed.digits(),
          lambda: dj.diffusions.custom(lambda t: -0.5 * vp.beta(t), lambda t: jnp.sqrt(vp.beta(t)), t_min=vp.t_min),
-         [("dpmpp_2m", 10), ("heun", 19), ("gddim_2", 20)]),
+         [("dpmpp_2m", 10), ("edm_heun", 19), ("gddim_3", 20)]),
         ("cld/digits64", cld, dj.testbed.digits(),
          lambda: dj.diffusions.custom(cld.drift_block, cld.diffusion_block, block_size=2,
                                       initial_cov=cld.initial_cov, t_min=cld.t_min),
-         [("gddim_2", 20), ("euler_maruyama", 100)]),
+         [("gddim_3", 20), ("euler_maruyama", 100)]),
         ("blur/digits8x8", blur, dj.testbed.digits_dct(),
          lambda: dj.diffusions.custom(lambda t: blur.drift_block(t)[..., 0, 0],
                                       lambda t: blur.diffusion_block(t)[..., 0, 0], basis="dct",
                                       initial_cov=float(blur.sigma(0.0)) ** 2, t_min=blur.t_min),
-         [("gddim_2", 20), ("pc", 100)]),
+         [("gddim_3", 20), ("pc", 100)]),
     ]
 
 

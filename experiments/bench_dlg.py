@@ -23,7 +23,7 @@ import diffjax as dj
 from diffjax.solvers import DLG, EDMHeun
 
 INTEGRATORS = {
-    "heun": lambda: "heun",
+    "edm_heun": lambda: "edm_heun",
     "heun_kar2": lambda: EDMHeun(s_churn=80.0, s_tmin=0.05, s_tmax=1.0, s_noise=1.007),
     "dpmpp_2m": lambda: "dpmpp_2m",
     "euler_maruyama": lambda: "euler_maruyama",
@@ -47,7 +47,7 @@ def evaluate(x, data, ref, key):
 def run(quick: bool, out: str):
     batch = 500 if quick else 1000
     totals = [10, 20] if quick else [10, 20, 50]
-    integrators = ["heun", "dpmpp_2m"] if quick else list(INTEGRATORS)
+    integrators = ["edm_heun", "dpmpp_2m"] if quick else list(INTEGRATORS)
     problems = ["ring"] if quick else ["digits", "ring"]
     rows, floors = [], {}
     for pname in problems:
@@ -59,13 +59,13 @@ def run(quick: bool, out: str):
         ref = data.sample(jax.random.key(100), 10000)
         floors[pname] = evaluate(data.sample(jax.random.key(101), batch), data, ref, jax.random.key(5))
         for update in ["argmax", "sample"]:
-            base = DLG(levels=100, eta=eta, sigma_update=update, integrator="heun", integrator_nfe=5)
+            base = DLG(levels=100, eta=eta, sigma_update=update, integrator="edm_heun", integrator_nfe=5)
             clf = data.noise_level_logits(sde, base.times(sde))
             t0 = time.time()
             chains = base.init(jax.random.key(1), sde, score, clf, shape)
             burn_s = time.time() - t0
             for iname in integrators:
-                if update == "sample" and iname != "heun":
+                if update == "sample" and iname != "edm_heun":
                     continue
                 for total in totals:
                     n_skip, inte = split_budget(total)

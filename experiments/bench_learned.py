@@ -37,7 +37,7 @@ import numpy as np
 import diffjax as dj
 from benchutil import prior_and_reference
 
-SOLVERS = ["unipc", "dpmpp_2m", "dpmpp_3m", "ipndm", "ddim", "heun"]
+SOLVERS = ["unipc", "dpmpp_2m", "dpmpp_3m", "ipndm", "ddim", "edm_heun"]
 NFES = [3, 4, 5, 6, 8, 10, 20]
 VARIANTS = ["untuned", "optimized", "learned grid", "learned grid+coefs"]
 
@@ -63,7 +63,7 @@ def plan(quick: bool):
     rows = rows[:head] + first + [r for r in rows[head:] if r not in first]
     rows += [g + ("optimized",) for g in grid if g + ("optimized",) not in rows]
     if not quick:
-        for solver in ["dpmpp_2m", "ddim", "heun"]:  # the other bases, at low NFE
+        for solver in ["dpmpp_2m", "ddim", "edm_heun"]:  # the other bases, at low NFE
             for n in [5, 10]:
                 rows += [("EDM", "digits", solver, n, "learned grid+coefs"), ("EDM", "digits", solver, n, "learned grid")]
         for s, p in [("EDM", "ring"), ("VP", "digits"), ("VP", "spectral"), ("VP", "ring")]:  # breadth: iPNDM only

@@ -28,7 +28,7 @@ from diffjax import interop
 from diffjax.training import LossConfig, TrainConfig, Trainer
 
 NFES = [4, 5, 6, 8, 10]
-UNTUNED = ["ipndm", "unipc", "dpmpp_3m", "heun"]
+UNTUNED = ["ipndm", "unipc", "dpmpp_3m", "edm_heun"]
 LEARNED = ["ipndm"]
 
 

@@ -34,8 +34,8 @@ NFES = [4, 5, 6, 8, 10, 12, 15, 20, 30, 50]
 DETERMINISTIC = [
     ("ode_euler", "ode_euler", None),
     ("ode_heun", "ode_heun", None),
-    ("heun/karras", "heun", "karras"),
-    ("heun/logsnr", "heun", "logsnr"),
+    ("edm_heun/karras", "edm_heun", "karras"),
+    ("heun/logsnr", "edm_heun", "logsnr"),
     ("heun_edm(no final Euler)/karras", EDMHeun(final_euler=False), "karras"),
     ("ddim/logsnr", "ddim", "logsnr"),
     ("dpmpp_2m/logsnr", "dpmpp_2m", "logsnr"),
@@ -56,7 +56,7 @@ DETERMINISTIC = [
     ("scire 2M φ=2/3/nsr", SciRE(method="multistep"), "nsr"),
     ("scire 2M φ=1/logsnr", SciRE(method="multistep", phi="one"), "logsnr"),
 ]
-STOCHASTIC = [("euler_maruyama", "euler_maruyama", None), ("ddpm", "ddpm", None), ("heun_sde", "heun_sde", "karras")]
+STOCHASTIC = [("euler_maruyama", "euler_maruyama", None), ("ddpm", "ddpm", None), ("edm_heun_sde", "edm_heun_sde", "karras")]
 
 
 def _problems(quick: bool):

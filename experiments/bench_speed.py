@@ -97,7 +97,7 @@ def gpu(a):
             cost = cost[0] if isinstance(cost, (list, tuple)) else cost
             flops = float(cost.get("flops", float("nan")))
             t_fwd = timeit(c_fwd, state, x, sig)
-            solvers = [("heun", 35)] + ([] if batch != (8 if a.tiny else 256) else [("heun", 10), ("heun", 20), ("heun", 50), ("dpmpp_2m", 35), ("ddim", 35), ("euler_maruyama", 35), ("unipc", 35)])
+            solvers = [("edm_heun", 35)] + ([] if batch != (8 if a.tiny else 256) else [("edm_heun", 10), ("edm_heun", 20), ("edm_heun", 50), ("dpmpp_2m", 35), ("ddim", 35), ("euler_maruyama", 35), ("unipc", 35)])
             if a.quick:
                 solvers = solvers[:3]
             for solver, nfe in solvers:
@@ -140,7 +140,7 @@ def cpu(a):
         t_mid = jnp.full((batch,), 0.5)
         fwd = jax.jit(lambda y, t: model.eps(y, t))
         t_fwd = timeit(fwd, y, t_mid)
-        for solver, nfe in [("ode_euler", 20), ("heun", 19), ("dpmpp_2m", 20), ("unipc", 20), ("ddim", 20)]:
+        for solver, nfe in [("ode_euler", 20), ("edm_heun", 19), ("dpmpp_2m", 20), ("unipc", 20), ("ddim", 20)]:
             fn = jax.jit(lambda k, y: dj.sample(k, sde, model, solver, nfe=nfe, init=y))
             t = timeit(fn, jax.random.key(1), y)
             rows.append({"model": name, "method": f"dj.sample {solver}", "nfe": nfe, "s": t, "overhead": t / (t_fwd * nfe)})
@@ -218,7 +218,7 @@ def report(out_dir):
         f.write("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
     for dtype in ("bf16", "fp32"):
-        sel = [r for r in rows if r["dtype"] == dtype and r["solver"] == "heun" and r["nfe"] == 35]
+        sel = [r for r in rows if r["dtype"] == dtype and r["solver"] == "edm_heun" and r["nfe"] == 35]
         ax.plot([r["batch"] for r in sel], [r["images_per_s"] for r in sel], "o-", label=f"diffjax {dtype}")
     for label, v in PYTORCH_REF.items():
         ax.axhline(v, ls="--", lw=0.8, color="gray")

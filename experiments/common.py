@@ -112,7 +112,7 @@ def check_names(cfg):
         raise bad("network (model.kind)", cfg["model"]["kind"], dj.models.available_networks())
     for key in ("train.eval_solver", "sample.solver"):
         sec, leaf = key.split(".")
-        if cfg[sec][leaf] not in dj.solvers.available():
+        if not dj.solvers.known(cfg[sec][leaf]):
             raise bad(f"solver ({key})", cfg[sec][leaf], dj.solvers.available())
 
 

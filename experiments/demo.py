@@ -20,7 +20,7 @@ import numpy as np
 import diffjax as dj
 from diffjax import interop
 
-SOLVERS = ["dpmpp_2m", "dpmpp_3m", "unipc", "heun", "ddim", "euler_maruyama"]
+SOLVERS = ["dpmpp_2m", "dpmpp_3m", "unipc", "edm_heun", "ddim", "euler_maruyama"]
 
 
 def main(argv=None):

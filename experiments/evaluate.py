@@ -1,7 +1,7 @@
 """Evaluate a trained run: FID (Inception features) and pixel-space metrics of samples from any solver and NFE.
 
-    python experiments/evaluate.py --workdir runs/digits_edm --solver heun --nfe 35 --num 50000 --weights inception_fid.npz
-    python experiments/evaluate.py --workdir runs/digits_edm --sweep --solvers heun,dpmpp_2m,unipc --nfes 5,10,20 --num 2000
+    python experiments/evaluate.py --workdir runs/digits_edm --solver edm_heun --nfe 35 --num 50000 --weights inception_fid.npz
+    python experiments/evaluate.py --workdir runs/digits_edm --sweep --solvers edm_heun,dpmpp_2m,unipc --nfes 5,10,20 --num 2000
 
 Samples are drawn in resumable chunks (``dj.sample_chunked``, under RUN/eval/samples/) from the EMA model at the
 run's latest checkpoint, and scored against the run's training data:
@@ -52,7 +52,7 @@ def resolve_solver(name: str):
         except (OSError, ValueError) as e:
             raise SystemExit(str(e)) from None
         return learned, "learned_" + os.path.splitext(os.path.basename(name))[0], learned.nfe_budget
-    if name not in dj.solvers.available():
+    if not dj.solvers.known(name):
         raise SystemExit(f"unknown solver {name!r}; accepted: {dj.solvers.available()} or a learned solver's .json")
     return name, name, None
 
@@ -164,7 +164,7 @@ def main(argv=None):
     p.add_argument("--solver", default=None, help="a solver name or a learned solver's .json (default: the config's)")
     p.add_argument("--nfe", type=int, default=None)
     p.add_argument("--sweep", action="store_true", help="every solver in --solvers at every NFE in --nfes")
-    p.add_argument("--solvers", default="heun,dpmpp_2m,unipc,ipndm")
+    p.add_argument("--solvers", default="edm_heun,dpmpp_2m,unipc,ipndm")
     p.add_argument("--nfes", default="5,10,20")
     p.add_argument("--num", type=int, default=50000, help="samples per row")
     p.add_argument("--num-ref", type=int, default=None, help="reference examples (default: min(--num, data size))")

@@ -18,7 +18,7 @@ import numpy as np
 import diffjax as dj
 from diffjax import interop
 
-SOLVERS = ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "heun", "ode_heun", "gddim", "euler_maruyama", "pc"]
+SOLVERS = ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "edm_heun", "ode_heun", "gddim", "euler_maruyama", "pc"]
 
 
 def main():

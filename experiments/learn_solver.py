@@ -33,7 +33,7 @@ def parse_teacher(text: str):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workdir", required=True)
-    p.add_argument("--solver", required=True, help="base solver, e.g. unipc, ipndm, dpmpp_3m, heun")
+    p.add_argument("--solver", required=True, help="base solver, e.g. unipc, ipndm, dpmpp_3m, edm_heun")
     p.add_argument("--nfe", type=int, required=True)
     p.add_argument("--what", default=None, choices=["grid", "coefs", "grid+coefs"])
     p.add_argument("--teacher", default="reference", help="'reference' or SOLVER:NFE")

@@ -1,6 +1,6 @@
 """Sample a trained run with any solver: writes a PNG grid and an .npz of the samples.
 
-    python experiments/sample.py --workdir runs/toy_edm --solver heun --nfe 35 --num 1000 [--label 3 --guidance 1.5]
+    python experiments/sample.py --workdir runs/toy_edm --solver edm_heun --nfe 35 --num 1000 [--label 3 --guidance 1.5]
     python experiments/sample.py --workdir runs/toy_edm --solver runs/toy_edm/solvers/unipc_nfe5.json   # learned
 
 ``--solver`` is a registered name or the path of a learned solver (``experiments/learn_solver.py``); a learned
@@ -45,7 +45,7 @@ def main(argv=None):
             raise SystemExit(str(e)) from None
         label = "learned_" + os.path.splitext(os.path.basename(a.solver))[0]
         nfe = a.nfe or solver.nfe_budget
-    elif solver not in dj.solvers.available():
+    elif not dj.solvers.known(solver):
         raise SystemExit(f"unknown solver {solver!r}; accepted: {dj.solvers.available()} or a learned solver's .json")
     num = a.num or cfg["sample"]["num"]
     labels = None

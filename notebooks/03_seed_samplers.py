@@ -121,7 +121,7 @@ digits = dj.testbed.digits()
 ve20 = dj.VE(sigma_max=20.0)
 score_d = digits.score_fn(ve20)
 chains_n = 64 if FAST else 500
-dlg = DLG(levels=50 if FAST else 100, eta=0.02, integrator="heun", integrator_nfe=7, n_skip=2,
+dlg = DLG(levels=50 if FAST else 100, eta=0.02, integrator="edm_heun", integrator_nfe=7, n_skip=2,
           burn_in=((5, 0.05), (5, None)) if FAST else ((10, 0.05), (10, None)))
 clf = digits.noise_level_logits(ve20, dlg.times(ve20))
 chains = dlg.init(key, ve20, score_d, clf, (chains_n, 64))
@@ -142,7 +142,7 @@ print("NFE per sample:", dlg.nfe, "(n_skip 2 + Heun 7 + Tweedie 1)")
 # moments, next to the samples themselves.
 
 # %%
-x_heun = dj.sample(jax.random.key(3), ve20, score_d, "heun", nfe=dlg.nfe, shape=(chains_n, 64))
+x_heun = dj.sample(jax.random.key(3), ve20, score_d, "edm_heun", nfe=dlg.nfe, shape=(chains_n, 64))
 for label, xs in [("DLG + Heun", x_dlg), ("Heun from the prior", x_heun)]:
     print(label, "Fréchet:", dj.metrics.frechet_distance(xs, digits.mean(), digits.covariance()))
 fig, ax = plt.subplots(2, 8, figsize=(10, 2.8))

@@ -57,7 +57,7 @@ ref = data.x[:4000]
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.5))
 axes[0].scatter(ref[:1000, 0], ref[:1000, 1], s=1)
 axes[0].set_title("data")
-for ax, (solver, nfe) in zip(axes[1:], [("heun", 19), ("dpmpp_2m", 10), ("euler_maruyama", 100)]):
+for ax, (solver, nfe) in zip(axes[1:], [("edm_heun", 19), ("dpmpp_2m", 10), ("euler_maruyama", 100)]):
     x = np.asarray(dj.sample(jax.random.key(1), sde, model, solver, nfe=nfe, shape=(1000, 2)))
     sw = dj.metrics.sliced_wasserstein(x, ref, jax.random.key(2))
     ax.scatter(x[:, 0], x[:, 1], s=1)

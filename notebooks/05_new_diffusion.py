@@ -73,7 +73,7 @@ trainer = Trainer(cosine, dj.models.MLP((2,), 128, 3, rngs=nnx.Rngs(0)), data,
 rows = trainer.train()
 print("final loss", rows[-1]["loss"], "held-out", rows[-1]["eval_loss"])
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-for ax, (solver, nfe) in zip(axes, [("dpmpp_2m", 10), ("heun", 19), ("euler_maruyama", 100)]):
+for ax, (solver, nfe) in zip(axes, [("dpmpp_2m", 10), ("edm_heun", 19), ("euler_maruyama", 100)]):
     xs = np.asarray(dj.sample(jax.random.key(3), cosine, trainer.model(), solver, nfe=nfe, shape=(1000, 2)))
     ax.scatter(xs[:, 0], xs[:, 1], s=1)
     ax.set_title(f"{solver}, NFE {nfe}")
@@ -90,6 +90,6 @@ beta, m_inv, damping = 4.0, 4.0, 1.5  # over-damped: CLD is critical at Î“ = 2âˆ
 F = lambda t: beta * jnp.array([[0.0, m_inv], [-1.0, -damping * m_inv]])
 G = lambda t: jnp.array([[0.0, 0.0], [0.0, jnp.sqrt(2 * damping * beta)]])
 langevin = dj.diffusions.custom(F, G, block_size=2, initial_cov=(1e-6, 0.01), t_min=1e-3, name="Langevin")
-x = dj.sample(jax.random.key(4), langevin, ring.score_fn(langevin), "gddim_2", nfe=50, shape=(1000, 2))
+x = dj.sample(jax.random.key(4), langevin, ring.score_fn(langevin), "gddim_3", nfe=50, shape=(1000, 2))
 print("gDDIM on the new Langevin process, sliced W2:",
       dj.metrics.sliced_wasserstein(x, ring.sample(jax.random.key(1), 4000), jax.random.key(2)))

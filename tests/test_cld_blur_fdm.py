@@ -224,8 +224,8 @@ def test_fdm_and_base_give_the_same_samples_with_the_exact_score(x64):
     g = dj.testbed.ring()
     base, fdm = dj.EDM(), dj.FDM("edm")
     z = jax.random.normal(jax.random.key(0), (64, 2)) * 80.0
-    xb = dj.sample(jax.random.key(0), base, g.score_fn(base), solver="heun", nfe=21, init=z)
-    xf = dj.sample(jax.random.key(0), fdm, g.score_fn(fdm), solver="heun", nfe=21, init=fdm.mean_factor(80.0) * z)
+    xb = dj.sample(jax.random.key(0), base, g.score_fn(base), solver="edm_heun", nfe=21, init=z)
+    xf = dj.sample(jax.random.key(0), fdm, g.score_fn(fdm), solver="edm_heun", nfe=21, init=fdm.mean_factor(80.0) * z)
     np.testing.assert_allclose(xf, fdm.mean_factor(fdm.t_min) * xb, rtol=1e-8, atol=1e-10)
 
 
@@ -240,9 +240,9 @@ def test_every_generic_sampler_runs_and_converges(name):
     score = g.score_fn(sde)
     y_t = sde.prior_sample(jax.random.key(0), (64,) + shape)
     ref = dj.interop.reference_sample(sde, score, y_t, rtol=1e-6, atol=1e-6)
-    for solver in ["euler_maruyama", "pc", "ode_euler", "ode_heun", "gddim", "gddim_2", "gddim_sde"]:
+    for solver in ["euler_maruyama", "pc", "ode_euler", "ode_heun", "gddim", "gddim_3", "gddim_sde"]:
         x = dj.sample(jax.random.key(1), sde, score, solver=solver, nfe=40, init=y_t)
         assert x.shape == (64,) + shape and bool(jnp.all(jnp.isfinite(x))), solver
     err = lambda s, n: float(jnp.sqrt(jnp.mean((dj.sample(jax.random.key(1), sde, score, solver=s, nfe=n, init=y_t) - ref) ** 2)))
-    assert err("gddim_2", 40) < 0.5 * err("gddim_2", 10)
-    assert err("gddim_2", 40) < 0.05
+    assert err("gddim_3", 40) < 0.5 * err("gddim_3", 10)
+    assert err("gddim_3", 40) < 0.05

@@ -40,18 +40,18 @@ def test_new_weights_of_the_same_network_do_not_recompile():
     sde = dj.EDM()
     nets = [dj.models.MLP((2,), 32, 2, rngs=nnx.Rngs(s)) for s in range(2)]
     models = [dj.models.precondition(sde, net) for net in nets]
-    a = dj.sample(jax.random.key(0), sde, models[0], "heun", nfe=5, shape=(8, 2))
-    b = dj.sample(jax.random.key(0), sde, models[1], "heun", nfe=5, shape=(8, 2))
+    a = dj.sample(jax.random.key(0), sde, models[0], "edm_heun", nfe=5, shape=(8, 2))
+    b = dj.sample(jax.random.key(0), sde, models[1], "edm_heun", nfe=5, shape=(8, 2))
     info = dj.solvers.cache_info()
     assert info["traces"] == 1 and info["hits"] == 1, info
     assert not np.allclose(a, b)  # the second call really used the second network's weights
-    np.testing.assert_allclose(b, jax.jit(lambda k: dj.sample(k, sde, models[1], "heun", nfe=5, shape=(8, 2)))(jax.random.key(0)),
+    np.testing.assert_allclose(b, jax.jit(lambda k: dj.sample(k, sde, models[1], "edm_heun", nfe=5, shape=(8, 2)))(jax.random.key(0)),
                                rtol=1e-5, atol=1e-5)
     # guided (classifier-free guidance) models are PyTrees too
     labels = jnp.zeros((8,), jnp.int32)
     net = dj.models.MLP((2,), 32, 2, num_classes=3, rngs=nnx.Rngs(0))
     for w in (1.0, 1.0):
-        dj.sample(jax.random.key(0), sde, dj.models.guided(sde, net, labels, w, 3), "heun", nfe=5, shape=(8, 2))
+        dj.sample(jax.random.key(0), sde, dj.models.guided(sde, net, labels, w, 3), "edm_heun", nfe=5, shape=(8, 2))
     assert dj.solvers.cache_info()["traces"] == 2
 
 
@@ -82,9 +82,9 @@ def test_user_jit_and_vmap_still_work():
 
 
 @pytest.mark.parametrize("sde,data,solver", [
-    (dj.VE(), dj.testbed.ring(), "dpmpp_2m"), (dj.FDM("vp"), dj.testbed.ring(), "heun"),
+    (dj.VE(), dj.testbed.ring(), "dpmpp_2m"), (dj.FDM("vp"), dj.testbed.ring(), "edm_heun"),
     (dj.FDM("edm"), dj.testbed.ring(), "ipndm"), (dj.CLD(), dj.testbed.ring(), "gddim"),
-    (dj.Blur((8, 8, 1)), dj.testbed.digits_dct(), "gddim_2"),
+    (dj.Blur((8, 8, 1)), dj.testbed.digits_dct(), "gddim_3"),
 ], ids=["ve", "fdm-vp", "fdm-edm", "cld", "blur"])
 def test_every_diffusion_samples_through_the_cache(sde, data, solver):
     """Every diffusion's constants are evaluated at trace time inside the cached sampler (a regression: FDM's
@@ -103,7 +103,7 @@ def test_trainer_evaluations_reuse_one_compiled_sampler():
     from diffjax.training import LossConfig, TrainConfig, Trainer
 
     tr = Trainer(dj.EDM(), dj.models.MLP((2,), 16, 1, rngs=nnx.Rngs(0)), dj.data.toy("ring", 256),
-                 TrainConfig(steps=4, batch_size=16, eval_every=2, eval_samples=32, eval_nfe=5, eval_solver="heun",
+                 TrainConfig(steps=4, batch_size=16, eval_every=2, eval_samples=32, eval_nfe=5, eval_solver="edm_heun",
                              log_every=2, progress=False), LossConfig())
     tr.train()
     info = dj.solvers.cache_info()

@@ -16,7 +16,7 @@ CFG = str(ROOT / "experiments" / "configs" / "default.py")
 
 @pytest.mark.parametrize("text,current,want", [
     ("300", 4000, 300), ("-2", 1, -2), ("2.5", 1e-3, 2.5), ("3", 1e-3, 3.0), ("true", False, True), ("False", True, False),
-    ("[1, 2, 2]", (1, 2), (1, 2, 2)), ("[]", (8,), ()), ("gddim", "heun", "gddim"), ('"v"', "", "v"),
+    ("[1, 2, 2]", (1, 2), (1, 2, 2)), ("[]", (8,), ()), ("gddim", "edm_heun", "gddim"), ('"v"', "", "v"),
     ('{"sigma_max": 5}', {}, {"sigma_max": 5}), ("[0.5, 1]", [1.0], [0.5, 1]),
 ])
 def test_override_parsed_as_the_fields_type(text, current, want):
@@ -56,7 +56,7 @@ def _train(tmp_path, *sets, work="run"):
 
 @pytest.mark.parametrize("override,match", [
     ("train.steps=2.7", "expected an integer"), ("model.bf16=\"false\"", "true or false"),
-    ("model.channel_mult=3", "a JSON list"), ("train.eval_solver=hune", "unknown solver \\(train.eval_solver\\) 'hune' \\(did you mean 'heun'\\?\\)"),
+    ("model.channel_mult=3", "a JSON list"), ("train.eval_solver=hune", "unknown solver \\(train.eval_solver\\) 'hune' \\(did you mean 'edm_heun'\\?\\)"),
     ("sample.solver=dpmpp", "unknown solver \\(sample.solver\\) 'dpmpp'"), ("data.name=rnig", "unknown data set 'rnig' \\(did you mean 'ring'\\?\\)"),
     ("model.kind=transformer", "unknown network"), ("diffusion.name=edn", "unknown diffusion 'edn' \\(did you mean 'edm'\\?\\)"),
 ])

@@ -29,7 +29,7 @@ def test_vp_from_f_and_g(x64, pairs):
     y = jax.random.normal(jax.random.key(0), (16, 2))
     np.testing.assert_allclose(RING.score(cvp, y, 0.3), RING.score(vp, y, 0.3), atol=1e-9)
     y0 = vp.prior_sample(jax.random.key(5), (32, 2))
-    for solver in ("dpmpp_2m", "heun", "gddim", "scire", "unipc"):
+    for solver in ("dpmpp_2m", "edm_heun", "gddim", "scire", "unipc"):
         a = dj.sample(jax.random.key(1), vp, RING.score_fn(vp), solver, nfe=10, init=y0)
         b = dj.sample(jax.random.key(1), cvp, RING.score_fn(cvp), solver, nfe=10, init=y0)
         np.testing.assert_allclose(b, a, atol=1e-10)
@@ -45,7 +45,7 @@ def test_cld_from_f_and_g(x64, pairs):
     u = (jax.random.normal(jax.random.key(0), (16, 2)), jax.random.normal(jax.random.key(1), (16, 2)))
     np.testing.assert_allclose(RING.score(ccld, u, 0.3)[1], RING.score(cld, u, 0.3)[1], atol=1e-8)
     u0 = cld.prior_sample(jax.random.key(5), (32, 2))
-    for solver in ("gddim", "gddim_2", "gddim_sde", "ode_heun"):
+    for solver in ("gddim", "gddim_3", "gddim_sde", "ode_heun"):
         a = dj.sample(jax.random.key(1), cld, RING.score_fn(cld), solver, nfe=10, init=u0)
         b = dj.sample(jax.random.key(1), ccld, RING.score_fn(ccld), solver, nfe=10, init=u0)
         np.testing.assert_allclose(b, a, atol=1e-6)

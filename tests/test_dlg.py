@@ -20,11 +20,11 @@ def _gauss(d, c, mu=0.5):
 
 
 # ---- per-sample grids in the driver ----------------------------------------------------------------
-@pytest.mark.parametrize("solver", ["heun", "heun_sde", "dpmpp_2m", "gddim", "scire", "euler_maruyama", "pc"])
+@pytest.mark.parametrize("solver", ["edm_heun", "edm_heun_sde", "dpmpp_2m", "gddim", "scire", "euler_maruyama", "pc"])
 def test_per_sample_grids_equal_one_grid_per_call(x64, solver):
     data = dj.testbed.ring()
     s = dj.solvers.get(solver)
-    nfe = 9 if "heun" in solver else 8
+    nfe = 9 if "edm_heun" in solver else 8
     table = np.stack([s.build_grid(SDE, nfe, s.grid_kind(SDE), t_start=t0) for t0 in (0.7, 0.5, 0.3)])
     x = jax.random.normal(jax.random.key(2), (5, 2))
     idx = jnp.array([0, 2, 1, 2, 0])
@@ -40,15 +40,15 @@ def test_per_sample_grid_errors():
     table = np.stack([dj.solvers.make_grid(SDE, 4, "karras", t_start=t) for t in (0.6, 0.4)])
     x = jnp.zeros((2, 2))
     with pytest.raises(ValueError, match="give init"):
-        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "heun", grid=table, shape=(2, 2))
+        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table, shape=(2, 2))
     with pytest.raises(ValueError, match="grid_index selects"):
-        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "heun", grid=table[0], init=x, grid_index=jnp.zeros(2, int))
+        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table[0], init=x, grid_index=jnp.zeros(2, int))
     with pytest.raises(ValueError, match="per-sample grids for a batch of 3"):
-        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "heun", grid=table, init=jnp.zeros((3, 2)))
+        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table, init=jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="same number of steps"):
-        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "heun", grid=[table[0], table[1][:-1]], init=x)
+        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=[table[0], table[1][:-1]], init=x)
     with pytest.raises(ValueError, match="strictly decreasing"):
-        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "heun", grid=table[:, ::-1], init=x)
+        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table[:, ::-1], init=x)
 
 
 # ---- chain invariance with the exact posterior ---------------------------------------------------
@@ -62,7 +62,7 @@ def _stationary_chains(data_mu, c, sig, key, batch):
 def test_mala_gibbs_keeps_uniform_levels_and_exact_conditionals(x64):
     d, c, batch, k_levels = 8, 0.3, 2000, 20
     mu, data = _gauss(d, c)
-    dlg = DLG(integrator="heun", integrator_nfe=5, levels=k_levels, move="mala", sigma_update="sample", eta=0.3)
+    dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=k_levels, move="mala", sigma_update="sample", eta=0.3)
     ts, sig = dlg.times(SDE), dlg.sigmas(SDE)
     chains = _stationary_chains(mu, c, sig, jax.random.key(0), batch)
     last, _, trace = dlg.sweeps(jax.random.key(1), SDE, data.score_fn(SDE), data.noise_level_logits(SDE, ts), chains, 40,
@@ -77,7 +77,7 @@ def test_mala_gibbs_keeps_uniform_levels_and_exact_conditionals(x64):
 def test_ula_at_a_fixed_level_has_the_predicted_bias(x64):
     d, c, batch, level = 16, 0.2, 4000, 12
     mu, data = _gauss(d, c)
-    dlg = DLG(integrator="heun", integrator_nfe=5, levels=16, eta=0.25)
+    dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=16, eta=0.25)
     sig2 = dlg.sigmas(SDE)[level] ** 2
     pinned = lambda x: jnp.zeros((x.shape[0], 16)).at[:, level].set(1.0)  # argmax always returns `level`
     chains = Chains(jnp.asarray(mu) + jnp.sqrt(c + sig2) * jax.random.normal(jax.random.key(0), (batch, d)),
@@ -93,7 +93,7 @@ def test_ula_at_a_fixed_level_has_the_predicted_bias(x64):
 def test_argmax_picks_the_nearest_level(x64):
     d, c, batch = 256, 0.1, 64
     mu, data = _gauss(d, c)
-    dlg = DLG(integrator="heun", integrator_nfe=5, levels=30, eta=1e-14)
+    dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=30, eta=1e-14)
     ts, sig = dlg.times(SDE), dlg.sigmas(SDE)
     chains = _stationary_chains(mu, c, sig, jax.random.key(3), batch)
     last, _, _ = dlg.sweeps(jax.random.key(1), SDE, data.score_fn(SDE), data.noise_level_logits(SDE, ts), chains, 1)
@@ -117,7 +117,7 @@ def _counting(score, calls):
     return fn
 
 
-@pytest.mark.parametrize("integrator,nfe", [("heun", 5), (dj.solvers.EDMHeun(s_churn=80.0, s_tmin=0.05, s_tmax=1.0), 7),
+@pytest.mark.parametrize("integrator,nfe", [("edm_heun", 5), (dj.solvers.EDMHeun(s_churn=80.0, s_tmin=0.05, s_tmax=1.0), 7),
                                             ("dpmpp_2m", 4), ("gddim", 3), ("scire", 4), ("euler_maruyama", 6), ("pc", 6)])
 @pytest.mark.parametrize("move", ["ula", "mala"])
 def test_dirac_data_denoised_exactly_and_nfe_formula(x64, integrator, nfe, move):
@@ -139,7 +139,7 @@ def test_dirac_data_denoised_exactly_and_nfe_formula(x64, integrator, nfe, move)
 
 def test_init_and_jitted_sample_on_the_ring():
     data = dj.testbed.ring()
-    dlg = DLG(integrator="heun", integrator_nfe=5, levels=24, n_skip=4, eta=0.01, burn_in=((20, 0.05), (20, None)))
+    dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=24, n_skip=4, eta=0.01, burn_in=((20, 0.05), (20, None)))
     clf = data.noise_level_logits(SDE, dlg.times(SDE))
     score = data.score_fn(SDE)
     chains = dlg.init(jax.random.key(0), SDE, score, clf, (256, 2))
@@ -160,20 +160,20 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="sigma_update"):
         DLG(sigma_update="mode")
     with pytest.raises(ValueError, match="nfe"):
-        DLG(integrator="heun", integrator_nfe=0)
+        DLG(integrator="edm_heun", integrator_nfe=0)
     with pytest.raises(ValueError, match="must lie in"):
         DLG(levels=[0.5, 0.2, 1e-6]).times(SDE)  # below the score model's t_min
     with pytest.raises(ValueError, match="scalar diffusion"):
         DLG().times(dj.CLD())
-    dlg = DLG(integrator="heun", integrator_nfe=5, levels=10)
+    dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=10)
     chains = Chains(jnp.zeros((4, 2)), jnp.zeros((4,), jnp.int32))
     wrong_k = data.noise_level_logits(SDE, level_times(SDE, 12))
     with pytest.raises(ValueError, match="expected \\(B, K\\) = \\(4, 10\\)"):
         dlg.sample(jax.random.key(0), SDE, data.score_fn(SDE), wrong_k, chains)
     with pytest.raises(ValueError, match="needs log_density"):
-        DLG(move="mala", levels=10, integrator="heun", integrator_nfe=5).sample(
+        DLG(move="mala", levels=10, integrator="edm_heun", integrator_nfe=5).sample(
             jax.random.key(0), SDE, data.score_fn(SDE), data.noise_level_logits(SDE, dlg.times(SDE)), chains)
-    unstable = DLG(integrator="heun", integrator_nfe=5, levels=10, eta=1e6, n_skip=3)
+    unstable = DLG(integrator="edm_heun", integrator_nfe=5, levels=10, eta=1e6, n_skip=3)
     with pytest.raises(FloatingPointError, match="eta"):
         unstable.sample(jax.random.key(0), SDE, lambda x, t: x / 0.0, lambda x: jnp.zeros((4, 10)), chains)
 

@@ -38,7 +38,7 @@ def test_train_resume_and_sample_scripts(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     steps = [json.loads(l)["step"] for l in open(tmp_path / "run" / "metrics.jsonl")]
     assert steps == [10, 20, 30]  # the second call resumed at 20
-    for solver, nfe in [("heun", 9), ("euler_maruyama", 10)]:
+    for solver, nfe in [("edm_heun", 9), ("euler_maruyama", 10)]:
         res = _run("sample.py", "--workdir", work, "--solver", solver, "--nfe", str(nfe), "--num", "50")
         assert res.returncode == 0, res.stderr[-2000:]
         x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}.npz")["samples"]
@@ -91,20 +91,20 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path):
     weights = str(tmp_path / "inception_random.npz")
     np.savez(weights, **inception.state_dict(inception.InceptionV3()))
     args = ["--workdir", work, "--num", "12", "--chunk", "6", "--quiet"]
-    res = _run("evaluate.py", *args, "--sweep", "--solvers", "heun,dpmpp_2m", "--nfes", "4", "--weights", weights)
+    res = _run("evaluate.py", *args, "--sweep", "--solvers", "edm_heun,dpmpp_2m", "--nfes", "4", "--weights", weights)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "results.jsonl")]
-    assert [(r["solver"], r["nfe"]) for r in rows] == [("heun", 4), ("dpmpp_2m", 4)]
+    assert [(r["solver"], r["nfe"]) for r in rows] == [("edm_heun", 4), ("dpmpp_2m", 4)]
     assert all(np.isfinite(r["fid"]) and r["fid"] >= 0 and np.isfinite(r["fd_pixels"]) for r in rows)
     assert "| heun |" in open(tmp_path / "run" / "eval" / "sweep.md").read()
     assert (tmp_path / "run" / "eval" / "sweep.png").exists()
     heun = rows[0]
     env = {k: v for k, v in os.environ.items() if k != "DIFFJAX_INCEPTION"}
-    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "evaluate.py"), *args, "--solver", "heun", "--nfe", "4"],
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "evaluate.py"), *args, "--solver", "edm_heun", "--nfe", "4"],
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0 and "FID skipped" in res.stderr and "never downloads" in res.stderr, res.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "results.jsonl")]
-    assert len(rows) == 2 and rows[-1]["solver"] == "heun" and rows[-1]["fid"] is None
+    assert len(rows) == 2 and rows[-1]["solver"] == "edm_heun" and rows[-1]["fid"] is None
     assert abs(rows[-1]["fd_pixels"] - heun["fd_pixels"]) < 1e-9  # the same samples, read back from disk
     res = _run("evaluate.py", *args, "--sweep", "--solvers", "heun,hune")
     assert res.returncode != 0 and "unknown solver 'hune'" in res.stderr

@@ -168,7 +168,7 @@ def test_toy_flow_matching_model_trains_and_samples_with_every_alpha_sigma_solve
     data = src.batch(0, 512)[0]
     prior = sde.prior_sample(jax.random.key(9), (512, 2))
     w_prior = float(dj.metrics.sliced_wasserstein(prior, data, jax.random.key(1)))
-    for name in ("ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "heun", "ode_heun", "scire_2m", "gddim_2"):
+    for name in ("ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "edm_heun", "ode_heun", "scire_2m", "gddim_3"):
         x = dj.sample(jax.random.key(2), sde, model, solver=name, nfe=12, shape=(512, 2))
         w = float(dj.metrics.sliced_wasserstein(x, data, jax.random.key(1)))
         print(f"SW2 {spec} {name} {w:.4f} prior {w_prior:.4f}")

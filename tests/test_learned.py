@@ -19,8 +19,8 @@ MIX = dj.testbed.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], [0.05, 
 
 
 def test_traceable_solvers_cover_the_deterministic_families():
-    assert {"ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_2", "ipndm", "ipndm_v", "heun", "ode_euler", "ode_heun",
-            "gddim", "gddim_2", "scire", "scire_v2", "scire_3", "scire_phi1", "scire_2m"} <= set(TRACEABLE)
+    assert {"ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_2", "ipndm", "ipndm_v", "edm_heun", "ode_euler", "ode_heun",
+            "gddim", "gddim_3", "scire", "scire_v2", "scire_3", "scire_phi1", "scire_2m"} <= set(TRACEABLE)
 
 
 @pytest.mark.parametrize("name", TRACEABLE)
@@ -41,8 +41,8 @@ def test_traced_tables_equal_concrete_tables(name, sde):
             assert err <= tol, (name, k, x64, err)
 
 
-@pytest.mark.parametrize("name,sde", [("dpmpp_3m", dj.VP()), ("unipc", dj.EDM()), ("ipndm", dj.EDM()), ("heun", dj.VP()),
-                                      ("ddim", dj.VE()), ("gddim_2", dj.VP()), ("scire_3", dj.EDM()), ("scire_2m", dj.VP())], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("name,sde", [("dpmpp_3m", dj.VP()), ("unipc", dj.EDM()), ("ipndm", dj.EDM()), ("edm_heun", dj.VP()),
+                                      ("ddim", dj.VE()), ("gddim_3", dj.VP()), ("scire_3", dj.EDM()), ("scire_2m", dj.VP())], ids=lambda v: v if isinstance(v, str) else "")
 def test_gradient_wrt_grid_matches_finite_differences(name, sde, x64):
     solve, ts0, _ = differentiable_sampler(sde, MIX.score_fn(sde), name, 6, dtype=jnp.float64)
     y = sde.prior_sample(jax.random.key(0), (8, 2), jnp.float64)

@@ -39,7 +39,7 @@ def test_chunked_equals_one_shot_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="another sampling run.*differs in key"):
         run(key=jax.random.key(4))
     with pytest.raises(ValueError, match="differs in solver"):
-        run(solver="heun")
+        run(solver="edm_heun")
     # a folder with stray chunk files and no manifest is not trusted
     stray = tmp_path / "stray"
     stray.mkdir()
@@ -51,7 +51,7 @@ def test_chunked_equals_one_shot_and_resumes(tmp_path):
 def test_no_recompilation_when_only_key_or_data_change():
     sde = dj.EDM()
     score = RING.score_fn(sde)
-    f = jax.jit(lambda k, x: dj.sample(k, sde, score, "heun_sde", nfe=9, init=x))
+    f = jax.jit(lambda k, x: dj.sample(k, sde, score, "edm_heun_sde", nfe=9, init=x))
     x1 = f(jax.random.key(0), 80.0 * jax.random.normal(jax.random.key(1), (64, 2)))
     x2 = f(jax.random.key(5), 80.0 * jax.random.normal(jax.random.key(2), (64, 2)))
     assert f._cache_size() == 1 and not np.allclose(x1, x2)
@@ -79,13 +79,13 @@ from diffjax.training import Trainer, TrainConfig, LossConfig
 assert jax.device_count() == 8
 mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 ring = dj.testbed.ring(); sde = dj.VP(); score = ring.score_fn(sde)
-one = dj.sample(jax.random.key(1), sde, score, "heun_sde", nfe=9, shape=(64, 2))
-f = jax.jit(lambda k: dj.sample(k, sde, score, "heun_sde", nfe=9, shape=(64, 2), mesh=mesh))
+one = dj.sample(jax.random.key(1), sde, score, "edm_heun_sde", nfe=9, shape=(64, 2))
+f = jax.jit(lambda k: dj.sample(k, sde, score, "edm_heun_sde", nfe=9, shape=(64, 2), mesh=mesh))
 sh = f(jax.random.key(1))
 np.testing.assert_allclose(sh, one, atol=1e-4)  # same samples up to float reordering
 assert len(sh.sharding.device_set) == 8
 try:
-    dj.sample(jax.random.key(1), sde, score, "heun", nfe=9, shape=(60, 2), mesh=mesh)
+    dj.sample(jax.random.key(1), sde, score, "edm_heun", nfe=9, shape=(60, 2), mesh=mesh)
     raise AssertionError("no error")
 except ValueError as e:
     assert "divisible" in str(e)

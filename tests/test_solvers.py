@@ -8,8 +8,8 @@ import diffjax as dj
 from diffjax.solvers import DPMSolverPP
 
 MIX = dj.testbed.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], [0.05, 0.2])
-DETERMINISTIC = ["ode_euler", "ode_heun", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_ref", "unipc", "unipc_2", "ipndm"]
-STOCHASTIC = ["euler_maruyama", "pc", "ddpm", "heun_sde"]
+DETERMINISTIC = ["ode_euler", "ode_heun", "edm_heun", "ddim", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_ref", "unipc", "unipc_2", "ipndm"]
+STOCHASTIC = ["euler_maruyama", "pc", "ddpm", "edm_heun_sde"]
 
 
 def _rmse(a, b):
@@ -20,7 +20,7 @@ def _rmse(a, b):
 
 
 @pytest.mark.parametrize("sde", [dj.VP(), dj.VE(), dj.EDM()], ids=["vp", "ve", "edm"])
-@pytest.mark.parametrize("solver", ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "heun"])
+@pytest.mark.parametrize("solver", ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "edm_heun"])
 def test_dirac_data_is_integrated_exactly(sde, solver, x64):
     """Dirac data: x̂0 ≡ μ, so exponential integrators and Heun in (x/α, σ/α) land on the exact flow
     x_t = α_t μ + (σ_t/σ_T)(x_T − α_T μ) for any grid."""
@@ -67,7 +67,7 @@ def test_stochastic_samplers_reach_the_target(solver, x64):
 def test_samples_do_not_depend_on_batch_size():
     sde = dj.VP()
     score = dj.testbed.ring().score_fn(sde)
-    for solver in ["euler_maruyama", "pc", "ddpm", "heun_sde", "dpmpp_2m"]:
+    for solver in ["euler_maruyama", "pc", "ddpm", "edm_heun_sde", "dpmpp_2m"]:
         a = dj.sample(jax.random.key(7), sde, score, solver=solver, nfe=12, shape=(3, 2))
         b = dj.sample(jax.random.key(7), sde, score, solver=solver, nfe=12, shape=(5, 2))
         np.testing.assert_allclose(a, b[:3], rtol=1e-5, atol=1e-6)
@@ -86,7 +86,7 @@ def test_float32_finite_at_t_min_with_denoise(solver, sde):
 def test_jit_and_vmap_over_keys():
     sde = dj.EDM()
     score = dj.testbed.ring().score_fn(sde)
-    f = jax.jit(lambda k: dj.sample(k, sde, score, solver="heun_sde", nfe=9, shape=(4, 2)))
+    f = jax.jit(lambda k: dj.sample(k, sde, score, solver="edm_heun_sde", nfe=9, shape=(4, 2)))
     keys = jax.random.split(jax.random.key(0), 3)
     batched = jax.vmap(f)(keys)
     assert batched.shape == (3, 4, 2)
@@ -109,13 +109,13 @@ def test_nfe_accounting():
     assert dj.solvers.nfe_of(edm, 17, denoise=True) == 35 and edm.num_steps(34) == 17
     assert edm.num_steps(35) == 18  # odd budget: the last step is Euler
     # default: the last step is Euler (two for an even budget)
-    assert dj.solvers.nfe_of("heun", 18) == 35 and dj.solvers.get("heun").num_steps(34) == 18
+    assert dj.solvers.nfe_of("edm_heun", 18) == 35 and dj.solvers.get("edm_heun").num_steps(34) == 18
     assert dj.solvers.nfe_of("pc", 10) == 20
     assert dj.solvers.nfe_of("dpmpp_3m", 10, denoise=True) == 11
     # the model is called exactly nfe times
     sde = dj.VP()
     g = dj.testbed.ring()
-    for solver, nfe, denoise in [("heun", 7, False), ("heun", 8, True), ("heun", 2, False), (edm, 8, False),
+    for solver, nfe, denoise in [("edm_heun", 7, False), ("edm_heun", 8, True), ("edm_heun", 2, False), (edm, 8, False),
                                  ("ode_heun", 6, True), ("dpmpp_3m", 6, True), ("unipc", 5, False),
                                  ("pc", 8, False), ("ddim", 4, True), ("euler_maruyama", 3, False)]:
         calls = []

@@ -170,9 +170,9 @@ def test_loss_decreases_and_the_trained_model_samples_the_ring():
     tr.cfg = tr.cfg.__class__(**{**tr.cfg.__dict__, "log_every": 50})
     rows = tr.train()
     assert rows[-1]["eval_loss"] < 0.8 * rows[0]["loss"]
-    x = dj.sample(jax.random.key(0), dj.EDM(), tr.model(), "heun", nfe=19, shape=(500, 2))
+    x = dj.sample(jax.random.key(0), dj.EDM(), tr.model(), "edm_heun", nfe=19, shape=(500, 2))
     ref = RING.sample(jax.random.key(1), 4000)
-    noise = dj.sample(jax.random.key(0), dj.EDM(), lambda y, t: -y / (t**2 + 1.0), "heun", nfe=19, shape=(500, 2))
+    noise = dj.sample(jax.random.key(0), dj.EDM(), lambda y, t: -y / (t**2 + 1.0), "edm_heun", nfe=19, shape=(500, 2))
     assert dj.metrics.sliced_wasserstein(x, ref, jax.random.key(2)) < 0.5 * dj.metrics.sliced_wasserstein(noise, ref, jax.random.key(2))
 
 

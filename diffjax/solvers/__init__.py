@@ -10,7 +10,7 @@ from .learned import Learned, load
 from .driver import cache_info, clear_cache, nfe_of, plan, sample, sample_chunked
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
-from .registry import available, get
+from .registry import available, get, known
 from .schedules import GRIDS, make_grid, validate_grid
 from .pds import PDS, Preconditioner, preconditioner_from_images
 from .scire import SciRE
@@ -18,5 +18,5 @@ from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
     "Context", "Solver", "DDIM", "DLG", "Chains", "level_times", "GDDIM", "IPNDM", "learn", "optimized_grid", "Learned", "load", "gddim_coefficients", "SciRE", "PDS", "Preconditioner", "preconditioner_from_images", "DPMSolverPP", "UniPC", "EDMHeun", "ODEEuler", "ODEHeun", "EulerMaruyama",
-    "PredictorCorrector", "sample", "sample_chunked", "cache_info", "clear_cache", "plan", "nfe_of", "available", "get", "GRIDS", "make_grid", "validate_grid",
+    "PredictorCorrector", "sample", "sample_chunked", "cache_info", "clear_cache", "plan", "nfe_of", "available", "get", "known", "GRIDS", "make_grid", "validate_grid",
 ]

@@ -17,7 +17,10 @@ class DDIM(Solver):
     weights ``alpha_next`` (on x̂0) and ``c_eps`` (on ε̂) of every step.
     """
 
-    name: ClassVar[str] = "ddim"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """``ddim`` (η = 0), ``ddpm`` (η = 1), ``ddim_eta<η>`` otherwise."""
+        return {0.0: "ddim", 1.0: "ddpm"}.get(float(self.eta), f"ddim_eta{self.eta:g}")
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "logsnr"
     learnable: ClassVar[tuple[str, ...]] = ("alpha_next", "c_eps")

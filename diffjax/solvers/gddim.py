@@ -183,7 +183,10 @@ class GDDIM(Solver):
     ``factor="L"`` swaps R_t for the Cholesky factor L_t (CLD-SGM's choice), to compare: only R makes ε
     constant along the exact paths of Gaussian data (gDDIM Table 1)."""
 
-    name: ClassVar[str] = "gddim"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """``gddim`` (order 1), ``gddim_<q+1>`` for a degree-q polynomial, ``gddim_sde`` when stochastic."""
+        return "gddim_sde" if self.lam else ("gddim" if self.order == 0 else f"gddim_{self.order + 1}")
     default_grid: ClassVar[str] = "quadratic"
     learnable: ClassVar[tuple[str, ...]] = ("eps_coef",)
     order: int = 0

@@ -54,7 +54,10 @@ class IPNDM(_LinearMultistep):
     """iPNDM (see the module docstring): ``order`` 1–4 with warm start, ``variant`` "fixed" (published) or
     "variable" (step-ratio weights). Default grid: EDM's Karras ρ = 7. 1 NFE per step."""
 
-    name: ClassVar[str] = "ipndm"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """``ipndm`` (fixed weights) or ``ipndm_v`` (variable step)."""
+        return "ipndm_v" if self.variant == "variable" else "ipndm"
     default_grid: ClassVar[str] = "karras"
     prediction: ClassVar[str] = "eps"
     order: int = 4

@@ -136,7 +136,7 @@ def learn(
       key: fitting draws use ``fold_in(key, 0)``, held-out draws ``fold_in(key, 1)``.
       sde, score, kind: the diffusion and the model (as for :func:`dj.sample`).
       solver: a deterministic, traceable solver (``ddim``, ``dpmpp_2m``, ``dpmpp_3m``, ``unipc``, ``unipc_2``,
-        ``ipndm``, ``ipndm_v``, ``heun``, ``ode_euler``, ``ode_heun`` or an instance of their classes).
+        ``ipndm``, ``ipndm_v``, ``edm_heun``, ``ode_euler``, ``ode_heun`` or an instance of their classes).
       nfe: the evaluation budget (exactly spent by the result).
       data_shape: the shape of one sample.
       what: ``"grid"``, ``"coefs"`` or ``"grid+coefs"`` (default: grid + coefficients when the solver has

@@ -87,7 +87,10 @@ class DPMSolverPP(_LinearMultistep):
     ``"reference"`` reproduces the published code.
     """
 
-    name: ClassVar[str] = "dpmpp"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The registry name: ``dpmpp_2m``, ``dpmpp_3m`` (``_ref``: the reference code's weights)."""
+        return f"dpmpp_{self.order}m" + ("_ref" if self.variant == "reference" else "")
     order: int = 2
     lower_order_final: bool = True
     variant: str = "taylor"
@@ -170,7 +173,10 @@ class UniPC(_LinearMultistep):
     the asymptotic order at 2; ``lower_order_final=False`` keeps the full order to the end.
     """
 
-    name: ClassVar[str] = "unipc"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The registry name ``unipc_<order>``."""
+        return f"unipc_{self.order}"
     corrector: ClassVar[bool] = True
     order: int = 3
     variant: str = "bh2"

@@ -130,7 +130,10 @@ class EDMHeun(_HeunBudget, Solver):
     the corrector slope in ``x̃' = x̃ + h((1 − w) d1 + w d2)`` (Heun: w = ½).
     """
 
-    name: ClassVar[str] = "heun"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """``edm_heun``, or ``edm_heun_sde`` with churn."""
+        return "edm_heun_sde" if self.s_churn else "edm_heun"
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "karras"
     learnable: ClassVar[tuple[str, ...]] = ("w",)

@@ -58,7 +58,7 @@ class TrainConfig:
     eval_every: int = 0  # 0: only at the end
     eval_batches: int = 4
     eval_samples: int = 0  # > 0: also sample the EMA model at each evaluation (metric + PNG grid in workdir)
-    eval_solver: str = "heun"
+    eval_solver: str = "edm_heun"
     eval_nfe: int = 19
     ckpt_every: int = 500  # 0: only at the end
     keep: int = 3

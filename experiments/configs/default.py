@@ -60,8 +60,8 @@ def get_config(spec: str = "toy-edm"):
         "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup_images": -1.0, "prediction": ""},
         "train": {"steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "grad_clip": 1.0,
                   "ema_half_life": 200.0, "log_every": 100, "eval_every": 1000, "ckpt_every": 1000, "keep": 3,
-                  "ema_half_life_images": 0.0, "ema_rampup": 0.0, "seed": 0, "eval_samples": 256, "eval_solver": "heun", "eval_nfe": 19, "tensorboard": False},
-        "sample": {"solver": "heun", "nfe": 35, "num": 64},
+                  "ema_half_life_images": 0.0, "ema_rampup": 0.0, "seed": 0, "eval_samples": 256, "eval_solver": "edm_heun", "eval_nfe": 19, "tensorboard": False},
+        "sample": {"solver": "edm_heun", "nfe": 35, "num": 64},
     })
     if diff_name.startswith("fdm-"):
         c.diffusion.name = "fdm_" + diff_name[4:]

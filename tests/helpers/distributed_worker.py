@@ -34,7 +34,7 @@ rows = tr.train()
 params = {jax.tree_util.keystr(p): np.asarray(multihost_utils.process_allgather(v, tiled=True))
           for p, v in jax.tree_util.tree_leaves_with_path(tr.state["params"])}
 mesh = Mesh(np.asarray(jax.devices()), ("data",))
-x = dj.sample(jax.random.key(3), dj.EDM(), tr.model(), "heun", nfe=9, shape=(16, 2), mesh=mesh)
+x = dj.sample(jax.random.key(3), dj.EDM(), tr.model(), "edm_heun", nfe=9, shape=(16, 2), mesh=mesh)
 samples = np.asarray(multihost_utils.process_allgather(x, tiled=True))
 if pid == 0:
     np.savez(out, samples=samples, loss=rows[-1]["loss"], devices=jax.device_count(), **params)

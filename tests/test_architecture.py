@@ -1,0 +1,122 @@
+"""The package's structure, checked: dependency rules between subpackages (parsed imports), a sampling core that
+needs no network library, diffusions that own their training recipe, deprecated names that still work."""
+import ast
+import pathlib
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import diffjax as dj
+
+PKG = pathlib.Path(dj.__file__).parent
+
+# subpackage -> the diffjax subpackages it may import (itself always)
+ALLOWED = {
+    "diffusions": set(),
+    "prediction": {"diffusions"},
+    "testbed": {"diffusions"},
+    "solvers": {"diffusions", "prediction", "interop"},  # interop: adaptive diffrax references for learn()
+    "interop": {"diffusions", "prediction"},
+    "metrics": set(),
+    "plotting": set(),
+    "data": {"testbed"},  # the ring toy set samples the test bed's mixture
+    "models": {"diffusions", "prediction"},
+    "training": {"diffusions", "prediction", "models", "solvers", "metrics", "plotting"},
+    "inception": set(),
+    "fid": {"metrics"},
+}
+NETWORK_LIBRARIES = ("flax", "optax", "orbax")
+MAY_USE_NETWORK_LIBRARIES = {"models", "training", "inception"}
+EXCEPTIONS = {("solvers/learn.py", "optax")}  # Adam for fitting a discretization, imported inside learn() only
+
+
+def _imports(path: pathlib.Path):
+    """Absolute names of every module ``path`` imports (top level and inside functions)."""
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                if node.module is None:  # from . import x
+                    yield from (f"{mod}.{a.name}" for a in node.names)
+                    continue
+                yield mod
+            else:
+                yield node.module
+
+
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "diffjax" and len(parts) > 1 else None
+
+
+def test_dependency_rules_hold_for_every_module():
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        unit = rel.parts[0].removesuffix(".py")
+        if unit == "__init__":
+            continue
+        for mod in _imports(path):
+            target = _unit(mod)
+            if mod.split(".")[0] == "experiments" or "experiments" in mod.split("."):
+                bad.append(f"{rel}: imports {mod} (nothing in the package imports experiments)")
+            if target == "__version__":
+                continue
+            if target and target != unit and target not in ALLOWED[unit] and not (unit == "models" and rel.name == "parameterization.py"):
+                bad.append(f"{rel}: imports {mod} ({unit} may use {sorted(ALLOWED[unit])})")
+            if (mod.split(".")[0] in NETWORK_LIBRARIES and unit not in MAY_USE_NETWORK_LIBRARIES
+                    and (str(rel), mod.split(".")[0]) not in EXCEPTIONS):
+                bad.append(f"{rel}: imports {mod} (network libraries belong to {sorted(MAY_USE_NETWORK_LIBRARIES)})")
+    assert not bad, "\n".join(bad)
+
+
+def test_sampling_core_imports_no_network_library():
+    """In a fresh interpreter, ``import diffjax`` and a ``dj.sample`` on the test bed load neither flax nor optax
+    (nor orbax, diffrax, tensorflow-datasets)."""
+    code = (
+        "import sys, jax, diffjax as dj\n"
+        "sde = dj.VP(); data = dj.testbed.ring()\n"
+        "x = dj.sample(jax.random.key(0), sde, data.score_fn(sde), 'dpmpp_2m', nfe=5, shape=(8, 2))\n"
+        "x = dj.sample(jax.random.key(0), dj.Flow(), data.velocity_fn(dj.Flow()), 'unipc', nfe=5, shape=(8, 2), kind='velocity')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'flax', 'optax', 'orbax', 'diffrax', 'tensorflow_datasets'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_diffusion_without_a_recipe_fails_clearly():
+    """A 2×2-block diffusion that defines no training recipe: a precise error, never a silent VP fallback."""
+    from diffjax.diffusions.base import LinearDiffusion
+
+    class NoRecipe(LinearDiffusion):
+        block_size = 2
+
+    with pytest.raises(NotImplementedError, match="no training recipe.*training_recipe"):
+        dj.models.precondition(NoRecipe(), lambda x, c, l: x)
+    assert type(dj.VP().training_recipe()).__name__ == "EpsRecipe"
+    assert dj.Flow().training_recipe().prediction == "velocity"
+    assert dj.CLD().training_recipe().in_mult == 2
+
+
+def test_renamed_solvers_keep_working_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'heun' is deprecated; use 'edm_heun'"):
+        assert dj.solvers.get("heun") == dj.solvers.get("edm_heun")
+    with pytest.warns(DeprecationWarning, match="gddim_3"):
+        assert dj.solvers.get("gddim_2").name == "gddim_3"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dj.solvers.get("unipc").name == "unipc_3"  # a family default, not deprecated
+    for name in ("ddim", "ddpm", "dpmpp_2m", "dpmpp_3m", "dpmpp_3m_ref", "unipc_2", "gddim", "gddim_3", "gddim_sde",
+                 "edm_heun", "edm_heun_sde", "ipndm", "ipndm_v", "ode_euler", "ode_heun"):
+        assert dj.solvers.get(name).name == name
+    from diffjax.models import parameterization  # the old module path: re-exports for one release
+
+    assert parameterization.Model is dj.prediction.Model
