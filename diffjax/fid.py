@@ -27,6 +27,7 @@ class Moments:
         self.n, self.s, self.ss = 0, np.zeros(dim), np.zeros((dim, dim))
 
     def add(self, feats) -> "Moments":
+        """Accumulate a batch of feature vectors ``(B, dim)``."""
         f = np.asarray(feats, np.float64)
         if f.ndim != 2 or f.shape[1] != self.s.shape[0]:
             raise ValueError(f"features must have shape (B, {self.s.shape[0]}), got {f.shape}")
@@ -39,6 +40,7 @@ class Moments:
 
     @property
     def mean(self) -> np.ndarray:
+        """The mean feature vector."""
         return self.s / self.n
 
     @property
@@ -58,8 +60,9 @@ def to_unit_range(images, quantize: bool = True) -> np.ndarray:
 
 def moments_of(features: Callable, batches: Iterable, dim: int = 2048, batch_size: int = 100,
                quantize: bool = True, progress: bool = False) -> Moments:
-    """Moments of ``features(images)`` over an iterable of image arrays in ``[−1, 1]`` (each split into batches of
-    ``batch_size``)."""
+    """Moments of ``features(images)`` over an iterable of image arrays in ``[−1, 1]``, fed in batches of exactly
+    ``batch_size`` (a short last batch is padded and the padding's features dropped), so the feature network is
+    compiled once."""
     mom = Moments(dim)
     items = batches
     if progress:
@@ -69,7 +72,11 @@ def moments_of(features: Callable, batches: Iterable, dim: int = 2048, batch_siz
     for arr in items:
         arr = np.asarray(arr)
         for i in range(0, len(arr), batch_size):
-            mom.add(features(to_unit_range(arr[i:i + batch_size], quantize)))
+            part = to_unit_range(arr[i:i + batch_size], quantize)
+            n = len(part)
+            if n < batch_size:
+                part = np.concatenate([part, np.zeros((batch_size - n,) + part.shape[1:], part.dtype)])
+            mom.add(np.asarray(features(part))[:n])
     return mom
 
 

@@ -47,6 +47,7 @@ class ConvBN(nnx.Module):
 
 
 def max_pool(x, window: int = 3, stride: int = 2, pad: int = 0):
+    """Max pool over the spatial axes of NHWC ``x`` (padding with −∞)."""
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1),
                                  [(0, 0), (pad, pad), (pad, pad), (0, 0)])
 
@@ -60,6 +61,8 @@ def avg_pool_exclusive(x):
 
 
 class BlockA(nnx.Module):
+    """Inception-A (Mixed_5b–5d): 1×1, 5×5, double 3×3 and pooled branches."""
+
     def __init__(self, cin: int, pool_features: int, *, rngs):
         self.branch1x1 = ConvBN(cin, 64, 1, rngs=rngs)
         self.branch5x5_1 = ConvBN(cin, 48, 1, rngs=rngs)
@@ -77,6 +80,8 @@ class BlockA(nnx.Module):
 
 
 class BlockB(nnx.Module):
+    """Inception-B (Mixed_6a): grid reduction by strided 3×3 branches and a max pool."""
+
     def __init__(self, cin: int, *, rngs):
         self.branch3x3 = ConvBN(cin, 384, 3, stride=2, rngs=rngs)
         self.branch3x3dbl_1 = ConvBN(cin, 64, 1, rngs=rngs)
@@ -89,6 +94,8 @@ class BlockB(nnx.Module):
 
 
 class BlockC(nnx.Module):
+    """Inception-C (Mixed_6b–6e): factorised 7×7 branches (1×7 and 7×1)."""
+
     def __init__(self, cin: int, c7: int, *, rngs):
         self.branch1x1 = ConvBN(cin, 192, 1, rngs=rngs)
         self.branch7x7_1 = ConvBN(cin, c7, 1, rngs=rngs)
@@ -111,6 +118,8 @@ class BlockC(nnx.Module):
 
 
 class BlockD(nnx.Module):
+    """Inception-D (Mixed_7a): grid reduction to 8×8."""
+
     def __init__(self, cin: int, *, rngs):
         self.branch3x3_1 = ConvBN(cin, 192, 1, rngs=rngs)
         self.branch3x3_2 = ConvBN(192, 320, 3, stride=2, rngs=rngs)
@@ -219,6 +228,7 @@ def _target(key: str):
 
 
 def missing_weights_message(path: str | None) -> str:
+    """What to do when the weights file is missing: where to get it and how to convert it."""
     where = f"{path!r} does not exist" if path else f"no weights file given (argument or ${WEIGHTS_ENV})"
     return (f"Inception weights for FID: {where}. diffjax never downloads them. On a connected machine fetch "
             f"{WEIGHTS_URL} (pytorch-fid's port of the 2015-12-05 TensorFlow graph), then either pass the .pth "
@@ -268,13 +278,45 @@ def load_weights(net: InceptionV3, source: str | dict[str, Any]) -> InceptionV3:
     return net
 
 
-def state_dict(net: InceptionV3) -> dict[str, np.ndarray]:
-    """The network's weights under torchvision names (inverse of :func:`load_weights`)."""
+def abstract_network() -> InceptionV3:
+    """The network's structure with shape-only parameters (no initialization cost); fill it with load_weights."""
+    return nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
+
+
+def parameter_shapes() -> dict[str, tuple]:
+    """Every parameter's torchvision name and (torch-layout) shape."""
+    return {k: v.shape for k, v in state_dict(abstract_network(), arrays=False).items()}
+
+
+def random_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random weights of the right names and shapes (He-scaled convolutions, batch-norm scales and variances in
+    [0.5, 1.5], small shifts): for tests and cross-checks, never for reported FIDs."""
+    rng = np.random.default_rng(seed)
+
+    def draw(name, shape):
+        if name.endswith("conv.weight"):
+            return rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
+        if name.endswith(("bn.weight", "running_var")):
+            return rng.uniform(0.5, 1.5, shape)
+        return rng.normal(0, 0.1, shape)
+
+    return {k: draw(k, s).astype(np.float32) for k, s in parameter_shapes().items()}
+
+
+def state_dict(net: InceptionV3, arrays: bool = True) -> dict[str, Any]:
+    """The network's weights under torchvision names (inverse of :func:`load_weights`); with ``arrays=False``
+    shape-only stand-ins (for an abstract network)."""
     inv = {v: k for k, v in _BN.items()}
     out = {}
     for path, v in nnx.to_flat_state(nnx.state(net)):
         path = tuple(str(p) for p in path)
-        arr = np.asarray(v.get_value())
+        value = v.get_value()
+        if not arrays:
+            shape = tuple(value.shape)
+            shape = (shape[3], shape[2], shape[0], shape[1]) if path[-1] == "kernel" else shape
+            out[".".join(path[:-1]) + ("." + inv[path[-1]] if path[-1] != "kernel" else ".weight")] = jax.ShapeDtypeStruct(shape, value.dtype)
+            continue
+        arr = np.asarray(value)
         if path[-1] == "kernel":
             out[".".join(path[:-1]) + ".weight"] = np.transpose(arr, (3, 2, 0, 1))
         else:
@@ -285,7 +327,7 @@ def state_dict(net: InceptionV3) -> dict[str, np.ndarray]:
 def feature_extractor(weights: str | None = None):
     """A jitted ``images -> (B, 2048)`` function with the weights at ``weights`` (default ``$DIFFJAX_INCEPTION``)."""
     path = weights or os.environ.get(WEIGHTS_ENV)
-    net = load_weights(InceptionV3(), read_state_dict(path))
+    net = load_weights(abstract_network(), read_state_dict(path))
     graphdef, state = nnx.split(net)
 
     @jax.jit
@@ -299,7 +341,7 @@ def _main(argv):
     if len(argv) != 3 or argv[0] != "convert":
         raise SystemExit("usage: python -m diffjax.inception convert pt_inception-2015-12-05-6726825d.pth out.npz")
     sd = read_state_dict(argv[1])
-    load_weights(InceptionV3(), sd)  # checks names and shapes before writing
+    load_weights(abstract_network(), sd)  # checks names and shapes before writing
     np.savez(argv[2], **{k: v for k, v in sd.items() if _target(k) is not None})
     print(f"wrote {argv[2]} ({sum(v.size for k, v in sd.items() if _target(k) is not None)} numbers)")
 

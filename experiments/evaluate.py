@@ -101,8 +101,9 @@ def evaluate_one(a, cfg, trainer, train, step, solver_name, nfe, feats, feat_id,
     if feats is not None:
         ref = fid.cached_reference(os.path.join(eval_dir, f"reference_inception_n{a.num_ref}.npz"),
                                    {"data": data_id, "n": a.num_ref, "features": feat_id, "quantize": True},
-                                   lambda: fid.moments_of(feats, reference_images(train, a.num_ref), progress=not a.quiet))
-        row["fid"] = fid.fid(fid.moments_of(feats, chunks(), progress=not a.quiet), ref)
+                                   lambda: fid.moments_of(feats, reference_images(train, a.num_ref), batch_size=a.feature_batch,
+                                                                         progress=not a.quiet))
+        row["fid"] = fid.fid(fid.moments_of(feats, chunks(), batch_size=a.feature_batch, progress=not a.quiet), ref)
         row["features"] = feat_id
     else:
         row["fid"], row["fid_note"] = None, note
@@ -171,6 +172,7 @@ def main(argv=None):
     p.add_argument("--chunk", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default=None, help="Inception weights (.npz or .pth; default $DIFFJAX_INCEPTION)")
+    p.add_argument("--feature-batch", type=int, default=100, help="images per Inception call")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     if a.num < 2 or a.chunk < 1:

@@ -120,3 +120,16 @@ def test_renamed_solvers_keep_working_with_a_warning():
     from diffjax.models import parameterization  # the old module path: re-exports for one release
 
     assert parameterization.Model is dj.prediction.Model
+
+
+def test_sample_takes_the_model_and_the_former_score_keyword_warns():
+    import jax
+
+    sde, data = dj.VP(), dj.testbed.ring()
+    f = data.score_fn(sde)
+    x = dj.sample(jax.random.key(0), sde, model=f, solver="ddim", nfe=4, shape=(4, 2))
+    with pytest.warns(DeprecationWarning, match="argument is `model`"):
+        y = dj.sample(jax.random.key(0), sde, score=f, solver="ddim", nfe=4, shape=(4, 2))
+    assert bool((x == y).all())
+    with pytest.raises(TypeError, match="needs the model"):
+        dj.sample(jax.random.key(0), sde, solver="ddim", nfe=4, shape=(4, 2))

@@ -132,7 +132,7 @@ def test_non_finite_samples_name_the_solver_and_the_step():
     score = lambda y, t: jnp.where(t < 0.3, jnp.nan, 1.0) * g.score(sde, y, t)
     grid = dj.solvers.make_grid(sde, 8, "uniform")
     first_bad = int(np.argmax(grid[1:] < 0.3)) + 1  # the state after the first evaluation at t < 0.3
-    with pytest.raises(FloatingPointError, match=rf"'dpmpp'.*step {first_bad + 1} of 8"):
+    with pytest.raises(FloatingPointError, match=rf"'dpmpp_2m'.*step {first_bad + 1} of 8"):
         dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", grid=grid, shape=(4, 2))
     x = dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", grid=grid, shape=(4, 2), check_finite=False)
     assert not bool(jnp.all(jnp.isfinite(x)))  # opt out: the raw result

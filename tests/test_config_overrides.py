@@ -56,7 +56,7 @@ def _train(tmp_path, *sets, work="run"):
 
 @pytest.mark.parametrize("override,match", [
     ("train.steps=2.7", "expected an integer"), ("model.bf16=\"false\"", "true or false"),
-    ("model.channel_mult=3", "a JSON list"), ("train.eval_solver=hune", "unknown solver \\(train.eval_solver\\) 'hune' \\(did you mean 'edm_heun'\\?\\)"),
+    ("model.channel_mult=3", "a JSON list"), ("train.eval_solver=edm_huen", "unknown solver \\(train.eval_solver\\) 'edm_huen' \\(did you mean 'edm_heun'\\?\\)"),
     ("sample.solver=dpmpp", "unknown solver \\(sample.solver\\) 'dpmpp'"), ("data.name=rnig", "unknown data set 'rnig' \\(did you mean 'ring'\\?\\)"),
     ("model.kind=transformer", "unknown network"), ("diffusion.name=edn", "unknown diffusion 'edn' \\(did you mean 'edm'\\?\\)"),
 ])

@@ -89,14 +89,14 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path):
                "--set", "train.ckpt_every=20", "--set", "train.eval_samples=0")
     assert res.returncode == 0, res.stderr[-2000:]
     weights = str(tmp_path / "inception_random.npz")
-    np.savez(weights, **inception.state_dict(inception.InceptionV3()))
-    args = ["--workdir", work, "--num", "12", "--chunk", "6", "--quiet"]
+    np.savez(weights, **inception.random_weights(0))
+    args = ["--workdir", work, "--num", "12", "--chunk", "6", "--feature-batch", "6", "--quiet"]
     res = _run("evaluate.py", *args, "--sweep", "--solvers", "edm_heun,dpmpp_2m", "--nfes", "4", "--weights", weights)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "results.jsonl")]
     assert [(r["solver"], r["nfe"]) for r in rows] == [("edm_heun", 4), ("dpmpp_2m", 4)]
     assert all(np.isfinite(r["fid"]) and r["fid"] >= 0 and np.isfinite(r["fd_pixels"]) for r in rows)
-    assert "| heun |" in open(tmp_path / "run" / "eval" / "sweep.md").read()
+    assert "| edm_heun |" in open(tmp_path / "run" / "eval" / "sweep.md").read()
     assert (tmp_path / "run" / "eval" / "sweep.png").exists()
     heun = rows[0]
     env = {k: v for k, v in os.environ.items() if k != "DIFFJAX_INCEPTION"}

@@ -15,7 +15,7 @@ from diffjax.metrics import frechet_distance_moments
 
 @pytest.fixture(scope="module")
 def net():
-    return inception.InceptionV3()
+    return inception.load_weights(inception.abstract_network(), inception.random_weights(0))
 
 
 def test_resize_matches_half_pixel_bilinear():
@@ -48,17 +48,17 @@ def test_weights_round_trip_and_precise_errors(net, tmp_path):
     assert sd["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)  # torch layout OIHW
     path = str(tmp_path / "w.npz")
     np.savez(path, **sd)
-    other = inception.load_weights(inception.InceptionV3(rngs=__import__("flax").nnx.Rngs(7)), path)
+    other = inception.load_weights(inception.abstract_network(), path)
     for k, v in inception.state_dict(other).items():
         np.testing.assert_array_equal(v, sd[k])
     bad = dict(sd)
     bad["Mixed_5b.branch1x1.conv.weight"] = bad["Mixed_5b.branch1x1.conv.weight"][:, :10]
     with pytest.raises(ValueError, match="'Mixed_5b.branch1x1.conv.weight': shape"):
-        inception.load_weights(inception.InceptionV3(), bad)
+        inception.load_weights(inception.abstract_network(), bad)
     with pytest.raises(ValueError, match="miss 1 parameters"):
-        inception.load_weights(inception.InceptionV3(), {k: v for k, v in sd.items() if k != "Mixed_7c.branch_pool.bn.weight"})
+        inception.load_weights(inception.abstract_network(), {k: v for k, v in sd.items() if k != "Mixed_7c.branch_pool.bn.weight"})
     with pytest.raises(ValueError, match="unexpected parameter"):
-        inception.load_weights(inception.InceptionV3(), sd | {"head.dense.weight": np.zeros(3)})
+        inception.load_weights(inception.abstract_network(), sd | {"head.dense.weight": np.zeros(3)})
     with pytest.raises(FileNotFoundError, match="never downloads.*convert"):
         inception.feature_extractor(str(tmp_path / "missing.npz"))
 
@@ -125,3 +125,23 @@ def test_cached_reference_reuses_only_matching_provenance(tmp_path):
 def test_to_unit_range_quantizes_to_8_bits():
     x = fid.to_unit_range(np.array([-2.0, -1.0, 0.0, 0.3, 1.0, 5.0]))
     np.testing.assert_allclose(x, [0, 0, 128 / 255, np.round(0.65 * 255) / 255, 1, 1])
+
+
+def test_moments_of_feeds_fixed_batches_and_drops_the_padding():
+    """Every call sees exactly ``batch_size`` images (one compilation); the padding does not enter the moments;
+    the result does not depend on the batch size or on how the stream is chunked."""
+    rng = np.random.default_rng(6)
+    imgs = rng.uniform(-1, 1, size=(23, 4, 4, 1))
+    seen = []
+
+    def feats(x):
+        seen.append(len(x))
+        return x.reshape(len(x), -1)[:, :5] * 3.0
+
+    a = fid.moments_of(feats, [imgs[:10], imgs[10:]], dim=5, batch_size=4)
+    assert set(seen) == {4}
+    b = fid.moments_of(feats, [imgs], dim=5, batch_size=7)
+    direct = fid.Moments(5).add(fid.to_unit_range(imgs).reshape(23, -1)[:, :5] * 3.0)
+    assert a.n == b.n == 23
+    np.testing.assert_allclose(a.mean, direct.mean, rtol=1e-12)
+    np.testing.assert_allclose(b.cov, direct.cov, rtol=1e-10)

@@ -19,7 +19,7 @@ MIX = dj.testbed.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], [0.05, 
 
 
 def test_traceable_solvers_cover_the_deterministic_families():
-    assert {"ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "unipc_2", "ipndm", "ipndm_v", "edm_heun", "ode_euler", "ode_heun",
+    assert {"ddim", "dpmpp_2m", "dpmpp_3m", "unipc_3", "unipc_2", "ipndm", "ipndm_v", "edm_heun", "ode_euler", "ode_heun",
             "gddim", "gddim_3", "scire", "scire_v2", "scire_3", "scire_phi1", "scire_2m"} <= set(TRACEABLE)
 
 

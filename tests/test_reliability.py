@@ -10,10 +10,14 @@ import diffjax as dj
 RING = dj.testbed.ring()
 
 
-@pytest.mark.parametrize("name", dj.solvers.available())
+ONE_PER_FAMILY = ["ddim", "ddpm", "dpmpp_3m", "unipc_3", "ipndm", "edm_heun", "edm_heun_sde", "ode_heun", "gddim_3",
+                  "scire_3", "scire_v2", "euler_maruyama", "pc"]
+
+
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_bfloat16_states_on_edm_run_every_solver(name):
-    """EDM's float32 coefficients no longer change the scan carry's dtype: every solver returns bfloat16 samples,
-    finite and close to its float32 result."""
+    """EDM's float32 coefficients no longer change the scan carry's dtype: every solver family returns bfloat16
+    samples, finite and close to its float32 result (all 23 names were checked once; one per family here)."""
     sde = dj.EDM()
     score = RING.score_fn(sde)
     init = sde.prior_sample(jax.random.key(1), (32, 2))

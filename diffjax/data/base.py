@@ -40,6 +40,7 @@ class IndexedSource:
     flip: bool = False
 
     def examples(self, indices: np.ndarray):
+        """``(x, labels)`` of the examples at ``indices`` (given by subclasses)."""
         raise NotImplementedError
 
     def batch(self, step: int, batch_size: int, process_index: int = 0, process_count: int = 1):

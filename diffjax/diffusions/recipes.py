@@ -173,13 +173,10 @@ class VERecipe(Recipe):
 
 
 @dataclasses.dataclass(frozen=True)
-class FDMRecipe(Recipe):
-    """FDM over its base (module docstring); ``warmup_images`` is W of the clamp (0: none)."""
+class FDMRecipe(EDMRecipe):
+    """FDM over its base (module docstring; EDM's σ_data, P_mean, P_std); ``warmup_images`` is W of the clamp
+    (0: none)."""
 
-    prediction: str = "x0"
-    sigma_data: float = SIGMA_DATA
-    p_mean: float = -1.2
-    p_std: float = 1.2
     warmup_images: float = 0.0
 
     def apply(self, sde, net, labels, y, t):

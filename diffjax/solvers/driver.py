@@ -125,7 +125,7 @@ def run_tables(solver: Solver, ctx: Context, y: Any, coefs: dict, denoise: bool 
 def sample(
     key: jax.Array,
     sde: LinearDiffusion,
-    score: Any,
+    model: Any = None,
     solver: Any = "dpmpp_2m",
     nfe: int | None = None,
     shape: tuple[int, ...] | None = None,
@@ -140,14 +140,15 @@ def sample(
     mesh: Any = None,
     sample_offset: Any = 0,
     check_finite: bool = True,
+    score: Any = None,
 ) -> Any:
     """Draw samples by solving the reverse dynamics of ``sde`` from its prior (or ``init``) down to ``t_min``.
 
     Args:
       key: PRNG key; sample b uses ``fold_in(key, b)``, so samples do not depend on the batch size.
       sde: the diffusion.
-      score: the model, a callable ``(y, t) -> prediction`` (``kind`` says which: 'score', 'eps', 'x0',
-        'edm'), or a :class:`diffjax.models.Model`.
+      model: a callable ``(y, t) -> prediction`` (``kind`` says which: 'score', 'eps', 'x0', 'v', 'velocity',
+        'edm'), or a :class:`diffjax.prediction.Model`. (``score=`` is its former name: deprecated, still accepted.)
       solver: a name from :func:`diffjax.solvers.available` or a solver instance.
       nfe: network-evaluation budget, spent exactly (including the denoising step when ``denoise``).
       shape: ``(B, *data_shape)`` of the samples (ignored when ``init`` is given).
@@ -175,14 +176,25 @@ def sample(
     seen and reuses the executable afterwards (an LRU cache of :data:`CACHE.maxsize` entries;
     :func:`cache_info`, :func:`clear_cache`). The configuration is everything static: the diffusion, the solver,
     the grid (its times), NFE, ``shape`` (when no ``init``), dtype, ``kind``, the flags, the mesh, and the model's
-    *structure* — the PyTree structure of ``score`` with its non-array leaves (plain functions are compared by
+    *structure* — the PyTree structure of ``model`` with its non-array leaves (plain functions are compared by
     identity). The PRNG key, ``init``, ``sample_offset``, ``grid_index`` and every array leaf of the model (the
     weights of an NNX network, class labels) are arguments of the compiled function: sampling new keys or a new
     checkpoint of the same network does not recompile; a new closure (e.g. ``data.score_fn(sde)`` called again,
     or a lambda written in a loop) does. Inside a user's ``jax.jit``/``vmap`` the call is traced as before.
     """
     solver, ts, budget = plan(sde, solver, nfe, grid, denoise)
-    model = as_model(sde, score, kind)
+    if score is not None:
+        import warnings
+
+        warnings.warn("dj.sample(score=...) is deprecated: the argument is `model` (any prediction kind)",
+                      DeprecationWarning, stacklevel=2)
+        if model is not None:
+            raise TypeError("give the model once: as `model` (positional or keyword), not also as `score`")
+        model = score
+    if model is None:
+        raise TypeError("dj.sample needs the model: a callable (y, t) -> prediction or a diffjax Model")
+    user_model = model
+    model = as_model(sde, model, kind)
     dtype = jnp.dtype(dtype or jnp.zeros(()).dtype)
     per_sample = ts.ndim == 2
     if grid_index is not None and not per_sample:
@@ -222,7 +234,7 @@ def sample(
     statics = tuple(l for l, a in zip(leaves, is_array) if not a)
     args = (key, init, grid_index, sample_offset, arrays)
     # the same call with the trajectory, to locate the first non-finite step when the result is not finite
-    rerun = lambda: sample(key, sde, score, solver, nfe, None if init is not None else shape, init, grid, denoise, kind,
+    rerun = lambda: sample(key, sde, user_model, solver, nfe, None if init is not None else shape, init, grid, denoise, kind,
                            return_state, True, dtype, grid_index, mesh, sample_offset, False)
     if any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(args)):  # inside the user's jit/vmap
         _check_model_output(config, model, init)
@@ -414,7 +426,7 @@ def _sample_impl(config: _Config, key, init, grid_index, sample_offset, model) -
 def sample_chunked(
     key: jax.Array,
     sde: LinearDiffusion,
-    score: Any,
+    model: Any,
     solver: Any,
     nfe: int,
     shape: tuple[int, ...],
@@ -476,7 +488,7 @@ def sample_chunked(
         return os.path.exists(path) and os.path.exists(side) and open(side).read().strip() == digest(path)
 
     # plain calls: the compiled sampler is cached (sample_offset is an argument), so chunks and reruns reuse it
-    run = lambda k, off, n: sample(k, sde, score, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]), sample_offset=off, **kw)
+    run = lambda k, off, n: sample(k, sde, model, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]), sample_offset=off, **kw)
     bar = None
     if progress:
         from tqdm.auto import tqdm
