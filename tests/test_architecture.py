@@ -133,3 +133,21 @@ def test_sample_takes_the_model_and_the_former_score_keyword_warns():
     assert bool((x == y).all())
     with pytest.raises(TypeError, match="needs the model"):
         dj.sample(jax.random.key(0), sde, solver="ddim", nfe=4, shape=(4, 2))
+
+
+def test_renamed_training_arguments_keep_working_with_a_warning():
+    import jax.numpy as jnp
+
+    from diffjax.training import LossConfig, diffusion_loss
+
+    with pytest.warns(DeprecationWarning, match="fdm_warmup_images"):
+        cfg = LossConfig(fdm_warmup=200)
+    tr = dj.training.Trainer(dj.FDM(), dj.models.MLP((2,), 8, 1, rngs=__import__("flax").nnx.Rngs(0)),
+                             dj.data.toy("ring", 100), dj.training.TrainConfig(batch_size=16), cfg)
+    assert tr.loss_cfg.fdm_warmup_images == 200 * 16
+    net = lambda x, c, labels: x
+    x0 = jnp.ones((4, 2))
+    key = __import__("jax").random.key(0)
+    with pytest.warns(DeprecationWarning, match="images="):
+        old = diffusion_loss(dj.FDM(), net, key, x0, step=3, cfg=LossConfig(fdm_warmup_images=100.0))
+    assert float(old) == float(diffusion_loss(dj.FDM(), net, key, x0, images=12, cfg=LossConfig(fdm_warmup_images=100.0)))

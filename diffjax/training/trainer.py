@@ -91,6 +91,9 @@ class Trainer:
                  loss_cfg: LossConfig = LossConfig(), workdir: str | None = None, eval_data: Any = None):
         if cfg.distributed and jax.process_count() == 1 and not jax.distributed.is_initialized():
             jax.distributed.initialize()
+        if loss_cfg.fdm_warmup is not None:  # the deprecated step count
+            loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=float(loss_cfg.fdm_warmup * cfg.batch_size),
+                                           fdm_warmup=None)
         if loss_cfg.fdm_warmup_images < 0:  # FDM's clamp ends where the official recipe's does within the lr ramp
             frac = getattr(sde, "loss_warmup_fraction", 0.0)
             loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=frac * cfg.warmup_steps * cfg.batch_size)
