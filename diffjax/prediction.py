@@ -54,12 +54,9 @@ class Model:
             )
 
     def pair_coefficients(self, y, t):
-        """``(a, b)`` with prediction ``= a x0 + b ε`` for the kinds 'v' and 'velocity'."""
-        sde = self.sde
-        if self.kind == "v":
-            return -sde.bcast(sde.sigma(t), y), sde.bcast(sde.alpha(t), y)
-        da, ds = sde.alpha_sigma_rates(t)
-        return sde.bcast(da, y), sde.bcast(ds, y)
+        """``(a, b)`` with prediction ``= a x0 + b ε`` (:meth:`ScalarDiffusion.pair_coefficients`), shaped for ``y``."""
+        a, b = self.sde.pair_coefficients(self.kind, t)
+        return self.sde.bcast(a, y), self.sde.bcast(b, y)
 
     def _x0_eps_of(self, y, t, out):
         a, s = self._scalars(y, t)
@@ -76,13 +73,17 @@ class Model:
         """``(x̂0, ε̂)`` from a single evaluation (scalar diffusions)."""
         return self._x0_eps_of(y, t, self.fn(y, t))
 
-    def velocity(self, y, t):
-        """The flow velocity ``û = α̇ x̂0 + σ̇ ε̂`` (the probability-flow ODE's ``dx/dt``; scalar diffusions)."""
-        if self.kind == "velocity":
+    def _as_pair(self, kind, y, t):
+        """The prediction ``kind`` = ``a x̂0 + b ε̂`` from one evaluation (scalar diffusions)."""
+        if self.kind == kind:
             return self.fn(y, t)
         x0, eps = self.x0_eps(y, t)
-        da, ds = self.sde.alpha_sigma_rates(t)
-        return self.sde.bcast(da, y) * x0 + self.sde.bcast(ds, y) * eps
+        a, b = self.sde.pair_coefficients(kind, t)
+        return self.sde.bcast(a, y) * x0 + self.sde.bcast(b, y) * eps
+
+    def velocity(self, y, t):
+        """The flow velocity ``û = α̇ x̂0 + σ̇ ε̂`` (the probability-flow ODE's ``dx/dt``; scalar diffusions)."""
+        return self._as_pair("velocity", y, t)
 
     def pf_drift(self, y, t):
         """The probability-flow ODE's ``dy/dt``: the flow velocity for scalar diffusions (no cancellation between
@@ -93,11 +94,7 @@ class Model:
 
     def v(self, y, t):
         """The v-prediction ``v̂ = α ε̂ − σ x̂0`` (scalar diffusions)."""
-        if self.kind == "v":
-            return self.fn(y, t)
-        x0, eps = self.x0_eps(y, t)
-        a, s = self._scalars(y, t)
-        return a * eps - s * x0
+        return self._as_pair("v", y, t)
 
     def _scalars(self, x, t):
         sde = self.sde

@@ -38,12 +38,12 @@ from flax import nnx  # noqa: E402
 import diffjax as dj  # noqa: E402
 import diffjax.data as dd  # noqa: E402
 from diffjax import fid  # noqa: E402
+from diffjax.diffusions.recipes import edm_weight  # noqa: E402
 from diffjax.training import LossConfig, TrainConfig, Trainer  # noqa: E402
 
 ARMS = {"edm": dj.EDM, "edm-fdm": lambda: dj.FDM(base="edm"), "vp": dj.VP, "vp-fdm": lambda: dj.FDM(base="vp")}
 BASE_OF = {"edm-fdm": "edm", "vp-fdm": "vp"}
 SIGMAS = np.exp(np.linspace(np.log(0.002), np.log(80.0), 16))
-SIGMA_DATA = 0.5
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -55,7 +55,7 @@ def heldout_loss(sde, model, x0, key):
         t = jnp.asarray(sde.t_of_rho(s), jnp.float32)
         a = sde.alpha(t)
         d = model.x0(a * (x0 + s * z), t)
-        w = (s**2 + SIGMA_DATA**2) / (s * SIGMA_DATA) ** 2
+        w = edm_weight(s)  # EDM's (σ² + σ_d²)/(σ σ_d)², σ_d = 0.5
         out.append(float(w * jnp.mean((d - x0) ** 2)))
     return out
 

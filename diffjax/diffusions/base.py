@@ -384,6 +384,19 @@ class ScalarDiffusion(LinearDiffusion):
         one = jnp.ones_like(t)
         return jax.jvp(self.alpha, (t,), (one,))[1], jax.jvp(self.sigma, (t,), (one,))[1]
 
+    def pair_coefficients(self, kind: str, t: Array) -> tuple[Any, Any]:
+        """``(a, b)`` with the prediction ``kind`` equal to ``a x_0 + b ε`` on ``x_t = α x_0 + σ ε``: ε (0, 1),
+        x0 (1, 0), v = αε − σx0 (−σ, α) (Salimans & Ho), flow velocity (α̇, σ̇)."""
+        if kind == "eps":
+            return 0.0, 1.0
+        if kind == "x0":
+            return 1.0, 0.0
+        if kind == "v":
+            return -self.sigma(t), self.alpha(t)
+        if kind == "velocity":
+            return self.alpha_sigma_rates(t)
+        raise ValueError(f"no (x0, ε) coefficients for prediction {kind!r}; accepted: 'eps', 'x0', 'v', 'velocity'")
+
     # block forms
     def drift_block(self, t):
         return scalar_block(self.f_scalar(t))

@@ -124,14 +124,10 @@ class EpsRecipe(Recipe):
             return z, one
         if self.prediction == "x0":
             return x0, one
-        if not hasattr(sde, "alpha_sigma_rates"):
+        if not hasattr(sde, "pair_coefficients"):
             raise ValueError(f"prediction {self.prediction!r} needs a scalar diffusion (α, σ); {sde.name} has none")
-        if self.prediction == "v":
-            a, b = -_bcast(sde.sigma(t), x0), _bcast(sde.alpha(t), x0)
-        else:
-            da, ds = sde.alpha_sigma_rates(t)
-            a, b = _bcast(da, x0), _bcast(ds, x0)
-        return a * x0 + b * z, one
+        a, b = sde.pair_coefficients(self.prediction, t)
+        return _bcast(a, x0) * x0 + _bcast(b, x0) * z, one
 
 
 @dataclasses.dataclass(frozen=True)

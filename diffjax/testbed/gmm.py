@@ -240,7 +240,7 @@ class GaussianMixture:
         x0 = self.denoiser(sde, y, t)
         c = lambda v: sde.bcast(jnp.asarray(v, y.dtype), y)
         eps = (y - c(sde.alpha(t)) * x0) / c(sde.sigma(t))
-        da, ds = sde.alpha_sigma_rates(jnp.asarray(t, y.dtype))
+        da, ds = sde.pair_coefficients("velocity", jnp.asarray(t, y.dtype))
         return c(da) * x0 + c(ds) * eps
 
     def velocity_fn(self, sde: LinearDiffusion):
