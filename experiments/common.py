@@ -128,7 +128,10 @@ def build(cfg, workdir=None):
     elif d["name"] == "digits":
         full = dd.digits(d["size"], seed=cfg["train"]["seed"], flip=d["flip"])
     else:
-        full = dd.tfds_source(d["name"], data_dir=d["data_dir"] or None, seed=cfg["train"]["seed"], flip=d["flip"])
+        try:  # not prepared / no data_dir / no tensorflow-datasets: the reason and the recipe, not a traceback
+            full = dd.tfds_source(d["name"], data_dir=d["data_dir"] or None, seed=cfg["train"]["seed"], flip=d["flip"])
+        except (ValueError, OSError, ImportError) as e:
+            raise SystemExit(f"data set {d['name']!r}: {e}") from None
     train, held = full.split(d["holdout"]) if hasattr(full, "split") else (full, None)
     shape = tuple(train.data_shape)
     kw = dict(cfg["diffusion"]["kwargs"])

@@ -1,7 +1,17 @@
 import os
 
-import jax
-import pytest
+# Compilation, not arithmetic, is most of this suite's time on a CPU (tiny arrays, hundreds of distinct programs:
+# every solver x diffusion x order). So the tests compile with XLA's LLVM back end at optimisation level 0
+# (JAX_DISABLE_MOST_OPTIMIZATIONS=1; the HLO graph passes still run and fast-math stays off, so results agree with
+# optimised code to rounding): about a third less time for the suite. Set before jax is imported, so the
+# pytest-xdist workers, the notebook kernels and the scripts the tests start inherit it; the demo test and every
+# benchmark compile fully optimised. DIFFJAX_TEST_FAST_COMPILE=0 restores full optimisation (e.g. on a GPU).
+# (A shared persistent compilation cache was measured too: no gain, the programs differ from test to test.)
+if os.environ.get("DIFFJAX_TEST_FAST_COMPILE", "1") != "0":
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+import jax  # noqa: E402  (after the compiler setting is in the environment)
+import pytest  # noqa: E402
 
 # CPU by default (CI has no accelerator); DIFFJAX_TEST_PLATFORM=cuda,cpu runs the suite on a GPU (cpu stays
 # listed for jax.debug.callback, used to count model calls).

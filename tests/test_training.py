@@ -268,12 +268,17 @@ def test_unet_sizes():
     assert abs(count_params(nnx.eval_shape(lambda: ddpmpp_cifar10())) - 55_733_891) / 55_733_891 < 0.01
     # one small configuration (classes, attention at 4×4, dropout) in float32 and bfloat16 with the same parameters
     small = UNet((8, 8, 1), 16, (1, 2), 1, (4,), num_classes=10, dropout=0.5, rngs=nnx.Rngs(0))
+    half = UNet((8, 8, 1), 16, (1, 2), 1, (4,), num_classes=10, dropout=0.5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     x, c, y = jnp.ones((2, 8, 8, 1)), jnp.ones(2), jnp.array([1, 2])
-    o32 = small(x, c, y)
+
+    @nnx.jit  # one compilation for the three calls (eager calls dispatch every layer's ops one by one)
+    def outputs(small, half, key):
+        return small(x, c, y), small(x, c, y, dropout_key=key), half(x, c, y)
+
+    o32, dropped, o16 = outputs(small, half, jax.random.key(0))
     assert o32.shape == (2, 8, 8, 1) and 5e4 < count_params(small) < 1e6
-    np.testing.assert_array_equal(small(x, c, y), o32)  # deterministic without a dropout key
-    assert not np.allclose(small(x, c, y, dropout_key=jax.random.key(0)), o32)
-    o16 = UNet((8, 8, 1), 16, (1, 2), 1, (4,), num_classes=10, dropout=0.5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))(x, c, y)
+    np.testing.assert_array_equal(outputs(small, half, jax.random.key(0))[0], o32)  # no hidden state without a key
+    assert not np.allclose(dropped, o32)
     assert o16.dtype == jnp.float32 and float(jnp.max(jnp.abs(o16 - o32))) < 0.05 * float(jnp.max(jnp.abs(o32))) + 1e-2
     with pytest.raises(ValueError, match="divisible"):
         UNet((10, 10, 1), 8, (1, 2, 2), rngs=nnx.Rngs(0))
