@@ -64,7 +64,24 @@ def agile_orders(nfe: int, order: int) -> list[int]:
 class SciRE(Solver):
     """SciRE-Solver; see the module docstring. VP/VE/EDM/FDM (scalar diffusions)."""
 
-    name: ClassVar[str] = "scire"
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """The registry name (``scire``, ``scire_3``, ``scire_2m``, ``scire_v2``, ``scire_phi1``); other settings
+        add their own suffix (``_fixed``, ``_phi2024``, ``_phi0.5``, ``_taylor``, ``_m4``)."""
+        if self.method == "multistep":
+            name = f"scire_{self.order}m"
+        else:
+            name = "scire" if self.order == 2 else f"scire_{self.order}"
+            name += "_fixed" if self.method == "singlestep_fixed" else ""
+        name += "_v2" if self.version == "v2" else ""
+        phi_one = self.phi == "one" or self.phi == 1
+        if phi_one:
+            name += "_phi1" + ("_code" if self.intermediate == "code" else "")
+        else:
+            name += {"const": "", "schedule_2024": "_phi2024"}.get(self.phi, f"_phi{self.phi:g}" if not isinstance(self.phi, str) else "")
+            name += "_taylor" if self.intermediate == "taylor" else ""
+            name += f"_m{self.m}" if self.phi == "const" and self.m != 3 else ""
+        return name
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "nsr"
     traceable: ClassVar[bool] = True
