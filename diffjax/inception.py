@@ -254,11 +254,12 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 
 def load_weights(net: InceptionV3, source: str | dict[str, Any]) -> InceptionV3:
     """Copy torchvision-named weights (a path, or a name → array dict) into ``net``; every parameter of the
-    network must be given once with its exact shape."""
+    network must be given once with its exact shape. Everything is checked before anything is copied, so a
+    failed load leaves ``net`` as it was."""
     sd = read_state_dict(source) if isinstance(source, str) else source
     state = nnx.state(net)
     flat = {tuple(str(p) for p in path): v for path, v in nnx.to_flat_state(state)}
-    seen = set()
+    arrays = {}
     for key, value in sd.items():
         tgt = _target(key)
         if tgt is None:
@@ -269,11 +270,12 @@ def load_weights(net: InceptionV3, source: str | dict[str, Any]) -> InceptionV3:
         arr = fn(np.asarray(value, np.float32))
         if arr.shape != flat[path].get_value().shape:
             raise ValueError(f"parameter {key!r}: shape {arr.shape} (after layout change) != expected {flat[path].get_value().shape}")
-        flat[path].set_value(jnp.asarray(arr))
-        seen.add(path)
-    missing = sorted(".".join(p) for p in flat if p not in seen)
+        arrays[path] = arr
+    missing = sorted(".".join(p) for p in flat if p not in arrays)
     if missing:
         raise ValueError(f"the weights miss {len(missing)} parameters, e.g. {missing[:3]}")
+    for path, arr in arrays.items():
+        flat[path].set_value(jnp.asarray(arr))
     nnx.update(net, state)
     return net
 

@@ -106,7 +106,7 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, cap
                 "--set", "train.ckpt_every=20", "--set", "train.eval_samples=0"])
     weights = str(tmp_path / "inception_random.npz")
     np.savez(weights, **inception.random_weights(0))
-    args = ["--workdir", work, "--num", "12", "--chunk", "6", "--feature-batch", "6", "--quiet"]
+    args = ["--workdir", work, "--num", "8", "--chunk", "4", "--feature-batch", "4", "--quiet"]
     res = _run("evaluate.py", *args, "--sweep", "--solvers", "edm_heun,dpmpp_2m", "--nfes", "4", "--weights", weights)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "results.jsonl")]
