@@ -58,12 +58,11 @@ def to_unit_range(images, quantize: bool = True) -> np.ndarray:
     return np.round(x * 255.0) / 255.0 if quantize else x
 
 
-def moments_of(features: Callable, batches: Iterable, dim: int = 2048, batch_size: int = 100,
-               quantize: bool = True, progress: bool = False) -> Moments:
-    """Moments of ``features(images)`` over an iterable of image arrays in ``[−1, 1]``, fed in batches of exactly
+def feature_batches(features: Callable, batches: Iterable, batch_size: int = 100, quantize: bool = True,
+                    progress: bool = False):
+    """Yield ``features(images)`` for an iterable of image arrays in ``[−1, 1]``, fed in batches of exactly
     ``batch_size`` (a short last batch is padded and the padding's features dropped), so the feature network is
     compiled once."""
-    mom = Moments(dim)
     items = batches
     if progress:
         from tqdm.auto import tqdm
@@ -76,7 +75,15 @@ def moments_of(features: Callable, batches: Iterable, dim: int = 2048, batch_siz
             n = len(part)
             if n < batch_size:
                 part = np.concatenate([part, np.zeros((batch_size - n,) + part.shape[1:], part.dtype)])
-            mom.add(np.asarray(features(part))[:n])
+            yield np.asarray(features(part))[:n]
+
+
+def moments_of(features: Callable, batches: Iterable, dim: int = 2048, batch_size: int = 100,
+               quantize: bool = True, progress: bool = False) -> Moments:
+    """Moments of ``features(images)`` over an iterable of image arrays (see :func:`feature_batches`)."""
+    mom = Moments(dim)
+    for f in feature_batches(features, batches, batch_size, quantize, progress):
+        mom.add(f)
     return mom
 
 
@@ -94,23 +101,38 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def cached_reference(path: str, provenance: dict, compute: Callable[[], Moments]) -> Moments:
-    """Reference moments stored at ``path`` (.npz) with their ``provenance`` (data set, count, feature extractor
-    and its weights digest, …); recomputed and rewritten (atomically) when the file is missing or was made from
-    something else."""
+def _cached_npz(path: str, provenance: dict, compute: Callable[[], dict]) -> dict:
+    """The arrays stored at ``path`` (.npz) with this ``provenance``, or ``compute()``'s, written atomically."""
     want = json.dumps(provenance, sort_keys=True)
     if os.path.exists(path):
         try:
             with np.load(path) as f:
                 if str(f["provenance"]) == want:
-                    mom = Moments(f["s"].shape[0])
-                    mom.n, mom.s, mom.ss = int(f["n"]), f["s"], f["ss"]
-                    return mom
+                    return {k: f[k] for k in f.files if k != "provenance"}
         except (OSError, KeyError, ValueError):
             pass  # unreadable: recompute
-    mom = compute()
+    arrays = compute()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.npz"
-    np.savez(tmp, n=mom.n, s=mom.s, ss=mom.ss, provenance=want)
+    np.savez(tmp, provenance=want, **arrays)
     os.replace(tmp, path)
+    return arrays
+
+
+def cached_reference(path: str, provenance: dict, compute: Callable[[], Moments]) -> Moments:
+    """Reference moments stored at ``path`` (.npz) with their ``provenance`` (data set, count, feature extractor
+    and its weights digest, …); recomputed and rewritten (atomically) when the file is missing or was made from
+    something else."""
+    def arrays():
+        mom = compute()
+        return {"n": np.asarray(mom.n), "s": mom.s, "ss": mom.ss}
+
+    f = _cached_npz(path, provenance, arrays)
+    mom = Moments(f["s"].shape[0])
+    mom.n, mom.s, mom.ss = int(f["n"]), f["s"], f["ss"]
     return mom
+
+
+def cached_features(path: str, provenance: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """Reference feature vectors (for precision/recall) cached like :func:`cached_reference`."""
+    return _cached_npz(path, provenance, lambda: {"features": np.asarray(compute(), np.float32)})["features"]

@@ -9,9 +9,11 @@ run's latest checkpoint, and scored against the run's training data:
 * ``fid``: Fréchet Inception Distance with the FID Inception-v3 (``--weights`` or ``$DIFFJAX_INCEPTION``; images
   only). Without weights the row has ``fid: null`` and the reason; nothing is downloaded.
 * ``fd_pixels``: the same Fréchet distance on raw pixels (or the data coordinates of a toy set);
-* ``sw2_pixels``: sliced Wasserstein-2 on the data coordinates (up to 5000 samples).
+* ``sw2_pixels``: sliced Wasserstein-2 on the data coordinates (up to 5000 samples);
+* ``precision``, ``recall``: improved precision and recall (k-NN manifolds, ``--pr-k`` = 3) of the Inception
+  features of the first ``--pr-num`` (10 000) samples against as many reference images (with FID only).
 
-Reference moments are computed once per (data set, count, feature extractor + weights digest) and cached under
+Reference moments (and features) are computed once per (data set, count, feature extractor + weights digest) and cached under
 RUN/eval/ with that provenance. Every (solver, NFE, num, seed, checkpoint) writes one JSON row to
 RUN/eval/results.jsonl (a rerun replaces its row); ``--sweep`` also writes RUN/eval/sweep.md and sweep.png
 (metric vs NFE per solver).
@@ -103,8 +105,21 @@ def evaluate_one(a, cfg, trainer, train, step, solver_name, nfe, feats, feat_id,
                                    {"data": data_id, "n": a.num_ref, "features": feat_id, "quantize": True},
                                    lambda: fid.moments_of(feats, reference_images(train, a.num_ref), batch_size=a.feature_batch,
                                                                          progress=not a.quiet))
-        row["fid"] = fid.fid(fid.moments_of(feats, chunks(), batch_size=a.feature_batch, progress=not a.quiet), ref)
+        m = min(a.pr_num, a.num, a.num_ref)
+        mom, kept = fid.Moments(ref.s.shape[0]), []
+        for f in fid.feature_batches(feats, chunks(), a.feature_batch, progress=not a.quiet):  # one pass for both
+            mom.add(f)
+            if sum(map(len, kept)) < m:
+                kept.append(f)
+        row["fid"] = fid.fid(mom, ref)
         row["features"] = feat_id
+        if m > a.pr_k:
+            ref_f = fid.cached_features(
+                os.path.join(eval_dir, f"reference_inception_features_n{m}.npz"),
+                {"data": data_id, "n": m, "features": feat_id, "quantize": True},
+                lambda: np.concatenate(list(fid.feature_batches(feats, reference_images(train, m), a.feature_batch))))
+            row["precision"], row["recall"] = dj.metrics.precision_recall(ref_f, np.concatenate(kept)[:m], a.pr_k)
+            row["pr_k"], row["pr_num"] = a.pr_k, m
     else:
         row["fid"], row["fid_note"] = None, note
     return row
@@ -140,6 +155,12 @@ def write_sweep(eval_dir, rows):
         lines.append(f"| {s} | " + " | ".join(f"{cell[(s, n)][metric]:.4g}" if (s, n) in cell else "–" for n in nfes) + " |")
     if metric != "fid":
         lines += ["", "FID not computed: " + rows[0].get("fid_note", "")]
+    if all("precision" in r for r in rows):
+        lines += ["", f"precision / recall (k = {rows[0]['pr_k']}, {rows[0]['pr_num']} samples)", "",
+                  "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
+        for s in solvers:
+            lines.append(f"| {s} | " + " | ".join(f"{cell[(s, n)]['precision']:.3f} / {cell[(s, n)]['recall']:.3f}"
+                                                  if (s, n) in cell else "–" for n in nfes) + " |")
     with open(os.path.join(eval_dir, "sweep.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     import matplotlib
@@ -173,10 +194,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", default=None, help="Inception weights (.npz or .pth; default $DIFFJAX_INCEPTION)")
     p.add_argument("--feature-batch", type=int, default=100, help="images per Inception call")
+    p.add_argument("--pr-num", type=int, default=10000, help="samples for precision/recall (0: none)")
+    p.add_argument("--pr-k", type=int, default=3, help="k of the k-NN manifolds for precision/recall")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     if a.num < 2 or a.chunk < 1:
         raise SystemExit(f"--num must be >= 2 and --chunk >= 1; got {a.num}, {a.chunk}")
+    if a.pr_num < 0 or a.pr_k < 1 or 0 < a.pr_num <= a.pr_k:
+        raise SystemExit(f"--pr-num must be 0 (off) or > --pr-k >= 1; got --pr-num {a.pr_num} --pr-k {a.pr_k}")
     try:
         nfes = [int(n) for n in a.nfes.split(",")] if a.sweep else [a.nfe]
     except ValueError:
@@ -198,8 +223,9 @@ def main(argv=None):
             write_row(os.path.join(eval_dir, "results.jsonl"), row)
             rows.append(row)
             shown = "n/a" if row["fid"] is None else f"{row['fid']:.4g}"
+            pr = f"  precision {row['precision']:.3f} recall {row['recall']:.3f}" if "precision" in row else ""
             print(f"{row['solver']:>12} NFE {row['nfe']:>3}: FID {shown}  FD(pixels) {row['fd_pixels']:.4g}  "
-                  f"SW2 {row['sw2_pixels']:.4g}")
+                  f"SW2 {row['sw2_pixels']:.4g}{pr}")
     if a.sweep:
         metric = write_sweep(eval_dir, rows)
         print(f"wrote {eval_dir}/sweep.md and sweep.png ({metric})")

@@ -112,7 +112,10 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, cap
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "results.jsonl")]
     assert [(r["solver"], r["nfe"]) for r in rows] == [("edm_heun", 4), ("dpmpp_2m", 4)]
     assert all(np.isfinite(r["fid"]) and r["fid"] >= 0 and np.isfinite(r["fd_pixels"]) for r in rows)
-    assert "| edm_heun |" in open(tmp_path / "run" / "eval" / "sweep.md").read()
+    assert all(0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["pr_num"] == 8 and r["pr_k"] == 3 for r in rows)
+    sweep = open(tmp_path / "run" / "eval" / "sweep.md").read()
+    assert "| edm_heun |" in sweep and "precision / recall (k = 3, 8 samples)" in sweep
+    assert (tmp_path / "run" / "eval" / "reference_inception_features_n8.npz").exists()
     assert (tmp_path / "run" / "eval" / "sweep.png").exists()
     heun = rows[0]
     monkeypatch.delenv("DIFFJAX_INCEPTION", raising=False)
@@ -124,6 +127,8 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, cap
     assert len(rows) == 2 and rows[-1]["solver"] == "edm_heun" and rows[-1]["fid"] is None
     assert abs(rows[-1]["fd_pixels"] - heun["fd_pixels"]) < 1e-9  # the same samples, read back from disk
     # main() resolves every name before the first sample is drawn
+    with pytest.raises(SystemExit, match="--pr-num must be 0 \\(off\\) or > --pr-k"):
+        evaluate.main([*args, "--pr-num", "3"])
     with pytest.raises(SystemExit, match="unknown solver 'hune'"):
         evaluate.resolve_solver("hune")
     assert evaluate.resolve_solver("heun")[1] == "heun"  # a deprecated alias is still a solver name

@@ -123,6 +123,11 @@ def test_cached_reference_reuses_only_matching_provenance(tmp_path):
         f.write(b"garbage")
     fid.cached_reference(path, {"data": "digits", "n": 21}, lambda: compute(3.0))
     assert calls[-1] == 3.0 and json.loads(str(np.load(path)["provenance"]))["n"] == 21 and os.path.exists(path)
+    feats = str(tmp_path / "feats.npz")  # feature vectors for precision/recall: the same rule
+    x = fid.cached_features(feats, {"n": 4}, lambda: calls.append("f") or np.ones((4, 3)))
+    y = fid.cached_features(feats, {"n": 4}, lambda: calls.append("g") or np.zeros((4, 3)))
+    z = fid.cached_features(feats, {"n": 5}, lambda: calls.append("h") or np.zeros((5, 3)))
+    assert calls[-2:] == ["f", "h"] and np.array_equal(x, y) and x.dtype == np.float32 and z.shape == (5, 3)
 
 
 def test_to_unit_range_quantizes_to_8_bits():
