@@ -120,6 +120,10 @@ def evaluate_one(a, cfg, trainer, train, step, solver_name, nfe, feats, feat_id,
                 lambda: np.concatenate(list(fid.feature_batches(feats, reference_images(train, m), a.feature_batch))))
             row["precision"], row["recall"] = dj.metrics.precision_recall(ref_f, np.concatenate(kept)[:m], a.pr_k)
             row["pr_k"], row["pr_num"] = a.pr_k, m
+        elif a.pr_num:
+            row["precision"] = row["recall"] = None
+            row["pr_note"] = f"precision/recall skipped: {m} samples, k-NN manifolds need more than k = {a.pr_k}"
+            print(row["pr_note"], file=sys.stderr)
     else:
         row["fid"], row["fid_note"] = None, note
     return row
@@ -155,7 +159,7 @@ def write_sweep(eval_dir, rows):
         lines.append(f"| {s} | " + " | ".join(f"{cell[(s, n)][metric]:.4g}" if (s, n) in cell else "–" for n in nfes) + " |")
     if metric != "fid":
         lines += ["", "FID not computed: " + rows[0].get("fid_note", "")]
-    if all("precision" in r for r in rows):
+    if all(r.get("precision") is not None for r in rows):
         lines += ["", f"precision / recall (k = {rows[0]['pr_k']}, {rows[0]['pr_num']} samples)", "",
                   "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
         for s in solvers:
@@ -223,7 +227,7 @@ def main(argv=None):
             write_row(os.path.join(eval_dir, "results.jsonl"), row)
             rows.append(row)
             shown = "n/a" if row["fid"] is None else f"{row['fid']:.4g}"
-            pr = f"  precision {row['precision']:.3f} recall {row['recall']:.3f}" if "precision" in row else ""
+            pr = f"  precision {row['precision']:.3f} recall {row['recall']:.3f}" if row.get("precision") is not None else ""
             print(f"{row['solver']:>12} NFE {row['nfe']:>3}: FID {shown}  FD(pixels) {row['fd_pixels']:.4g}  "
                   f"SW2 {row['sw2_pixels']:.4g}{pr}")
     if a.sweep:

@@ -127,6 +127,8 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, cap
     assert len(rows) == 2 and rows[-1]["solver"] == "edm_heun" and rows[-1]["fid"] is None
     assert abs(rows[-1]["fd_pixels"] - heun["fd_pixels"]) < 1e-9  # the same samples, read back from disk
     # main() resolves every name before the first sample is drawn
+    evaluate.main([*args, "--weights", weights, "--solver", "ddim", "--nfe", "4", "--num", "3", "--chunk", "3"])
+    assert "precision/recall skipped: 3 samples" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--pr-num must be 0 \\(off\\) or > --pr-k"):
         evaluate.main([*args, "--pr-num", "3"])
     with pytest.raises(SystemExit, match="unknown solver 'hune'"):
