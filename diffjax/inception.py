@@ -312,17 +312,14 @@ def state_dict(net: InceptionV3, arrays: bool = True) -> dict[str, Any]:
     out = {}
     for path, v in nnx.to_flat_state(nnx.state(net)):
         path = tuple(str(p) for p in path)
+        kernel = path[-1] == "kernel"  # HWIO here, OIHW in torch
+        name = ".".join(path[:-1]) + (".weight" if kernel else "." + inv[path[-1]])
         value = v.get_value()
-        if not arrays:
-            shape = tuple(value.shape)
-            shape = (shape[3], shape[2], shape[0], shape[1]) if path[-1] == "kernel" else shape
-            out[".".join(path[:-1]) + ("." + inv[path[-1]] if path[-1] != "kernel" else ".weight")] = jax.ShapeDtypeStruct(shape, value.dtype)
-            continue
-        arr = np.asarray(value)
-        if path[-1] == "kernel":
-            out[".".join(path[:-1]) + ".weight"] = np.transpose(arr, (3, 2, 0, 1))
+        if arrays:
+            out[name] = np.transpose(np.asarray(value), (3, 2, 0, 1)) if kernel else np.asarray(value)
         else:
-            out[".".join(path[:-1]) + "." + inv[path[-1]]] = arr
+            shape = tuple(value.shape)
+            out[name] = jax.ShapeDtypeStruct((shape[3], shape[2], shape[0], shape[1]) if kernel else shape, value.dtype)
     return out
 
 

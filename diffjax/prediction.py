@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 import jax
 
-
 from .diffusions.base import LinearDiffusion, ScalarDiffusion
 
 KINDS = ("score", "eps", "x0", "v", "velocity")

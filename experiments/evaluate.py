@@ -101,10 +101,11 @@ def evaluate_one(a, cfg, trainer, train, step, solver_name, nfe, feats, feat_id,
     ref_sub = np.concatenate(list(reference_images(train, min(a.num_ref, 5000))))
     row["sw2_pixels"] = float(dj.metrics.sliced_wasserstein(flat(sub), flat(ref_sub), jax.random.key(0)))
     if feats is not None:
+        made_by = {"data": data_id, "features": feat_id, "quantize": True}  # provenance of cached reference files
         ref = fid.cached_reference(os.path.join(eval_dir, f"reference_inception_n{a.num_ref}.npz"),
-                                   {"data": data_id, "n": a.num_ref, "features": feat_id, "quantize": True},
-                                   lambda: fid.moments_of(feats, reference_images(train, a.num_ref), batch_size=a.feature_batch,
-                                                                         progress=not a.quiet))
+                                   made_by | {"n": a.num_ref},
+                                   lambda: fid.moments_of(feats, reference_images(train, a.num_ref),
+                                                          batch_size=a.feature_batch, progress=not a.quiet))
         m = min(a.pr_num, a.num, a.num_ref)
         mom, kept = fid.Moments(ref.s.shape[0]), []
         for f in fid.feature_batches(feats, chunks(), a.feature_batch, progress=not a.quiet):  # one pass for both
@@ -116,7 +117,7 @@ def evaluate_one(a, cfg, trainer, train, step, solver_name, nfe, feats, feat_id,
         if m > a.pr_k:
             ref_f = fid.cached_features(
                 os.path.join(eval_dir, f"reference_inception_features_n{m}.npz"),
-                {"data": data_id, "n": m, "features": feat_id, "quantize": True},
+                made_by | {"n": m},
                 lambda: np.concatenate(list(fid.feature_batches(feats, reference_images(train, m), a.feature_batch))))
             row["precision"], row["recall"] = dj.metrics.precision_recall(ref_f, np.concatenate(kept)[:m], a.pr_k)
             row["pr_k"], row["pr_num"] = a.pr_k, m

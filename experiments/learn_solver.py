@@ -44,7 +44,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output JSON (default WORKDIR/solvers/<solver>_nfe<N>.json)")
     a = p.parse_args(argv)
-    if a.solver not in dj.solvers.available():
+    if not dj.solvers.known(a.solver):  # canonical names, family defaults (unipc) and deprecated aliases
         raise SystemExit(f"unknown solver {a.solver!r}; accepted: {dj.solvers.available()}")
     teacher = parse_teacher(a.teacher)
     _, trainer, train, step = open_run(a.workdir)

@@ -66,6 +66,8 @@ def test_train_resume_and_sample_scripts(tmp_path):
     assert x.shape == (50, 2) and np.all(np.isfinite(x))
     with pytest.raises(SystemExit, match="fitted for nfe=4"):
         sample.main(["--workdir", work, "--solver", str(learned), "--nfe", "6", "--num", "50"])
+    with pytest.raises(SystemExit, match="--teacher must be"):  # a family default passes the name check
+        learn_solver.main(["--workdir", work, "--solver", "unipc", "--nfe", "4", "--teacher", "unipc"])
     with pytest.raises(SystemExit, match="traceable"):
         learn_solver.main(["--workdir", work, "--solver", "pc", "--nfe", "4"])
     with pytest.raises(SystemExit, match="no run"):
