@@ -2,6 +2,7 @@
 from .base import LinearDiffusion, ScalarDiffusion
 from .blur import Blur
 from .cld import CLD, PhaseSpace
+from .discrete import DiscreteVP
 from .custom import CustomDCT, CustomDiagonal, CustomPhaseSpace, CustomScalar, custom
 from .edm import EDM
 from .fdm import FDM
@@ -12,7 +13,7 @@ from .vp import VP
 _REGISTRY = {
     "vp": VP, "subvp": lambda **kw: VP(sub_vp=True, **kw), "ve": VE, "edm": EDM, "cld": CLD, "blur": Blur,
     "fdm_vp": lambda **kw: FDM(base="vp", **kw), "fdm_ve": lambda **kw: FDM(base="ve", **kw),
-    "fdm_edm": lambda **kw: FDM(base="edm", **kw), "flow": Flow,
+    "fdm_edm": lambda **kw: FDM(base="edm", **kw), "flow": Flow, "discrete_vp": DiscreteVP.from_schedule,
 }
 
 
@@ -42,4 +43,4 @@ def get(name: str, **kwargs) -> LinearDiffusion:
     return factory(name)(**kwargs)
 
 
-__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomDiagonal", "CustomDCT", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "Flow", "available", "get", "register", "factory"]
+__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomDiagonal", "CustomDCT", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "DiscreteVP", "Blur", "FDM", "Flow", "available", "get", "register", "factory"]

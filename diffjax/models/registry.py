@@ -13,11 +13,22 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import mlp, unet
+from . import adm, diffusers_unet, mlp, unet
+
+
+def _diffusers(data_shape, options: dict, *, num_classes=0, in_mult=1, out_mult=1, dtype=None, rngs=None):
+    """diffusers' ``UNet2DModel`` from its config fields (``options``; image size and channels from the data)."""
+    h, w, c = data_shape
+    cfg = {k: v for k, v in options.items() if k in diffusers_unet.DEFAULTS}
+    cfg.update(sample_size=[h, w], in_channels=c * in_mult, out_channels=c * out_mult, num_class_embeds=num_classes or None)
+    return diffusers_unet.DiffusersUNet2D(cfg, rngs=rngs)
+
 
 NETWORKS: dict[str, Callable] = {
     "mlp": mlp.build,
-    "unet": unet.build,
+    "unet": unet.build,  # DDPM++ / NCSN++ (EDM's SongUNet)
+    "adm": adm.build,  # ADM (EDM's DhariwalUNet)
+    "diffusers_unet2d": _diffusers,
 }
 
 

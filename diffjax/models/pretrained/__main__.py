@@ -1,0 +1,6 @@
+"""``python -m diffjax.models.pretrained convert NETWORK.pkl OUT``: an EDM pickle → ``OUT.npz`` + ``OUT.json``."""
+import sys
+
+from . import _main
+
+_main(sys.argv[1:])
