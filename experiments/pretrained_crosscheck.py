@@ -57,9 +57,9 @@ def redraw(module, seed):
 
 
 def diffusers_cases(full):
-    ddpm = dict(block_out_channels=[16, 32, 32], down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
+    ddpm = dict(block_out_channels=[8, 16, 16], down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
                 up_block_types=["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], layers_per_block=1, attention_head_dim=None,
-                downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=4,
+                downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=2,
                 sample_size=16, in_channels=3, out_channels=3)
     if full:  # google/ddpm-cifar10-32's architecture
         ddpm.update(block_out_channels=[128, 256, 256, 256], layers_per_block=2, norm_num_groups=32, sample_size=32,
@@ -80,7 +80,7 @@ def diffusers_cases(full):
         cond = dict(ddpm, num_class_embeds=10, resnet_time_scale_shift="scale_shift", layers_per_block=2,
                     down_block_types=["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"],
                     up_block_types=["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-                    downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, attention_head_dim=8)
+                    downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, attention_head_dim=4)
         cases["diffusers_cond_vpred_cosine"] = (cond, ("DDIMScheduler", dict(num_train_timesteps=1000,
                                                                              beta_schedule="squaredcos_cap_v2",
                                                                              prediction_type="v_prediction")))
@@ -132,7 +132,7 @@ def edm_cases(full):
     small_song = dict(model_type="SongUNet", model_channels=8, channel_mult=[1, 2, 2], num_blocks=1,
                       attn_resolutions=[8], dropout=0.1)
     ncsn = dict(embedding_type="fourier", channel_mult_noise=2, encoder_type="residual", resample_filter=[1, 3, 3, 1])
-    small_adm = dict(model_type="DhariwalUNet", model_channels=16, channel_mult=[1, 2], num_blocks=1,
+    small_adm = dict(model_type="DhariwalUNet", model_channels=8, channel_mult=[1, 2], num_blocks=1,
                      attn_resolutions=[8], dropout=0.1)
     if full:
         song = dict(model_type="SongUNet", model_channels=128, channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16],
@@ -163,16 +163,16 @@ def reference_edm(out, src, full):
     import dnnlib
     from training import augment, loss, networks
 
-    if not full:  # small ADM fixtures: 8 channels per attention head (ADM's 64 would need ≥ 128 channels for 2 heads);
+    if not full:  # small ADM fixtures: 4 channels per attention head (ADM's 64 would need ≥ 128 channels for 2 heads);
         # the heads of every block are read from the file, so the port follows whatever the file says
         block = networks.UNetBlock
 
         class SmallHeads(block):
             def __init__(self, *args, **kw):
-                kw["channels_per_head"] = 8
+                kw["channels_per_head"] = 4
                 super().__init__(*args, **kw)
 
-        networks.UNetBlock = SmallHeads  # pickled as EDM's UNetBlock, with channels_per_head=8 in its init kwargs
+        networks.UNetBlock = SmallHeads  # pickled as EDM's UNetBlock, with channels_per_head=4 in its init kwargs
     rng = np.random.default_rng(2)
     losses = {"VPPrecond": loss.VPLoss, "VEPrecond": loss.VELoss, "EDMPrecond": loss.EDMLoss,
               "iDDPMPrecond": loss.EDMLoss}
@@ -190,9 +190,15 @@ def reference_edm(out, src, full):
         x = (rng.normal(size=(b, 3, res, res)) * np.sqrt(0.25 + sigma[:, None, None, None] ** 2)).astype(np.float32)
         labels = np.array([0, 3, 7, 9], np.int64) % max(label_dim, 1) if label_dim else None
         onehot = None if labels is None else torch.nn.functional.one_hot(torch.tensor(labels), label_dim).float()
+        seen = {}
+        hook = net.model.register_forward_hook(lambda m, args, kw, out: seen.update(x=args[0], c=args[1], f=out),
+                                               with_kwargs=True)
         with torch.no_grad():
             d = net(torch.tensor(x), torch.tensor(sigma), onehot).numpy()
-        io = dict(x=x.transpose(0, 2, 3, 1), sigma=sigma, denoised=d.transpose(0, 2, 3, 1))
+        hook.remove()
+        io = dict(x=x.transpose(0, 2, 3, 1), sigma=sigma, denoised=d.transpose(0, 2, 3, 1),
+                  net_x=seen["x"].numpy().transpose(0, 2, 3, 1), net_c=seen["c"].numpy(),
+                  net_out=seen["f"].numpy().transpose(0, 2, 3, 1))
         if labels is not None:
             io["labels"] = labels
         np.savez(os.path.join(out, f"{name}.io.npz"), **io)
@@ -210,9 +216,20 @@ def reference(a):
     import torch
 
     versions = {"torch": torch.__version__, "diffusers": _version("diffusers"), "full": a.full,
-                "edm_src": a.edm_src, "score_sde_src": a.score_sde_src}
+                "edm_src": _revision(a.edm_src), "score_sde_src": _revision(a.score_sde_src)}
     with open(os.path.join(a.out, "versions.json"), "w") as f:
         json.dump(versions, f, indent=1)
+
+
+def _revision(src):
+    """The checkout's commit (``git rev-parse HEAD``), or its path when it is no git work tree."""
+    if not src:
+        return None
+    try:
+        return subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.path.abspath(src)
 
 
 def _version(pkg):
@@ -222,11 +239,11 @@ def _version(pkg):
 
 
 SCORE_SDE_CASES_SMALL = {
-    "score_sde_vp_ddpmpp": ("vp/cifar10_ddpmpp_continuous", dict(nf=16, ch_mult=(1, 2, 2), num_res_blocks=1,
+    "score_sde_vp_ddpmpp": ("vp/cifar10_ddpmpp_continuous", dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
                                                                  attn_resolutions=(8,)), 16),
-    "score_sde_ve_ncsnpp": ("ve/cifar10_ncsnpp_continuous", dict(nf=16, ch_mult=(1, 2, 2), num_res_blocks=1,
+    "score_sde_ve_ncsnpp": ("ve/cifar10_ncsnpp_continuous", dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
                                                                  attn_resolutions=(8,)), 16),
-    "score_sde_ve_ncsnpp_skip": ("ve/celebahq_256_ncsnpp_continuous", dict(nf=16, ch_mult=(1, 2, 2), num_res_blocks=1,
+    "score_sde_ve_ncsnpp_skip": ("ve/celebahq_256_ncsnpp_continuous", dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
                                                                            attn_resolutions=(8,)), 16),
 }
 SCORE_SDE_CASES_FULL = {"score_sde_ve_ncsnpp_cifar10": ("ve/cifar10_ncsnpp_continuous", {}, 32),
@@ -246,7 +263,7 @@ def reference_score_sde(out, src, full):
 
     sys.modules.setdefault("tensorflow", types.ModuleType("tensorflow"))  # score_sde's utils import it for file I/O
     flax.optim = getattr(flax, "optim", types.SimpleNamespace(Optimizer=object))  # a type annotation in models.utils
-    sys.path.insert(0, src)
+    sys.path[:] = [src] + [p for p in sys.path if os.path.abspath(p or ".") != HERE]  # its configs/, not ours
     from models import ncsnpp  # noqa: F401  (registers the model)
     from models import utils as mutils
 
@@ -317,6 +334,7 @@ def compare_case(path):
         with np.load(path[:-4] + ".io.npz") as f:
             io = {k: f[k] for k in f.files}
         pm = dj.models.load_pretrained(path)
+        rows["network"] = rel(pm.network_output(io["net_x"], io["net_c"], io.get("labels")), io["net_out"])
         rows["denoiser"] = rel(pm.denoise(io["x"], io["sigma"], io.get("labels")), io["denoised"])
     elif path.endswith(".msgpack"):
         with np.load(path[:-8] + ".io.npz") as f:

@@ -22,13 +22,20 @@ def positional_embedding(c_noise: jax.Array, channels: int, max_positions: float
 
 class FourierEmbedding(nnx.Module):
     """Random Fourier features of the noise label (NCSN++): ``[cos(2π c ω), sin(2π c ω)]``, ω ~ N(0, scale²),
-    fixed (not trained)."""
+    fixed (not trained).
 
-    def __init__(self, channels: int, scale: float = 16.0, *, rngs: nnx.Rngs):
+    The arguments reach ~10³ rad, so the float32 rounding of ``2π c ω`` is amplified by the network; the product
+    is formed in the order of the code the weights come from: ``c · (2πω)`` (EDM, the default) or ``(c ω) · 2π``
+    (score_sde, ``premultiplied=False``)."""
+
+    def __init__(self, channels: int, scale: float = 16.0, premultiplied: bool = True, *, rngs: nnx.Rngs):
         self.freqs = nnx.Variable(jax.random.normal(rngs.params(), (channels // 2,)) * scale)
+        self.premultiplied = premultiplied
 
     def __call__(self, c_noise: jax.Array) -> jax.Array:
-        arg = 2 * math.pi * jnp.asarray(c_noise, jnp.float32).reshape(-1, 1) * self.freqs[...]
+        c = jnp.asarray(c_noise, jnp.float32).reshape(-1, 1)
+        f = self.freqs[...]
+        arg = c * (2 * math.pi * f) if self.premultiplied else (c * f) * (2 * math.pi)
         return jnp.concatenate([jnp.cos(arg), jnp.sin(arg)], axis=-1)
 
 
@@ -40,11 +47,12 @@ class NoiseEmbedding(nnx.Module):
     """
 
     def __init__(self, channels: int, emb_channels: int, kind: str = "positional", num_classes: int = 0,
-                 fourier_scale: float = 16.0, *, rngs: nnx.Rngs):
+                 fourier_scale: float = 16.0, fourier_premultiplied: bool = True, *, rngs: nnx.Rngs):
         if kind not in ("positional", "fourier"):
             raise ValueError(f"noise embedding must be 'positional' or 'fourier', got {kind!r}")
         self.channels, self.kind, self.num_classes = channels, kind, num_classes
-        self.fourier = FourierEmbedding(channels, fourier_scale, rngs=rngs) if kind == "fourier" else None
+        self.fourier = (FourierEmbedding(channels, fourier_scale, fourier_premultiplied, rngs=rngs)
+                        if kind == "fourier" else None)
         self.label = nnx.Embed(num_classes + 1, channels, rngs=rngs) if num_classes else None
         self.lin0 = nnx.Linear(channels, emb_channels, rngs=rngs)
         self.lin1 = nnx.Linear(emb_channels, emb_channels, rngs=rngs)

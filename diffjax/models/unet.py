@@ -124,7 +124,8 @@ class UNet(nnx.Module):
                  num_blocks: int = 4, attn_resolutions: Sequence[int] = (16,), dropout: float = 0.0,
                  embedding: str = "positional", num_classes: int = 0, in_mult: int = 1, out_mult: int = 1,
                  dtype=jnp.float32, *, noise_mult: int = 1, fourier_scale: float = 16.0, encoder: str = "standard",
-                 decoder: str = "standard", resample_filter: Sequence[int] = (1, 1), rngs: nnx.Rngs):
+                 decoder: str = "standard", resample_filter: Sequence[int] = (1, 1), fourier_premultiplied: bool = True,
+                 rngs: nnx.Rngs):
         h, w, c = (int(s) for s in image_shape)
         factor = 2 ** (len(channel_mult) - 1)
         if h % factor or w % factor:
@@ -137,7 +138,8 @@ class UNet(nnx.Module):
         emb = 4 * model_channels
         kw = dict(rngs=rngs, dtype=dtype)
         bkw = dict(dropout=dropout, dtype=dtype, resample_filter=resample_filter, rngs=rngs)
-        self.embed = NoiseEmbedding(model_channels * noise_mult, emb, embedding, num_classes, fourier_scale, rngs=rngs)
+        self.embed = NoiseEmbedding(model_channels * noise_mult, emb, embedding, num_classes, fourier_scale,
+                                    fourier_premultiplied, rngs=rngs)
         cin, cout_img = c * in_mult, c * out_mult
         self.conv_in = nnx.Conv(cin, model_channels, (3, 3), **kw)
         enc, aux, skips, cout, caux = [], [], [model_channels], model_channels, cin

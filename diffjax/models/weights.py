@@ -40,12 +40,11 @@ def _layout(array: np.ndarray, target_path: str, target_shape) -> np.ndarray:
 def load_torch_state(net: nnx.Module, state: dict[str, np.ndarray], rename: Callable[[str], str | None],
                      where: str, ignore_missing: Callable[[str], bool] = lambda path: False) -> nnx.Module:
     """Copy a PyTorch-named ``state`` into ``net``. ``rename(module_path)`` gives the NNX module path of a torch
-    module (None: not used by the port, skipped). Raises ValueError naming ``where`` and the first bad entry:
-    a name with no place in the network, a shape that differs after the layout change, a network variable no entry
-    fills (unless ``ignore_missing(path)``), a non-finite value."""
-    net_state = nnx.state(net)
-    targets = flat_variables(net_state)
+    module (None: not used by the port, skipped); layouts follow the target (module docstring). Errors as
+    :func:`assign`, plus a name with no place in the network."""
+    targets = flat_variables(nnx.state(net))
     arrays: dict[str, np.ndarray] = {}
+    sources: dict[str, str] = {}
     for key, value in state.items():
         module, _, leaf = key.rpartition(".")
         ours = rename(module)
@@ -56,24 +55,40 @@ def load_torch_state(net: nnx.Module, state: dict[str, np.ndarray], rename: Call
             raise ValueError(f"{where}: parameter {key!r} has no place in the network (looked for {path!r}); "
                              "is the checkpoint of another architecture or config?")
         if path in arrays:
-            raise ValueError(f"{where}: parameters {key!r} and another one both map to {path!r}")
+            raise ValueError(f"{where}: parameters {sources[path]!r} and {key!r} both map to {path!r}")
         arr = np.asarray(value)
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"{where}: parameter {key!r} has dtype {arr.dtype}, expected floating point")
-        arr = _layout(arr.astype(np.float32), path, targets[path].get_value().shape)
+        if arr.dtype.kind == "f":
+            arr = _layout(arr.astype(np.float32), path, targets[path].get_value().shape)
+        arrays[path], sources[path] = arr, key
+    return assign(net, arrays, where, ignore_missing, sources)
+
+
+def assign(net: nnx.Module, arrays: dict[str, np.ndarray], where: str,
+           ignore_missing: Callable[[str], bool] = lambda path: False, sources: dict | None = None) -> nnx.Module:
+    """Set the network variables at the dotted paths of ``arrays`` (diffjax layout). Everything is checked before
+    anything is written — every path exists, shapes match, values are finite floats, no variable is left without
+    a value (unless ``ignore_missing(path)``) — so a failed load leaves the network as it was."""
+    net_state = nnx.state(net)
+    targets = flat_variables(net_state)
+    name = lambda path: repr((sources or {}).get(path, path))
+    for path, arr in arrays.items():
+        if path not in targets:
+            raise ValueError(f"{where}: {name(path)} has no place in the network; is the checkpoint of another config?")
+        arr = np.asarray(arr)
+        if arr.dtype.kind != "f":
+            raise ValueError(f"{where}: parameter {name(path)} has dtype {arr.dtype}, expected floating point")
         expected = tuple(targets[path].get_value().shape)
         if arr.shape != expected:
-            raise ValueError(f"{where}: parameter {key!r} has shape {tuple(np.asarray(value).shape)} (as {arr.shape} "
-                             f"after the layout change); the network expects {expected} at {path!r}")
+            raise ValueError(f"{where}: parameter {name(path)} has shape {arr.shape} (in diffjax's layout); the "
+                             f"network expects {expected} at {path!r}")
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{where}: parameter {key!r} contains non-finite values")
-        arrays[path] = arr
+            raise ValueError(f"{where}: parameter {name(path)} contains non-finite values")
     missing = sorted(p for p in targets if p not in arrays and not ignore_missing(p))
     if missing:
         raise ValueError(f"{where}: {len(missing)} network parameter(s) have no entry in the checkpoint, e.g. "
                          f"{missing[:4]}; is the checkpoint truncated or of another config?")
     for path, arr in arrays.items():
-        targets[path].set_value(jnp.asarray(arr))
+        targets[path].set_value(jnp.asarray(np.asarray(arr, np.float32)))
     nnx.update(net, net_state)
     return net
 
