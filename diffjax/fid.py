@@ -38,6 +38,17 @@ class Moments:
         self.ss += f.T @ f
         return self
 
+    @classmethod
+    def from_stats(cls, mu, sigma, n: int = 50000) -> "Moments":
+        """Moments with the given mean and (unbiased) covariance, as published reference statistics are stored
+        (``mu``, ``sigma`` of an .npz: pytorch-fid's and EDM's format); ``n`` only fixes the bookkeeping."""
+        mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+        if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+            raise ValueError(f"reference statistics need a finite mean (d,) and covariance (d, d); got {mu.shape}, {sigma.shape}")
+        mom = cls(mu.size)
+        mom.n, mom.s, mom.ss = int(n), n * mu, (n - 1) * sigma + n * np.outer(mu, mu)
+        return mom
+
     @property
     def mean(self) -> np.ndarray:
         """The mean feature vector."""

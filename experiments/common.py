@@ -168,3 +168,76 @@ def open_run(workdir):
     if step == 0:
         raise SystemExit(f"{workdir!r} has no checkpoint yet")
     return cfg, trainer, train, step
+
+
+@dataclasses.dataclass
+class Opened:
+    """What the entry scripts need of a model, a trained run or a published checkpoint: its diffusion, data shape,
+    classes, an identity for file names and caches (``ckpt<step>`` or ``sha<digest>``), the output folder, the
+    sampling defaults, the reference data (a run's training data; None for a checkpoint) and how to make its model."""
+
+    sde: object
+    data_shape: tuple
+    num_classes: int
+    identity: str
+    out_dir: str
+    defaults: dict
+    model: object  # (labels=None, raw=False) -> Model
+    guided: object = None  # (labels, scale) -> Model, or None when the model has no guidance
+    reference: object = None
+    data_id: str | None = None
+    kind: str = "run"
+
+
+def default_out_dir(path: str) -> str:
+    """Where the scripts write for a published checkpoint without --workdir: a folder beside it."""
+    path = os.path.abspath(path).rstrip(os.sep)
+    stem = path if os.path.isdir(path) else os.path.splitext(path)[0]
+    return stem + "_diffjax"
+
+
+def open_model(workdir=None, pretrained=None, pretrained_config=None) -> Opened:
+    """A trained run (``workdir``) or a published checkpoint (``pretrained``; outputs in ``workdir`` or beside it);
+    SystemExit with the reason otherwise."""
+    if pretrained is None:
+        if workdir is None:
+            raise SystemExit("give --workdir (a trained run) or --pretrained PATH (a published checkpoint)")
+        cfg, trainer, train, step = open_run(workdir)
+        m = cfg["model"]
+
+        def guided(labels, scale):
+            net = trainer.net(trainer.state["ema"])
+            return dj.models.guided(trainer.sde, net, labels, scale, m["num_classes"], cld_param=trainer.loss_cfg.cld_param)
+
+        return Opened(trainer.sde, tuple(train.data_shape), int(m["num_classes"]), f"ckpt{step}", workdir,
+                      dict(cfg["sample"]), lambda labels=None, raw=False: trainer.model(ema=not raw, labels=labels),
+                      guided, train, f"{cfg['data']['name']}:size{cfg['data'].get('size')}:seed{cfg['train']['seed']}")
+    import pickle
+
+    try:
+        pm = dj.models.load_pretrained(pretrained, config=pretrained_config)
+    except (OSError, ValueError, pickle.UnpicklingError) as e:  # a refused pickle is an UnpicklingError
+        raise SystemExit(f"cannot load {pretrained}: {e}") from None
+
+    def model(labels=None, raw=False):
+        if raw:
+            raise SystemExit("--raw is for trained runs (a published checkpoint has one set of weights)")
+        try:
+            return pm.model(labels)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+
+    out = workdir or default_out_dir(pretrained)
+    return Opened(pm.sde, tuple(pm.data_shape), pm.num_classes, "sha" + pm.info["digest"][:12], out,
+                  {"solver": "dpmpp_2m", "nfe": 20, "num": 64}, model, None, None, None, "pretrained")
+
+
+def add_model_arguments(p, workdir_help="a trained run (experiments/train.py)"):
+    """--workdir / --pretrained / --pretrained-config, shared by sample.py, evaluate.py and learn_solver.py."""
+    p.add_argument("--workdir", default=None, help=f"{workdir_help}; with --pretrained: where outputs go "
+                                                   "(default: a folder <checkpoint>_diffjax beside it)")
+    p.add_argument("--pretrained", default=None, metavar="PATH",
+                   help="a published checkpoint: a diffusers folder, an EDM .pkl (or its .json/.npz conversion), "
+                        "a score_sde checkpoint (with --pretrained-config)")
+    p.add_argument("--pretrained-config", default=None, metavar="NAME",
+                   help="score_sde checkpoints: the config's name, e.g. ve/cifar10_ncsnpp_continuous")

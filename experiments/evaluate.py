@@ -1,10 +1,16 @@
-"""Evaluate a trained run: FID (Inception features) and pixel-space metrics of samples from any solver and NFE.
+"""Evaluate a trained run or a published checkpoint: FID (Inception features) and pixel-space metrics of samples
+from any solver and NFE.
 
     python experiments/evaluate.py --workdir runs/digits_edm --solver edm_heun --nfe 35 --num 50000 --weights inception_fid.npz
     python experiments/evaluate.py --workdir runs/digits_edm --sweep --solvers edm_heun,dpmpp_2m,unipc --nfes 5,10,20 --num 2000
+    python experiments/evaluate.py --pretrained edm-cifar10-32x32-uncond-vp.pkl --ref cifar10-32x32.npz --sweep \
+        --solvers edm_heun,dpmpp_3m,unipc --nfes 4,6,8,10 --num 50000 --weights inception_fid.npz
 
-Samples are drawn in resumable chunks (``dj.sample_chunked``, under RUN/eval/samples/) from the EMA model at the
-run's latest checkpoint, and scored against the run's training data:
+Samples are drawn in resumable chunks (``dj.sample_chunked``, under OUT/eval/samples/) from the EMA model at the
+run's latest checkpoint (or from the published checkpoint), and scored against the reference data — the run's
+training data, or ``--ref``: a data set name (toy sets, ``digits``, a prepared TFDS set with ``--data-dir``) or an
+``.npz`` holding ``images`` (NHWC, uint8 or floats in [−1, 1]) or published Inception statistics ``mu``/``sigma``
+(pytorch-fid's and EDM's ``fid-refs`` format: FID only):
 
 * ``fid``: Fréchet Inception Distance with the FID Inception-v3 (``--weights`` or ``$DIFFJAX_INCEPTION``; images
   only). Without weights the row has ``fid: null`` and the reason; nothing is downloaded.
@@ -14,9 +20,10 @@ run's latest checkpoint, and scored against the run's training data:
   features of the first ``--pr-num`` (10 000) samples against as many reference images (with FID only).
 
 Reference moments (and features) are computed once per (data set, count, feature extractor + weights digest) and cached under
-RUN/eval/ with that provenance. Every (solver, NFE, num, seed, checkpoint) writes one JSON row to
-RUN/eval/results.jsonl (a rerun replaces its row); ``--sweep`` also writes RUN/eval/sweep.md and sweep.png
-(metric vs NFE per solver).
+OUT/eval/ with that provenance. Every (solver, NFE, num, seed, model) writes one JSON row to
+OUT/eval/results.jsonl (a rerun replaces its row); ``--sweep`` also writes OUT/eval/sweep.md and sweep.png
+(metric vs NFE per solver). OUT is the run, or for a published checkpoint ``--workdir`` (default: a folder
+``<checkpoint>_diffjax`` beside it).
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import open_run  # noqa: E402
+from common import add_model_arguments, open_model  # noqa: E402
 from diffjax import fid  # noqa: E402
 
 
@@ -44,6 +51,55 @@ def reference_images(source, num: int, batch: int = 500):
         done += len(x)
         step += 1
         yield x
+
+
+class Reference:
+    """The data samples are scored against: a source of examples (pixel metrics, FID, precision/recall) and/or
+    published Inception statistics (FID only)."""
+
+    def __init__(self, source=None, stats=None, data_id=None):
+        self.source, self.stats, self.data_id = source, stats, data_id
+
+    def __len__(self):
+        return len(self.source) if self.source is not None else self.stats.n
+
+
+def open_reference(spec, data_dir, m):
+    """The reference of ``--ref`` (module docstring), or the run's training data."""
+    import diffjax.data as dd
+
+    if spec is None:
+        if m.reference is None:
+            raise SystemExit("a published checkpoint has no training data here: give --ref (a data set name or an .npz "
+                             "with images or Inception statistics mu/sigma)")
+        return Reference(m.reference, None, m.data_id)
+    if spec.endswith(".npz"):
+        if not os.path.exists(spec):
+            raise SystemExit(f"--ref {spec} does not exist")
+        with np.load(spec) as f:
+            arrays = {k: f[k] for k in f.files}
+        if "mu" in arrays and "sigma" in arrays:
+            try:
+                return Reference(None, fid.Moments.from_stats(arrays["mu"], arrays["sigma"]), "stats:" + fid.file_digest(spec))
+            except ValueError as e:
+                raise SystemExit(f"--ref {spec}: {e}") from None
+        if "images" not in arrays:
+            raise SystemExit(f"--ref {spec} holds {sorted(arrays)}; expected 'images' or 'mu' and 'sigma'")
+        x = arrays["images"]
+        x = x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        if x.ndim != 1 + len(m.data_shape) or x.shape[1:] != tuple(m.data_shape):
+            raise SystemExit(f"--ref {spec}: images of shape {x.shape[1:]}, the model makes {tuple(m.data_shape)}")
+        if x.min() < -1.01 or x.max() > 1.01:
+            raise SystemExit(f"--ref {spec}: float images must lie in [-1, 1] (or give uint8), got [{x.min()}, {x.max()}]")
+        return Reference(dd.ArraySource(x), None, "images:" + fid.file_digest(spec))
+    try:
+        src = (dd.toy(spec, 20000, seed=0) if spec in dd.toy_names() else dd.digits(m.data_shape[0]) if spec == "digits"
+               else dd.tfds_source(spec, data_dir=data_dir))
+    except (ValueError, OSError, ImportError) as e:
+        raise SystemExit(f"--ref {spec}: {e}") from None
+    if tuple(src.data_shape) != tuple(m.data_shape):
+        raise SystemExit(f"--ref {spec}: examples of shape {tuple(src.data_shape)}, the model makes {tuple(m.data_shape)}")
+    return Reference(src, None, f"{spec}:{data_dir or ''}")
 
 
 def resolve_solver(name: str):
@@ -73,57 +129,66 @@ def feature_setup(weights: str | None, is_image: bool):
     return inception.feature_extractor(path), "inception:" + fid.file_digest(path), ""
 
 
-def evaluate_one(a, cfg, trainer, train, step, solver_name, nfe, feats, feat_id, note, eval_dir):
+def evaluate_one(a, m, ref, solver_name, nfe, feats, feat_id, note, eval_dir):
     solver, label, fixed = resolve_solver(solver_name)
     if fixed is not None and nfe not in (None, fixed):
         raise SystemExit(f"{solver_name} was fitted for nfe={fixed}; got --nfe {nfe}")
     nfe = fixed or nfe
-    shape = (a.num,) + tuple(train.data_shape)
-    out_dir = os.path.join(eval_dir, "samples", f"{label}_nfe{nfe}_n{a.num}_seed{a.seed}_ckpt{step}")
+    shape = (a.num,) + tuple(m.data_shape)
+    out_dir = os.path.join(eval_dir, "samples", f"{label}_nfe{nfe}_n{a.num}_seed{a.seed}_{m.identity}")
     t0 = time.time()
     try:
-        files = dj.sample_chunked(jax.random.key(a.seed), trainer.sde, trainer.model(), solver, nfe, shape,
+        files = dj.sample_chunked(jax.random.key(a.seed), m.sde, m.model(), solver, nfe, shape,
                                   min(a.chunk, a.num), out_dir, progress=not a.quiet, load=False)
     except (ValueError, FloatingPointError) as e:
         raise SystemExit(f"cannot sample with {label!r} at nfe={nfe}: {e}") from None
     seconds = time.time() - t0
     chunks = lambda: (np.load(f) for f in files)
-    data_id = f"{cfg['data']['name']}:size{cfg['data'].get('size')}:seed{cfg['train']['seed']}"
-    dim = int(np.prod(train.data_shape))
+    dim = int(np.prod(m.data_shape))
     flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
-    ref_pix = fid.cached_reference(os.path.join(eval_dir, f"reference_pixels_n{a.num_ref}.npz"),
-                                   {"data": data_id, "n": a.num_ref, "features": "pixels"},
-                                   lambda: moments_stream(flat, reference_images(train, a.num_ref), dim))
-    row = {"solver": label, "nfe": nfe, "num": a.num, "seed": a.seed, "checkpoint_step": step,
-           "diffusion": trainer.sde.name, "sample_seconds": round(seconds, 2)}
-    row["fd_pixels"] = fid.fid(moments_stream(flat, chunks(), dim), ref_pix)
-    sub = np.concatenate(list(chunks()))[:5000]
-    ref_sub = np.concatenate(list(reference_images(train, min(a.num_ref, 5000))))
-    row["sw2_pixels"] = float(dj.metrics.sliced_wasserstein(flat(sub), flat(ref_sub), jax.random.key(0)))
+    row = {"solver": label, "nfe": nfe, "num": a.num, "seed": a.seed, "model": m.identity,
+           "diffusion": m.sde.name, "sample_seconds": round(seconds, 2)}
+    if m.kind == "run":
+        row["checkpoint_step"] = int(m.identity[4:])
+    if ref.source is not None:
+        ref_pix = fid.cached_reference(os.path.join(eval_dir, f"reference_pixels_n{a.num_ref}.npz"),
+                                       {"data": ref.data_id, "n": a.num_ref, "features": "pixels"},
+                                       lambda: moments_stream(flat, reference_images(ref.source, a.num_ref), dim))
+        row["fd_pixels"] = fid.fid(moments_stream(flat, chunks(), dim), ref_pix)
+        sub = np.concatenate(list(chunks()))[:5000]
+        ref_sub = np.concatenate(list(reference_images(ref.source, min(a.num_ref, 5000))))
+        row["sw2_pixels"] = float(dj.metrics.sliced_wasserstein(flat(sub), flat(ref_sub), jax.random.key(0)))
+    else:
+        row["fd_pixels"] = row["sw2_pixels"] = None
     if feats is not None:
-        made_by = {"data": data_id, "features": feat_id, "quantize": True}  # provenance of cached reference files
-        ref = fid.cached_reference(os.path.join(eval_dir, f"reference_inception_n{a.num_ref}.npz"),
-                                   made_by | {"n": a.num_ref},
-                                   lambda: fid.moments_of(feats, reference_images(train, a.num_ref),
-                                                          batch_size=a.feature_batch, progress=not a.quiet))
-        m = min(a.pr_num, a.num, a.num_ref)
-        mom, kept = fid.Moments(ref.s.shape[0]), []
+        made_by = {"data": ref.data_id, "features": feat_id, "quantize": True}  # provenance of cached reference files
+        if ref.stats is not None:
+            reference = ref.stats
+        else:
+            reference = fid.cached_reference(os.path.join(eval_dir, f"reference_inception_n{a.num_ref}.npz"),
+                                             made_by | {"n": a.num_ref},
+                                             lambda: fid.moments_of(feats, reference_images(ref.source, a.num_ref),
+                                                                    batch_size=a.feature_batch, progress=not a.quiet))
+        pr_ok = ref.source is not None
+        k = min(a.pr_num, a.num, a.num_ref) if pr_ok else 0
+        mom, kept = fid.Moments(reference.s.shape[0]), []
         for f in fid.feature_batches(feats, chunks(), a.feature_batch, progress=not a.quiet):  # one pass for both
             mom.add(f)
-            if sum(map(len, kept)) < m:
+            if sum(map(len, kept)) < k:
                 kept.append(f)
-        row["fid"] = fid.fid(mom, ref)
+        row["fid"] = fid.fid(mom, reference)
         row["features"] = feat_id
-        if m > a.pr_k:
+        if k > a.pr_k:
             ref_f = fid.cached_features(
-                os.path.join(eval_dir, f"reference_inception_features_n{m}.npz"),
-                made_by | {"n": m},
-                lambda: np.concatenate(list(fid.feature_batches(feats, reference_images(train, m), a.feature_batch))))
-            row["precision"], row["recall"] = dj.metrics.precision_recall(ref_f, np.concatenate(kept)[:m], a.pr_k)
-            row["pr_k"], row["pr_num"] = a.pr_k, m
+                os.path.join(eval_dir, f"reference_inception_features_n{k}.npz"),
+                made_by | {"n": k},
+                lambda: np.concatenate(list(fid.feature_batches(feats, reference_images(ref.source, k), a.feature_batch))))
+            row["precision"], row["recall"] = dj.metrics.precision_recall(ref_f, np.concatenate(kept)[:k], a.pr_k)
+            row["pr_k"], row["pr_num"] = a.pr_k, k
         elif a.pr_num:
             row["precision"] = row["recall"] = None
-            row["pr_note"] = f"precision/recall skipped: {m} samples, k-NN manifolds need more than k = {a.pr_k}"
+            row["pr_note"] = (f"precision/recall skipped: {k} samples, k-NN manifolds need more than k = {a.pr_k}"
+                              if pr_ok else "precision/recall skipped: the reference is statistics only (no images)")
             print(row["pr_note"], file=sys.stderr)
     else:
         row["fid"], row["fid_note"] = None, note
@@ -139,7 +204,7 @@ def moments_stream(transform, batches, dim):
 
 def write_row(path, row):
     """Append ``row``, replacing an earlier row of the same (solver, nfe, num, seed, checkpoint)."""
-    key = lambda r: (r["solver"], r["nfe"], r["num"], r["seed"], r["checkpoint_step"])
+    key = lambda r: (r["solver"], r["nfe"], r["num"], r["seed"], r.get("model", r.get("checkpoint_step")))
     rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
     rows = [r for r in rows if key(r) != key(row)] + [row]
     tmp = path + ".tmp"
@@ -150,10 +215,12 @@ def write_row(path, row):
 
 def write_sweep(eval_dir, rows):
     metric = "fid" if all(r["fid"] is not None for r in rows) else "fd_pixels"
+    if metric == "fd_pixels" and any(r["fd_pixels"] is None for r in rows):
+        raise SystemExit("no metric to tabulate: FID needs Inception weights when the reference is statistics only")
     solvers = sorted({r["solver"] for r in rows})
     nfes = sorted({r["nfe"] for r in rows})
     cell = {(r["solver"], r["nfe"]): r for r in rows}
-    lines = [f"# {metric} vs NFE ({rows[0]['num']} samples, checkpoint {rows[0]['checkpoint_step']}, "
+    lines = [f"# {metric} vs NFE ({rows[0]['num']} samples, model {rows[0]['model']}, "
              f"{rows[0]['diffusion']})", "", "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|---|" + "---|" * len(nfes)]
     for s in solvers:
@@ -187,7 +254,10 @@ def write_sweep(eval_dir, rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True)
+    add_model_arguments(p)
+    p.add_argument("--ref", default=None, help="reference data: a data set name or an .npz of images or of Inception "
+                                               "statistics mu/sigma (default: a run's training data)")
+    p.add_argument("--data-dir", default=None, help="TFDS data folder for --ref NAME")
     p.add_argument("--solver", default=None, help="a solver name or a learned solver's .json (default: the config's)")
     p.add_argument("--nfe", type=int, default=None)
     p.add_argument("--sweep", action="store_true", help="every solver in --solvers at every NFE in --nfes")
@@ -211,26 +281,30 @@ def main(argv=None):
         nfes = [int(n) for n in a.nfes.split(",")] if a.sweep else [a.nfe]
     except ValueError:
         raise SystemExit(f"--nfes must be comma-separated integers, got {a.nfes!r}") from None
-    cfg, trainer, train, step = open_run(a.workdir)
-    solvers = a.solvers.split(",") if a.sweep else [a.solver or cfg["sample"]["solver"]]
+    m = open_model(a.workdir, a.pretrained, a.pretrained_config)
+    solvers = a.solvers.split(",") if a.sweep else [a.solver or m.defaults["solver"]]
     if not a.sweep and a.nfe is None and not solvers[0].endswith(".json"):
-        nfes = [cfg["sample"]["nfe"]]
+        nfes = [m.defaults["nfe"]]
     for s in solvers:  # every name checked before the first sample is drawn
         resolve_solver(s)
-    a.num_ref = min(a.num_ref or a.num, len(train))
-    eval_dir = os.path.join(a.workdir, "eval")
+    ref = open_reference(a.ref, a.data_dir, m)
+    a.num_ref = min(a.num_ref or a.num, len(ref))
+    eval_dir = os.path.join(m.out_dir, "eval")
     os.makedirs(eval_dir, exist_ok=True)
-    feats, feat_id, note = feature_setup(a.weights, len(train.data_shape) == 3)
+    feats, feat_id, note = feature_setup(a.weights, len(m.data_shape) == 3)
+    if feats is None and ref.source is None:
+        raise SystemExit(f"--ref {a.ref} holds Inception statistics only, which need the Inception weights: {note}")
     rows = []
     for s in solvers:
         for n in nfes:
-            row = evaluate_one(a, cfg, trainer, train, step, s, n, feats, feat_id, note, eval_dir)
+            row = evaluate_one(a, m, ref, s, n, feats, feat_id, note, eval_dir)
             write_row(os.path.join(eval_dir, "results.jsonl"), row)
             rows.append(row)
             shown = "n/a" if row["fid"] is None else f"{row['fid']:.4g}"
             pr = f"  precision {row['precision']:.3f} recall {row['recall']:.3f}" if row.get("precision") is not None else ""
-            print(f"{row['solver']:>12} NFE {row['nfe']:>3}: FID {shown}  FD(pixels) {row['fd_pixels']:.4g}  "
-                  f"SW2 {row['sw2_pixels']:.4g}{pr}")
+            pix = (f"  FD(pixels) {row['fd_pixels']:.4g}  SW2 {row['sw2_pixels']:.4g}" if row["fd_pixels"] is not None
+                   else "")
+            print(f"{row['solver']:>12} NFE {row['nfe']:>3}: FID {shown}{pix}{pr}")
     if a.sweep:
         metric = write_sweep(eval_dir, rows)
         print(f"wrote {eval_dir}/sweep.md and sweep.png ({metric})")

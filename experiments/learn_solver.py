@@ -1,11 +1,14 @@
-"""Fit a discretization (time grid + solver coefficients) to a trained run and store it in the run.
+"""Fit a discretization (time grid + solver coefficients) to a trained run or a published checkpoint and store it.
 
     python experiments/learn_solver.py --workdir runs/digits_edm --solver unipc --nfe 5
     python experiments/sample.py --workdir runs/digits_edm --solver runs/digits_edm/solvers/unipc_nfe5.json
+    python experiments/learn_solver.py --pretrained edm-cifar10-32x32-uncond-vp.pkl --solver dpmpp_3m --nfe 5 \
+        --teacher dpmpp_3m:100      # -> edm-cifar10-32x32-uncond-vp_diffjax/solvers/dpmpp_3m_nfe5.json
 
 Fits on prior draws (no data needed) against a teacher (default: the adaptive diffrax reference; ``--teacher
 unipc:100`` for a cheaper one), selects on held-out draws, and writes ``WORKDIR/solvers/<solver>_nfe<N>.json``
-(with the held-out errors before and after). Uses the EMA parameters of the latest checkpoint.
+(with the held-out errors before and after). Uses the EMA parameters of the latest checkpoint; for a published
+checkpoint, OUT/solvers/ where OUT is --workdir or the folder ``<checkpoint>_diffjax`` beside it.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import open_run  # noqa: E402
+from common import add_model_arguments, open_model  # noqa: E402
 
 
 def parse_teacher(text: str):
@@ -32,7 +35,7 @@ def parse_teacher(text: str):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True)
+    add_model_arguments(p)
     p.add_argument("--solver", required=True, help="base solver, e.g. unipc, ipndm, dpmpp_3m, edm_heun")
     p.add_argument("--nfe", type=int, required=True)
     p.add_argument("--what", default=None, choices=["grid", "coefs", "grid+coefs"])
@@ -47,15 +50,17 @@ def main(argv=None):
     if not dj.solvers.known(a.solver):  # canonical names, family defaults (unipc) and deprecated aliases
         raise SystemExit(f"unknown solver {a.solver!r}; accepted: {dj.solvers.available()}")
     teacher = parse_teacher(a.teacher)
-    _, trainer, train, step = open_run(a.workdir)
+    m = open_model(a.workdir, a.pretrained, a.pretrained_config)
     try:
-        learned = dj.solvers.learn(jax.random.key(a.seed), trainer.sde, trainer.model(ema=True), a.solver, a.nfe,
-                                   tuple(train.data_shape), what=a.what, teacher=teacher, num_fit=a.num_fit,
+        learned = dj.solvers.learn(jax.random.key(a.seed), m.sde, m.model(), a.solver, a.nfe,
+                                   tuple(m.data_shape), what=a.what, teacher=teacher, num_fit=a.num_fit,
                                    num_heldout=a.num_heldout, steps=a.steps, init_grid=a.init_grid)
     except ValueError as e:
         raise SystemExit(f"cannot learn {a.solver!r} at nfe={a.nfe}: {e}") from None
-    learned.info["checkpoint_step"] = step
-    out = a.out or os.path.join(a.workdir, "solvers", f"{a.solver}_nfe{a.nfe}.json")
+    learned.info["model"] = m.identity
+    if m.kind == "run":
+        learned.info["checkpoint_step"] = int(m.identity[4:])
+    out = a.out or os.path.join(m.out_dir, "solvers", f"{a.solver}_nfe{a.nfe}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     learned.save(out)
     i = learned.info

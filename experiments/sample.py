@@ -1,10 +1,13 @@
-"""Sample a trained run with any solver: writes a PNG grid and an .npz of the samples.
+"""Sample a trained run or a published checkpoint with any solver: writes a PNG grid and an .npz of the samples.
 
     python experiments/sample.py --workdir runs/toy_edm --solver edm_heun --nfe 35 --num 1000 [--label 3 --guidance 1.5]
     python experiments/sample.py --workdir runs/toy_edm --solver runs/toy_edm/solvers/unipc_nfe5.json   # learned
+    python experiments/sample.py --pretrained edm-cifar10-32x32-uncond-vp.pkl --solver dpmpp_2m --nfe 10 --num 64
+    python experiments/sample.py --pretrained ddpm-cifar10-32/ --solver unipc --nfe 10        # a diffusers folder
 
 ``--solver`` is a registered name or the path of a learned solver (``experiments/learn_solver.py``); a learned
-solver runs at the NFE it was fitted for.
+solver runs at the NFE it was fitted for. With ``--pretrained`` the outputs go to ``--workdir`` (default: a folder
+``<checkpoint>_diffjax`` beside the checkpoint).
 """
 from __future__ import annotations
 
@@ -19,13 +22,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import open_run  # noqa: E402
+from common import add_model_arguments, open_model  # noqa: E402
 from diffjax.plotting import save_grid  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True)
+    add_model_arguments(p)
     p.add_argument("--solver", default=None, help="a solver name or a learned solver's .json")
     p.add_argument("--nfe", type=int, default=None)
     p.add_argument("--num", type=int, default=None)
@@ -34,9 +37,9 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
     p.add_argument("--raw", action="store_true", help="use the raw (not EMA) parameters")
     a = p.parse_args(argv)
-    cfg, trainer, train, step = open_run(a.workdir)
-    solver = a.solver or cfg["sample"]["solver"]
-    nfe = a.nfe or cfg["sample"]["nfe"]
+    m = open_model(a.workdir, a.pretrained, a.pretrained_config)
+    solver = a.solver or m.defaults["solver"]
+    nfe = a.nfe or m.defaults["nfe"]
     label = solver
     if solver.endswith(".json"):
         try:
@@ -47,27 +50,28 @@ def main(argv=None):
         nfe = a.nfe or solver.nfe_budget
     elif not dj.solvers.known(solver):
         raise SystemExit(f"unknown solver {solver!r}; accepted: {dj.solvers.available()} or a learned solver's .json")
-    num = a.num or cfg["sample"]["num"]
+    num = a.num or m.defaults["num"]
     labels = None
     if a.label is not None:
         labels = jnp.full((num,), a.label, jnp.int32)
     if a.guidance and labels is not None:
-        net = trainer.net(trainer.state["ema" if not a.raw else "params"])
-        model = dj.models.guided(trainer.sde, net, labels, a.guidance, cfg["model"]["num_classes"],
-                                 cld_param=trainer.loss_cfg.cld_param)
+        if m.guided is None:
+            raise SystemExit("--guidance needs a model trained with label dropout (a trained run)")
+        model = m.guided(labels, a.guidance)
     else:
-        model = trainer.model(ema=not a.raw, labels=labels)
+        model = m.model(labels=labels, raw=a.raw)
     try:
-        x = dj.sample(jax.random.key(a.seed), trainer.sde, model, solver, nfe=nfe, shape=(num,) + tuple(train.data_shape))
+        x = dj.sample(jax.random.key(a.seed), m.sde, model, solver, nfe=nfe, shape=(num,) + tuple(m.data_shape))
     except (ValueError, FloatingPointError) as e:
         raise SystemExit(f"cannot sample with {label!r}: {e}") from None
     x = np.asarray(x)
     if not np.all(np.isfinite(x)):
         raise SystemExit("sampling produced non-finite values; try another solver or more NFE")
-    stem = os.path.join(a.workdir, f"samples_{label}_nfe{nfe}")
-    np.savez(stem + ".npz", samples=x, step=step, solver=label, nfe=nfe)
+    os.makedirs(m.out_dir, exist_ok=True)
+    stem = os.path.join(m.out_dir, f"samples_{label}_nfe{nfe}")
+    np.savez(stem + ".npz", samples=x, model=m.identity, solver=label, nfe=nfe)
     save_grid(x, stem + ".png")
-    print(f"wrote {stem}.png and {stem}.npz (checkpoint step {step})")
+    print(f"wrote {stem}.png and {stem}.npz (model {m.identity})")
 
 
 if __name__ == "__main__":

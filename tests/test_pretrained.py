@@ -311,3 +311,43 @@ def test_learn_on_an_edm_network():
     assert learned.info["heldout_rmse"] <= learned.info["heldout_rmse_base"] * (1 + 1e-6)
     x = dj.sample(jax.random.key(1), pm.sde, model, learned, nfe=learned.nfe_budget, shape=(2,) + pm.data_shape)
     assert np.all(np.isfinite(np.asarray(x)))
+
+
+# ---- the entry scripts on published checkpoints -------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["diffusers_ddpm", "edm_vp_ddpmpp.pkl"])
+def test_scripts_sample_learn_evaluate_a_checkpoint(tmp_path, name, capsys):
+    """sample.py → learn_solver.py → sample.py with the learned solver → evaluate.py --sweep, on a copy of a
+    checkpoint (outputs beside it in <name>_diffjax/); bad use exits with its reason."""
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+    import evaluate
+    import learn_solver
+    import sample
+
+    src = os.path.join(FIX, name)
+    ckpt = tmp_path / name
+    (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, ckpt)
+    out = tmp_path / (os.path.splitext(name)[0] + "_diffjax")
+    sample.main(["--pretrained", str(ckpt), "--solver", "unipc", "--nfe", "5", "--num", "3"])
+    assert np.load(out / "samples_unipc_nfe5.npz")["samples"].shape == (3, 16, 16, 3)
+    learn_solver.main(["--pretrained", str(ckpt), "--solver", "dpmpp_2m", "--nfe", "4", "--teacher", "dpmpp_2m:10",
+                       "--num-fit", "4", "--num-heldout", "4", "--steps", "2", "--init-grid", "base"])
+    fitted = out / "solvers" / "dpmpp_2m_nfe4.json"
+    assert json.loads(fitted.read_text())["info"]["model"].startswith("sha")
+    sample.main(["--pretrained", str(ckpt), "--solver", str(fitted), "--num", "2"])
+    assert (out / "samples_learned_dpmpp_2m_nfe4_nfe4.png").exists()
+    ref = tmp_path / "ref.npz"
+    np.savez(ref, images=np.random.default_rng(0).integers(0, 256, (20, 16, 16, 3)).astype(np.uint8))
+    evaluate.main(["--pretrained", str(ckpt), "--ref", str(ref), "--sweep", "--solvers", f"ddim,{fitted}",
+                   "--nfes", "4", "--num", "8", "--chunk", "4", "--quiet"])
+    rows = [json.loads(line) for line in open(out / "eval" / "results.jsonl")]
+    assert {r["solver"] for r in rows} == {"ddim", "learned_dpmpp_2m_nfe4"} and all(r["fd_pixels"] > 0 for r in rows)
+    assert (out / "eval" / "sweep.md").exists()
+    for argv, match in [(["--pretrained", str(tmp_path / "missing.pkl")], "does not exist"),
+                        (["--pretrained", str(ckpt), "--raw"], "--raw is for trained runs"),
+                        (["--pretrained", str(ckpt), "--label", "3"], "unconditional")]:
+        with pytest.raises(SystemExit, match=match):
+            sample.main(argv + ["--num", "2"])
+    with pytest.raises(SystemExit, match="give --ref"):
+        evaluate.main(["--pretrained", str(ckpt), "--num", "4"])

@@ -34,15 +34,25 @@ def diffusion_spec(sde: LinearDiffusion) -> tuple:
     fields = []
     for f in dataclasses.fields(sde):
         v = getattr(sde, f.name)
-        if not isinstance(v, (bool, int, float, str, type(None))):
-            raise ValueError(f"cannot record {sde.name}.{f.name} = {v!r} (a learned solver stores plain hyperparameters; "
-                             "custom diffusions built from functions are not supported)")
+        if isinstance(v, (tuple, list)) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+            v = tuple(float(e) for e in v)  # a table of numbers (DiscreteVP's ᾱ_i)
+        elif not isinstance(v, (bool, int, float, str, type(None))):
+            raise ValueError(f"cannot record {sde.name}.{f.name} = {_short(v)} (a learned solver stores plain "
+                             "hyperparameters; custom diffusions built from functions are not supported)")
         fields.append((f.name, v))
     return (type(sde).__name__, tuple(fields))
 
 
+def _short(v) -> str:
+    """``repr(v)``, long sequences abbreviated."""
+    if isinstance(v, (tuple, list)) and len(v) > 6:
+        return f"({len(v)} values: {v[0]!r}, {v[1]!r}, …, {v[-1]!r})"
+    text = repr(v)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
 def _spec_str(spec: tuple) -> str:
-    return f"{spec[0]}(" + ", ".join(f"{k}={v!r}" for k, v in spec[1]) + ")"
+    return f"{spec[0]}(" + ", ".join(f"{k}={_short(v)}" for k, v in spec[1]) + ")"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +218,8 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
         base_cls = _solver_classes()[obj["base"]["class"]]
         base = base_cls(**obj["base"]["fields"])
         diff = obj.get("diffusion")
-        spec = (diff["class"], tuple((k, v) for k, v in diff["fields"].items())) if diff else ()
+        spec = (diff["class"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in diff["fields"].items())) \
+            if diff else ()
         corrections = tuple((k, _nested(np.asarray(v, np.float64))) for k, v in obj.get("corrections", {}).items())
         return Learned(base=base, times=tuple(float(t) for t in obj["grid"]), corrections=corrections,
                        diffusion=spec, nfe_budget=int(obj["nfe"]), info=obj.get("info") or {})
