@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test evaluate fid-crosscheck bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
+.PHONY: install demo test evaluate fid-crosscheck pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,8 +73,28 @@ fid-crosscheck: $(STAMP)
 	.venv-fid/bin/python experiments/fid_crosscheck.py torch .venv-fid/ref.npz
 	$(PY) experiments/fid_crosscheck.py jax .venv-fid/ref.npz
 
+# ports of published networks vs the originals with shared random weights (installs torch + diffusers into
+# .venv-pretrained; needs checkouts of NVlabs/edm and yang-song/score_sde, read at run time, never copied):
+#   make pretrained-crosscheck EDM_SRC=../edm SCORE_SDE_SRC=../score_sde [XCHECK_FULL=--full]
+EDM_SRC ?=
+SCORE_SDE_SRC ?=
+XCHECK_FULL ?=
+XCHECK_OUT ?= .venv-pretrained/crosscheck$(XCHECK_FULL)
+.venv-pretrained/bin/python:
+	$(PYTHON) -m venv .venv-pretrained && .venv-pretrained/bin/pip install -q torch diffusers safetensors numpy
+pretrained-crosscheck: $(STAMP) .venv-pretrained/bin/python
+	test -n "$(EDM_SRC)" -a -n "$(SCORE_SDE_SRC)" || (echo "give EDM_SRC=<checkout of NVlabs/edm> SCORE_SDE_SRC=<checkout of yang-song/score_sde>"; exit 2)
+	.venv-pretrained/bin/python experiments/pretrained_crosscheck.py reference $(XCHECK_OUT) --edm-src $(EDM_SRC) \
+		--score-sde-src $(SCORE_SDE_SRC) --jax-python $(PY) $(XCHECK_FULL)
+	$(PY) experiments/pretrained_crosscheck.py compare $(XCHECK_OUT)
+
+# diffusers vs diffjax on the same random-weight DDPM CIFAR-10 UNet2DModel (results/bench_pretrained.*)
+bench-pretrained: $(STAMP) .venv-pretrained/bin/python
+	.venv-pretrained/bin/python experiments/bench_pretrained.py torch .venv-pretrained/bench
+	$(PY) experiments/bench_pretrained.py jax .venv-pretrained/bench
+
 notebooks: $(STAMP)
 	$(PY) -m jupytext --to ipynb notebooks/*.py
 
 clean:
-	rm -rf $(VENV) .venv-fid demo_out .pytest_cache
+	rm -rf $(VENV) .venv-fid .venv-pretrained demo_out .pytest_cache
