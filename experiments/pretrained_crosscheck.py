@@ -307,6 +307,9 @@ def reference_score_sde(out, src, full):
         outp = model.apply({"params": params}, jnp.asarray(x), jnp.asarray(cond), train=False)
         np.savez(os.path.join(out, f"{name}.io.npz"), x=x, cond=cond, out=np.asarray(outp),
                  config=np.array(cfg_name), overrides=np.array(json.dumps(over)), image_size=res)
+        with open(os.path.join(out, f"{name}.config.json"), "w") as f:  # the variant, as load_pretrained reads it
+            json.dump(dict(base=cfg_name, image_size=res, **{k: list(v) if isinstance(v, tuple) else v
+                                                             for k, v in over.items()}), f, indent=1)
         print(f"wrote {out}/{name}.msgpack")
 
 
@@ -339,8 +342,7 @@ def compare_case(path):
     elif path.endswith(".msgpack"):
         with np.load(path[:-8] + ".io.npz") as f:
             io = {k: f[k] for k in f.files}
-        over = json.loads(str(io["overrides"]))
-        pm = dj.models.load_pretrained(path, config=str(io["config"]), overrides=over, image_size=int(io["image_size"]))
+        pm = dj.models.load_pretrained(path, config=path[:-8] + ".config.json")
         rows["network"] = rel(P.score_sde.original_output(pm, io["x"], io["cond"]), io["out"])
     return rows
 

@@ -68,7 +68,27 @@ DECODERS = {"none": "standard", "output_skip": "skip"}
 
 
 def config_of(name: str, overrides: dict | None = None, image_size: int | None = None) -> dict:
-    """The config ``name`` (:data:`CONFIGS`, with model ``overrides`` of :data:`OVERRIDABLE` and the image size)."""
+    """The config ``name`` (:data:`CONFIGS`, with model ``overrides`` of :data:`OVERRIDABLE` and the image size).
+
+    ``name`` may also be a ``.json`` file describing a variant of a known config (your own training of score_sde's
+    code with other sizes): ``{"base": "ve/cifar10_ncsnpp_continuous", "image_size": 64, "nf": 64, …}`` with
+    keys among ``base``, ``image_size`` and :data:`OVERRIDABLE`."""
+    if str(name).endswith(".json"):
+        import json
+
+        try:
+            with open(name) as f:
+                spec = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"score_sde config file {name}: {e}") from None
+        if not isinstance(spec, dict) or "base" not in spec:
+            raise ValueError(f"score_sde config file {name}: expected an object with 'base' (a known config's name)")
+        extra = sorted(set(spec) - {"base", "image_size"} - set(OVERRIDABLE))
+        if extra:
+            raise ValueError(f"score_sde config file {name}: unknown key(s) {extra}; accepted: base, image_size, "
+                             f"{', '.join(OVERRIDABLE)}")
+        over = {k: v for k, v in spec.items() if k in OVERRIDABLE} | dict(overrides or {})
+        return config_of(spec["base"], over, image_size or spec.get("image_size"))
     name = re.sub(r"^configs/|\.py$", "", str(name))
     if name not in CONFIGS:
         import difflib
