@@ -19,7 +19,7 @@ from .solvers import sample, sample_chunked
 
 __version__ = "0.1.0"
 
-_LAZY = ("data", "fid", "inception", "interop", "metrics", "models", "testbed", "training")
+_LAZY = ("data", "fid", "files", "inception", "interop", "metrics", "models", "testbed", "training")
 
 
 def __getattr__(name):
@@ -34,6 +34,6 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["diffusions", "prediction", "solvers", "models", "testbed", "metrics", "interop", "data", "training", "fid",
+__all__ = ["diffusions", "prediction", "solvers", "models", "testbed", "metrics", "interop", "data", "training", "fid", "files",
            "inception", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "Flow", "LinearDiffusion", "ScalarDiffusion",
            "sample", "sample_chunked"]

@@ -14,18 +14,19 @@ PKG = pathlib.Path(dj.__file__).parent
 
 # subpackage -> the diffjax subpackages it may import (itself always)
 ALLOWED = {
+    "files": set(),  # atomic writes, digests, folder locks: usable everywhere
     "diffusions": set(),
     "prediction": {"diffusions"},
     "testbed": {"diffusions"},
-    "solvers": {"diffusions", "prediction", "interop"},  # interop: adaptive diffrax references for learn()
+    "solvers": {"diffusions", "prediction", "interop", "files"},  # interop: adaptive diffrax references for learn()
     "interop": {"diffusions", "prediction"},
     "metrics": set(),
     "plotting": set(),
     "data": {"testbed"},  # the ring toy set samples the test bed's mixture
-    "models": {"diffusions", "prediction"},
-    "training": {"diffusions", "prediction", "models", "solvers", "metrics", "plotting"},
+    "models": {"diffusions", "prediction", "files"},
+    "training": {"diffusions", "prediction", "models", "solvers", "metrics", "plotting", "files"},
     "inception": set(),
-    "fid": {"metrics"},
+    "fid": {"metrics", "files"},
 }
 NETWORK_LIBRARIES = ("flax", "optax", "orbax")
 MAY_USE_NETWORK_LIBRARIES = {"models", "training", "inception"}

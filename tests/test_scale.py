@@ -24,7 +24,7 @@ def test_chunked_equals_one_shot_and_resumes(tmp_path):
     x = run()
     np.testing.assert_allclose(x, one, atol=1e-6)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["manifest.json"] + [f"chunk_{i:05d}.{e}" for i in range(4) for e in ("npy", "sha256")])
+    assert names == sorted([".lock", "manifest.json"] + [f"chunk_{i:05d}.{e}" for i in range(4) for e in ("npy", "sha256")])
     # an interrupted / damaged run: chunk 2 lost, chunk 0 altered, chunk 3 truncated; the rerun recomputes exactly
     # those (chunk 1 is verified and kept)
     kept = (out / "chunk_00001.npy").stat().st_mtime_ns

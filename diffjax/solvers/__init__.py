@@ -7,7 +7,8 @@ from .ipndm import IPNDM
 from .grid_search import optimized_grid
 from .learn import learn
 from .learned import Learned, load
-from .driver import cache_info, clear_cache, nfe_of, plan, sample, sample_chunked
+from .chunked import sample_chunked
+from .driver import cache_info, clear_cache, nfe_of, plan, sample
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .registry import available, get, known
