@@ -116,7 +116,13 @@ class FolderInUse(RuntimeError):
 
 
 class FolderLock:
-    """An exclusive, advisory lock on ``folder`` (module docstring): ``with FolderLock(folder, "training"): …``."""
+    """An exclusive, advisory lock on ``folder`` (module docstring): ``with FolderLock(folder, "training"): …``.
+
+    Re-entrant within a process (a script that locks its run folder can call a trainer that locks it again): the
+    process's held locks are counted in ``FolderLock.held_here``, the one piece of process state here, like an
+    open file table."""
+
+    held_here: dict = {}  # absolute folder -> [fd, count] of the locks this process holds
 
     def __init__(self, folder: str, purpose: str = "writing"):
         self.folder, self.purpose = os.path.abspath(folder), purpose
@@ -135,6 +141,10 @@ class FolderLock:
         import fcntl
 
         if self._fd is not None:
+            return self
+        if self.folder in FolderLock.held_here:
+            FolderLock.held_here[self.folder][1] += 1
+            self._fd = FolderLock.held_here[self.folder][0]
             return self
         os.makedirs(self.folder, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -158,6 +168,7 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         self._fd = fd
+        FolderLock.held_here[self.folder] = [fd, 1]
         return self
 
     def release(self) -> None:
@@ -166,6 +177,13 @@ class FolderLock:
 
         if self._fd is None:
             return
+        entry = FolderLock.held_here.get(self.folder)
+        self._fd, fd = None, self._fd
+        if entry is not None and entry[1] > 1:
+            entry[1] -= 1
+            return
+        FolderLock.held_here.pop(self.folder, None)
+        self._fd = fd
         try:
             os.ftruncate(self._fd, 0)
         except OSError:

@@ -14,6 +14,7 @@ from flax import nnx
 import diffjax as dj
 import diffjax.data as dd
 from diffjax.training import LossConfig, TrainConfig, Trainer
+from diffjax.training.checkpoints import CheckpointError, state_digest
 
 
 def parse_override(key: str, text: str, current):
@@ -71,9 +72,19 @@ def load_plugins(paths=()):
 
 def load_config(path_spec: str, overrides=()):
     path, _, spec = path_spec.partition(":")
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist (expected path/to/config.py:NAME, e.g. "
+                         "experiments/configs/default.py:toy-edm)")
     mod_spec = importlib.util.spec_from_file_location("diffjax_config", path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
+    if not spec:
+        import inspect
+
+        default = inspect.signature(mod.get_config).parameters
+        default = next(iter(default.values())).default if default else None
+        print(f"note: no :NAME after {path}; using its default config"
+              + (f" {default!r}" if isinstance(default, str) else ""), file=sys.stderr)
     cfg = mod.get_config(spec) if spec else mod.get_config()
     for item in overrides:
         key, eq, value = item.partition("=")
@@ -160,11 +171,20 @@ def open_run(workdir):
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise SystemExit(f"no run in {workdir!r} (config.json missing): train one with experiments/train.py")
-    with open(path) as f:
-        cfg = json.load(f)
-    load_plugins(cfg.get("plugins", []))
-    trainer, train, _ = build(cfg, workdir)
-    step = trainer.restore()
+    try:
+        with open(path) as f:
+            cfg = json.load(f)
+        load_plugins(cfg.get("plugins", []))
+        check_names(cfg)
+        trainer, train, _ = build(cfg, workdir)
+        step = trainer.restore()
+    except CheckpointError as e:
+        raise SystemExit(str(e)) from None
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        what = f"{path} is not valid JSON ({e})" if isinstance(e, json.JSONDecodeError) else \
+            f"{path} does not describe the run's checkpoints ({type(e).__name__}: {str(e)[:300]})"
+        raise SystemExit(f"cannot open the run in {workdir!r}: {what}. Restore the run's own config.json, or use "
+                         "another --workdir.") from None
     if step == 0:
         raise SystemExit(f"{workdir!r} has no checkpoint yet")
     return cfg, trainer, train, step
@@ -187,6 +207,7 @@ class Opened:
     reference: object = None
     data_id: str | None = None
     kind: str = "run"
+    step: int | None = None  # a run's checkpoint step
 
 
 def default_out_dir(path: str) -> str:
@@ -209,9 +230,14 @@ def open_model(workdir=None, pretrained=None, pretrained_config=None) -> Opened:
             net = trainer.net(trainer.state["ema"])
             return dj.models.guided(trainer.sde, net, labels, scale, m["num_classes"], cld_param=trainer.loss_cfg.cld_param)
 
-        return Opened(trainer.sde, tuple(train.data_shape), int(m["num_classes"]), f"ckpt{step}", workdir,
+        # the checkpoint's identity: its step and the SHA-256 of its arrays (two branches resumed from the same
+        # step with other settings reach the same step with other weights)
+        digest_file = trainer._digest_path(step)
+        digest = open(digest_file).read().strip() if os.path.exists(digest_file) else state_digest(trainer.state)
+        return Opened(trainer.sde, tuple(train.data_shape), int(m["num_classes"]), f"ckpt{step}-{digest[:12]}", workdir,
                       dict(cfg["sample"]), lambda labels=None, raw=False: trainer.model(ema=not raw, labels=labels),
-                      guided, train, f"{cfg['data']['name']}:size{cfg['data'].get('size')}:seed{cfg['train']['seed']}")
+                      guided, train, f"{cfg['data']['name']}:size{cfg['data'].get('size')}:seed{cfg['train']['seed']}",
+                      step=step)
     import pickle
 
     try:

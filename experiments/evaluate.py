@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 import diffjax as dj  # noqa: E402
 from common import add_model_arguments, open_model  # noqa: E402
 from diffjax import fid  # noqa: E402
+from diffjax.files import FolderInUse, FolderLock, describe_os_error, write_atomic  # noqa: E402
 
 
 def reference_images(source, num: int, batch: int = 500):
@@ -148,8 +149,8 @@ def evaluate_one(a, m, ref, solver_name, nfe, feats, feat_id, note, eval_dir):
     flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
     row = {"solver": label, "nfe": nfe, "num": a.num, "seed": a.seed, "model": m.identity,
            "diffusion": m.sde.name, "sample_seconds": round(seconds, 2)}
-    if m.kind == "run":
-        row["checkpoint_step"] = int(m.identity[4:])
+    if m.step is not None:
+        row["checkpoint_step"] = m.step
     if ref.source is not None:
         ref_pix = fid.cached_reference(os.path.join(eval_dir, f"reference_pixels_n{a.num_ref}.npz"),
                                        {"data": ref.data_id, "n": a.num_ref, "features": "pixels"},
@@ -207,10 +208,7 @@ def write_row(path, row):
     key = lambda r: (r["solver"], r["nfe"], r["num"], r["seed"], r.get("model", r.get("checkpoint_step")))
     rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
     rows = [r for r in rows if key(r) != key(row)] + [row]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def write_sweep(eval_dir, rows):
@@ -233,8 +231,7 @@ def write_sweep(eval_dir, rows):
         for s in solvers:
             lines.append(f"| {s} | " + " | ".join(f"{cell[(s, n)]['precision']:.3f} / {cell[(s, n)]['recall']:.3f}"
                                                   if (s, n) in cell else "–" for n in nfes) + " |")
-    with open(os.path.join(eval_dir, "sweep.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_atomic(os.path.join(eval_dir, "sweep.md"), "\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,7 +244,8 @@ def write_sweep(eval_dir, rows):
     ax.set(xlabel="NFE", ylabel=metric, xscale="log", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(eval_dir, "sweep.png"), dpi=120)
+    fig.savefig(os.path.join(eval_dir, "sweep.tmp.png"), dpi=120)
+    os.replace(os.path.join(eval_dir, "sweep.tmp.png"), os.path.join(eval_dir, "sweep.png"))
     plt.close(fig)
     return metric
 
@@ -290,7 +288,10 @@ def main(argv=None):
     ref = open_reference(a.ref, a.data_dir, m)
     a.num_ref = min(a.num_ref or a.num, len(ref))
     eval_dir = os.path.join(m.out_dir, "eval")
-    os.makedirs(eval_dir, exist_ok=True)
+    try:  # one evaluation writes a folder at a time (results.jsonl, cached references, sample chunks)
+        FolderLock(eval_dir, "evaluation").acquire()
+    except (FolderInUse, OSError) as e:
+        raise SystemExit(str(e) if isinstance(e, FolderInUse) else describe_os_error(e, eval_dir)) from None
     feats, feat_id, note = feature_setup(a.weights, len(m.data_shape) == 3)
     if feats is None and ref.source is None:
         raise SystemExit(f"--ref {a.ref} holds Inception statistics only, which need the Inception weights: {note}")

@@ -58,8 +58,8 @@ def main(argv=None):
     except ValueError as e:
         raise SystemExit(f"cannot learn {a.solver!r} at nfe={a.nfe}: {e}") from None
     learned.info["model"] = m.identity
-    if m.kind == "run":
-        learned.info["checkpoint_step"] = int(m.identity[4:])
+    if m.step is not None:
+        learned.info["checkpoint_step"] = m.step
     out = a.out or os.path.join(m.out_dir, "solvers", f"{a.solver}_nfe{a.nfe}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     learned.save(out)

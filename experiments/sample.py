@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 import diffjax as dj  # noqa: E402
 from common import add_model_arguments, open_model  # noqa: E402
+from diffjax.files import save_npz_atomic  # noqa: E402
 from diffjax.plotting import save_grid  # noqa: E402
 
 
@@ -37,7 +38,15 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
     p.add_argument("--raw", action="store_true", help="use the raw (not EMA) parameters")
     a = p.parse_args(argv)
+    for name in ("num", "nfe"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(a, name)}")
+    if a.guidance and a.label is None:
+        raise SystemExit("--guidance needs --label (classifier-free guidance towards a class)")
     m = open_model(a.workdir, a.pretrained, a.pretrained_config)
+    if a.label is not None and not 0 <= a.label < max(m.num_classes, 0):
+        raise SystemExit(f"--label {a.label}: the model is unconditional" if not m.num_classes
+                         else f"--label must lie in 0…{m.num_classes - 1}, got {a.label}")
     solver = a.solver or m.defaults["solver"]
     nfe = a.nfe or m.defaults["nfe"]
     label = solver
@@ -68,9 +77,13 @@ def main(argv=None):
     if not np.all(np.isfinite(x)):
         raise SystemExit("sampling produced non-finite values; try another solver or more NFE")
     os.makedirs(m.out_dir, exist_ok=True)
-    stem = os.path.join(m.out_dir, f"samples_{label}_nfe{nfe}")
-    np.savez(stem + ".npz", samples=x, model=m.identity, solver=label, nfe=nfe)
-    save_grid(x, stem + ".png")
+    name = f"samples_{label}_nfe{nfe}_seed{a.seed}" + (f"_class{a.label}" if a.label is not None else "") \
+        + (f"_w{a.guidance:g}" if a.guidance else "") + ("_raw" if a.raw else "")
+    stem = os.path.join(m.out_dir, name)
+    save_npz_atomic(stem + ".npz", samples=x, model=m.identity, solver=label, nfe=nfe, seed=a.seed,
+                    label=-1 if a.label is None else a.label, guidance=a.guidance)
+    save_grid(x, stem + ".tmp.png")  # then renamed: a reader never sees half a picture
+    os.replace(stem + ".tmp.png", stem + ".png")
     print(f"wrote {stem}.png and {stem}.npz (model {m.identity})")
 
 

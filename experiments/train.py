@@ -11,7 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build, check_names, load_config, load_plugins, to_dict  # noqa: E402
-from diffjax.training.trainer import CheckpointError  # noqa: E402
+from diffjax.files import FolderInUse, FolderLock, describe_os_error, write_atomic  # noqa: E402
+from diffjax.training.trainer import CheckpointError, TrainingInterrupted  # noqa: E402
 
 
 def main(argv=None):
@@ -31,7 +32,24 @@ def main(argv=None):
     p.add_argument("--process-id", type=int, default=None)
     p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
                    help="import a file that registers a diffusion or a network first (repeatable)")
+    p.add_argument("--debug", action="store_true", help="full tracebacks instead of one-paragraph errors")
     a = p.parse_args(argv)
+    try:
+        run(a)
+    except TrainingInterrupted as e:  # Ctrl-C / SIGTERM: the step was finished and saved
+        print(str(e), file=sys.stderr)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print("interrupted before training started: nothing was written", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (FloatingPointError, CheckpointError, FolderInUse, ValueError, OSError) as e:
+        if a.debug:
+            raise
+        msg = describe_os_error(e, a.workdir) if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) else str(e)
+        raise SystemExit(msg) from None
+
+
+def run(a):
     load_plugins(a.plugin)
     try:
         cfg = to_dict(load_config(a.config, a.set))
@@ -42,8 +60,12 @@ def main(argv=None):
     check_names(cfg)
     path = os.path.join(a.workdir, "config.json")
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise SystemExit(f"{path} is not valid JSON ({e}): the run folder is damaged (a truncated write?); restore "
+                             "the file or use another --workdir") from None
         if a.no_resume:
             raise SystemExit(f"{a.workdir} already holds a run; drop --no-resume to continue it")
         if json.loads(json.dumps(old)) != json.loads(json.dumps(cfg)):
@@ -56,6 +78,24 @@ def main(argv=None):
         jax.distributed.initialize(a.coordinator, a.num_processes, a.process_id)
     elif a.coordinator or a.num_processes or a.process_id is not None:
         raise SystemExit("--coordinator/--num-processes/--process-id need --distributed")
+    import jax
+
+    lock = FolderLock(a.workdir, "training")
+    if jax.process_index() == 0:  # one writer per run folder, before anything in it is written
+        try:
+            lock.acquire()
+        except FolderInUse as e:
+            raise SystemExit(str(e)) from None
+        except OSError as e:
+            raise SystemExit(f"{describe_os_error(e, a.workdir)}: training needs a writable --workdir "
+                             "(nothing was written)") from None
+    try:
+        train_locked(a, cfg, path)
+    finally:
+        lock.release()
+
+
+def train_locked(a, cfg, path):
     trainer, _, _ = build(cfg, a.workdir)
     try:
         start = trainer.restore(a.resume_from)
@@ -65,9 +105,7 @@ def main(argv=None):
     if start > steps:
         raise SystemExit(f"{a.workdir} already holds a checkpoint at step {start} > train.steps={steps}: nothing to do "
                          f"(raise train.steps to continue, or use another --workdir)")
-    os.makedirs(a.workdir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(cfg, f, indent=1)
+    write_atomic(path, json.dumps(cfg, indent=1))
     if start == steps:
         print(f"{a.workdir} is already at step {steps}: nothing to train")
         return

@@ -53,7 +53,7 @@ def test_train_resume_and_sample_scripts(tmp_path):
     assert steps == [10, 20, 30]  # the second call resumed at 20
     for solver, nfe in [("edm_heun", 9), ("euler_maruyama", 10)]:
         sample.main(["--workdir", work, "--solver", solver, "--nfe", str(nfe), "--num", "50"])
-        x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}.npz")["samples"]
+        x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}_seed0.npz")["samples"]
         assert x.shape == (50, 2) and np.all(np.isfinite(x))
     # a learned solver fitted to the run, stored in it, then sampled by path
     learn_solver.main(["--workdir", work, "--solver", "ipndm", "--nfe", "4", "--num-fit", "32", "--num-heldout", "32",
@@ -62,7 +62,7 @@ def test_train_resume_and_sample_scripts(tmp_path):
     info = json.load(open(learned))["info"]
     assert info["heldout_rmse"] <= info["heldout_rmse_base"] and info["checkpoint_step"] == 30
     sample.main(["--workdir", work, "--solver", str(learned), "--num", "50"])
-    x = np.load(tmp_path / "run" / "samples_learned_ipndm_nfe4_nfe4.npz")["samples"]
+    x = np.load(tmp_path / "run" / "samples_learned_ipndm_nfe4_nfe4_seed0.npz")["samples"]
     assert x.shape == (50, 2) and np.all(np.isfinite(x))
     with pytest.raises(SystemExit, match="fitted for nfe=4"):
         sample.main(["--workdir", work, "--solver", str(learned), "--nfe", "6", "--num", "50"])

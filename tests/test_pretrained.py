@@ -334,13 +334,13 @@ def test_scripts_sample_learn_evaluate_a_checkpoint(tmp_path, name, capsys):
     (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, ckpt)
     out = tmp_path / (os.path.splitext(name)[0] + "_diffjax")
     sample.main(["--pretrained", str(ckpt), "--solver", "unipc", "--nfe", "5", "--num", "3"])
-    assert np.load(out / "samples_unipc_nfe5.npz")["samples"].shape == (3, 16, 16, 3)
+    assert np.load(out / "samples_unipc_nfe5_seed0.npz")["samples"].shape == (3, 16, 16, 3)
     learn_solver.main(["--pretrained", str(ckpt), "--solver", "dpmpp_2m", "--nfe", "4", "--teacher", "dpmpp_2m:10",
                        "--num-fit", "4", "--num-heldout", "4", "--steps", "2", "--init-grid", "base"])
     fitted = out / "solvers" / "dpmpp_2m_nfe4.json"
     assert json.loads(fitted.read_text())["info"]["model"].startswith("sha")
     sample.main(["--pretrained", str(ckpt), "--solver", str(fitted), "--num", "2"])
-    assert (out / "samples_learned_dpmpp_2m_nfe4_nfe4.png").exists()
+    assert (out / "samples_learned_dpmpp_2m_nfe4_nfe4_seed0.png").exists()
     ref = tmp_path / "ref.npz"
     np.savez(ref, images=np.random.default_rng(0).integers(0, 256, (20, 16, 16, 3)).astype(np.uint8))
     evaluate.main(["--pretrained", str(ckpt), "--ref", str(ref), "--sweep", "--solvers", f"ddim,{fitted}",

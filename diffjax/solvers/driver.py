@@ -152,7 +152,8 @@ def sample(
       solver: a name from :func:`diffjax.solvers.available` or a solver instance.
       nfe: network-evaluation budget, spent exactly (including the denoising step when ``denoise``).
       shape: ``(B, *data_shape)`` of the samples (ignored when ``init`` is given).
-      init: start from this state (at the grid's first time) instead of drawing from the prior.
+      init: start from this state (at the grid's first time) instead of drawing from the prior. Without it the
+        grid must start at ``T`` (the prior is the marginal at T): a grid that starts lower raises ValueError.
       grid: a grid kind ('uniform', 'quadratic', 'logsnr', 'karras', 'nsr'), an explicit decreasing array of
         times, or **per-sample grids**: a 2-D table ``(K, M+1)`` whose rows are grids with the same number of
         steps; sample b then runs on row ``grid_index[b]`` (default: row b, i.e. one grid per sample). The
@@ -211,6 +212,11 @@ def sample(
             raise ValueError(f"shape must be (B, *data_shape) with positive sizes, got {shape}")
         sde.check_data_shape(shape[1:])
         batch = shape[0]
+        if ts[0] < sde.T * (1 - 1e-6):  # the prior is the marginal at T, not at the grid's first time
+            raise ValueError(
+                f"the grid starts at t={ts[0]:.6g}, below {sde.name}'s T={sde.T:g}, where the prior sample is drawn: "
+                f"pass init= a sample of the marginal at t={ts[0]:.6g} (for EDM/VE, roughly σ(t)·N(0, I), as "
+                "k-diffusion starts at sigmas[0]), or a grid that starts at T")
     else:
         _check_state(sde, init)
         batch = jax.tree.leaves(init)[0].shape[0]

@@ -33,6 +33,7 @@ from ..diffusions.base import LinearDiffusion
 from ..models.precond import Preconditioned
 from ..plotting import save_grid  # noqa: F401  (its former home)
 from ..prediction import Model
+from ..files import FolderLock, describe_os_error
 from .checkpoints import CheckpointError, _quiet_stderr, _signature, _write_atomic, state_digest  # noqa: F401
 from .evaluation import heldout_loss, sample_score
 from .step import ema_decay, eval_step, make_optimizer, train_step  # noqa: F401
@@ -73,10 +74,29 @@ class TrainConfig:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if not (isinstance(self.keep, int) and self.keep >= 1):
+            raise ValueError(f"keep must be an integer >= 1 (the number of checkpoints kept), got {self.keep!r}: "
+                             "keep=0 would delete every checkpoint")
+        if self.log_every < 1 or self.ckpt_every < 0 or self.eval_every < 0:
+            raise ValueError(f"need log_every >= 1, ckpt_every >= 0, eval_every >= 0; got {self.log_every}, "
+                             f"{self.ckpt_every}, {self.eval_every}")
         if not (self.lr > 0 and self.ema_half_life >= 0 and self.grad_clip >= 0 and self.ema_half_life_images >= 0
                 and self.ema_rampup >= 0):
             raise ValueError(f"need lr > 0, ema_half_life >= 0, ema_half_life_images >= 0, ema_rampup >= 0, grad_clip >= 0; "
                              f"got {self.lr}, {self.ema_half_life}, {self.ema_half_life_images}, {self.ema_rampup}, {self.grad_clip}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped :meth:`Trainer.train` after a finished step; ``step`` was saved (when there is a
+    workdir), so the same command resumes exactly."""
+
+    def __init__(self, step: int, saved: bool):
+        super().__init__(step)
+        self.step, self.saved = step, saved
+
+    def __str__(self):
+        where = f"checkpoint {self.step} saved; rerun the same command to resume" if self.saved else "nothing saved (no workdir)"
+        return f"interrupted after step {self.step}: {where}"
 
 
 class Trainer:
@@ -175,13 +195,56 @@ class Trainer:
 
     def save(self):
         """Write a checkpoint of the current step (atomic; orbax keeps the last ``keep`` ones) and the SHA-256 of
-        its arrays (``checksums/<step>.sha256``), verified on restore."""
+        its arrays (``checksums/<step>.sha256``), verified on restore. Only finite states are written: a
+        non-finite loss or parameter raises ``FloatingPointError`` and leaves every checkpoint on disk as it was (so
+        keep-N never replaces good checkpoints by diverged ones)."""
         import orbax.checkpoint as ocp
 
         step = int(self.state["step"])
+        self._check_finite(step)
+        self._guarded(lambda: self._save(step, ocp), f"checkpoint {step}")
+
+    def _save(self, step, ocp):
         if jax.process_index() == 0:
             _write_atomic(self._digest_path(step), state_digest(self.state))
         self.manager.save(step, args=ocp.args.StandardSave(self.state), force=True)
+
+    def _check_finite(self, step: int, loss: float | None = None):
+        finite = jax.tree.map(lambda a: jnp.all(jnp.isfinite(a)), (self.state["params"], self.state["ema"]))
+        if loss is not None and not math.isfinite(loss) or not bool(jnp.all(jnp.stack(jax.tree.leaves(finite)))):
+            what = "the loss" if loss is not None and not math.isfinite(loss) else "the parameters"
+            kept = max(self.manager.all_steps(), default=None) if self.manager else None
+            keep = (f" Nothing was saved after checkpoint {kept}, which is kept; resume from it with a lower "
+                    f"learning rate (train.lr is {self.cfg.lr:g}) or with gradient clipping (train.grad_clip)."
+                    if kept is not None else " No checkpoint was written; lower train.lr or clip gradients.")
+            raise FloatingPointError(f"training diverged: {what} became non-finite by step {step}.{keep}")
+
+    def _guarded(self, action, what: str):
+        """Run a checkpoint write; a failure (disk full, read-only folder, …) becomes one ``CheckpointError``
+        paragraph (orbax's and tensorstore's tracebacks are captured) naming what is kept and what to do."""
+        error = None
+        with _quiet_stderr() as captured:
+            try:
+                action()
+            except Exception as e:  # orbax wraps I/O errors in its own types: find the OSError in the chain
+                cause = _os_error_in(e)
+                if cause is not None:
+                    error = describe_os_error(cause, self.workdir)
+                elif "No space left" in str(e):
+                    error = f"cannot write to {self.workdir}: the disk is full"
+                else:
+                    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+                    error = f"{type(e).__name__}: {reason}"
+                time.sleep(0.2)  # let failed background writes finish printing while stderr is captured
+                gc.collect()
+        if error:
+            steps = sorted(self.manager.all_steps()) if self.manager else []
+            done = [s for s in steps if os.path.exists(self._digest_path(s))]
+            kept = f"the last complete checkpoint is {done[-1]}" if done else "no complete checkpoint was written"
+            raise CheckpointError(f"could not write {what}: {error}; {kept}. Free space or fix the folder's "
+                                  "permissions, then rerun the same command to resume from it.")
+        if captured.text:
+            print(captured.text, end="", file=sys.stderr)
 
     def restore(self, which: str | int = "latest") -> int:
         """Load a checkpoint and verify its checksum; returns its step (0 when there is none).
@@ -318,11 +381,33 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def train(self, steps: int | None = None, resume: bool = True) -> list[dict]:
         """Run until ``steps`` (default ``cfg.steps``) optimizer steps are done; resumes from the latest
-        checkpoint in ``workdir`` when ``resume``. Returns the logged rows of this call."""
+        checkpoint in ``workdir`` when ``resume``. Returns the logged rows of this call.
+
+        The workdir is locked for the call (:class:`diffjax.files.FolderLock`: a second trainer on it is refused).
+        SIGINT/SIGTERM (Ctrl-C) finishes the current step, saves it and raises :class:`TrainingInterrupted`. A
+        checkpoint with more steps than asked for raises ValueError (nothing to do)."""
         total = int(steps or self.cfg.steps)
+        lock = FolderLock(self.workdir, "training") if self.workdir and jax.process_index() == 0 else None
+        if lock is not None:
+            try:
+                lock.acquire()
+            except OSError as e:
+                raise CheckpointError(f"{describe_os_error(e, self.workdir)}: training needs a writable workdir "
+                                      "(nothing was written)") from None
+        try:
+            with _Interrupts() as stop:
+                return self._train(total, resume, stop)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _train(self, total, resume, stop):
         start = self.restore() if (self.manager and resume) else int(self.state["step"])
         if self.manager and not resume:
             self._check_signature()
+        if start > total:
+            raise ValueError(f"{self.workdir!r} holds a checkpoint at step {start} > steps={total}: nothing to do "
+                             "(ask for more steps, or use another workdir)")
         if self.manager and start < total:
             self._set_aside_checkpoints_after(start)
         self._drop_logged_rows_after(start)
@@ -343,7 +428,7 @@ class Trainer:
             if step % max(self.cfg.log_every, 1) == 0 or last:
                 loss = float(info["loss"])
                 if not math.isfinite(loss):
-                    raise FloatingPointError(f"the loss became non-finite at step {step}; lower the learning rate")
+                    self._check_finite(step, loss)
                 now = time.time()
                 row = {"step": step, "loss": loss, "grad_norm": float(info["grad_norm"]),
                        "steps_per_s": (step - s_last) / max(now - t_last, 1e-9)}
@@ -354,15 +439,22 @@ class Trainer:
                 self._log(row)
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss:.4f}", it_s=f"{row['steps_per_s']:.1f}")
-            if self.manager and ((self.cfg.ckpt_every and step % self.cfg.ckpt_every == 0) or last):
+            if self.manager and ((self.cfg.ckpt_every and step % self.cfg.ckpt_every == 0) or last or stop.signal):
+                loss = float(info["loss"])
+                if not math.isfinite(loss):
+                    self._check_finite(step, loss)
                 self.save()
+            if stop.signal:
+                break
         if bar is not None:
             bar.close()
         if self._tb is not None:  # complete the event file (a later train() call opens a new one)
             self._tb.close()
             self._tb = None
         if self.manager:
-            self.manager.wait_until_finished()
+            self._guarded(self.manager.wait_until_finished, "the last checkpoint")
+        if stop.signal:
+            raise TrainingInterrupted(step, self.manager is not None)
         return rows
 
     # ---- using the result ----------------------------------------------------------------------
@@ -371,3 +463,43 @@ class Trainer:
         net = self.net(self.state["ema" if ema else "params"])
         recipe = self.loss_cfg.recipe(self.sde)
         return Model(self.sde, Preconditioned(self.sde, recipe, net, labels), recipe.prediction)
+
+
+def _os_error_in(e: BaseException):
+    """The first ``OSError`` in an exception's cause/context chain, or None."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+class _Interrupts:
+    """Within the block, SIGINT and SIGTERM set ``signal`` instead of raising (main thread only; elsewhere the
+    default handling stays). A second Ctrl-C raises at once."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.signal, self._old = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n{'Ctrl-C' if signum == 2 else 'SIGTERM'}: finishing the current step and saving it "
+              "(again to stop at once)", file=sys.stderr)
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
