@@ -47,10 +47,16 @@ def test_huge_sigma_max_is_not_a_float32_problem():
 
 
 def test_custom_diffusion_without_noise_or_with_explosive_drift_is_named():
-    with pytest.raises(ValueError, match="adds no noise.*G\\(t\\) = 0"):
+    """One rule refuses every process whose noise never dominates at T: G ≡ 0 with an initial covariance
+    (σ/α = 0.316), a drift that outgrows the noise (F = 20, G = 1: σ/α = 0.158 at T), a too short T."""
+    with pytest.raises(ValueError, match="never noise-dominated.*0.3162.*adds no noise.*G\\(t\\) = 0"):
         dj.diffusions.custom(F=lambda t: 0.0 * t, G=lambda t: 0.0 * t, T=1.0, initial_cov=0.1)
+    with pytest.raises(ValueError, match="never noise-dominated.*0.1581.*signal still dominates"):
+        dj.diffusions.custom(F=lambda t: 20.0 + 0.0 * t, G=lambda t: 1.0 + 0.0 * t, T=1.0)
+    with pytest.raises(ValueError, match="never noise-dominated"):
+        dj.diffusions.custom(F=lambda t: 0.0 * t, G=lambda t: 1.0 + 0.0 * t, T=0.5)  # σ/α = 0.71 at T
     with pytest.raises(ValueError, match="explosive"):
         dj.diffusions.custom(F=lambda t: 50.0 + 0.0 * t, G=lambda t: 1.0 + 0.0 * t, T=1.0)
-    ok = dj.diffusions.custom(F=lambda t: 5.0 + 0.0 * t, G=lambda t: 1.0 + 0.0 * t, T=1.0)  # growing, representable
+    ok = dj.diffusions.custom(F=lambda t: 0.0 * t, G=lambda t: 4.0 + 0.0 * t, T=1.0)  # σ/α = 4 at T
     x = dj.sample(jax.random.key(0), ok, RING.score_fn(ok), "ddim", nfe=10, shape=(16, 2))
     assert np.all(np.isfinite(np.asarray(x)))

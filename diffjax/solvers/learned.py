@@ -23,6 +23,17 @@ FORMAT = "diffjax.learned_solver"
 VERSION = 1
 
 
+def _numbers(v: Any, what: str) -> np.ndarray:
+    """``v`` as a finite float64 array; ValueError naming ``what`` for ragged, non-numeric or non-finite values."""
+    try:
+        arr = np.asarray(v, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a rectangular array of numbers (ragged or non-numeric values found)") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains non-finite values")
+    return arr
+
+
 def _nested(a: np.ndarray) -> Any:
     return tuple(_nested(r) for r in a) if a.ndim else float(a)
 
@@ -136,6 +147,10 @@ class Learned(Solver):
             raise ValueError("learned coefficient corrections belong to the learned grid; do not pass another grid")
         tables = dict(tables)
         for k, v in self.corrections:
+            want, got = np.shape(tables[k]), np.shape(v)
+            if got != want:
+                raise ValueError(f"the learned correction of table {k!r} has shape {got}; {self.base.name!r} at "
+                                 f"nfe={self.nfe_budget} has a table of shape {want} (a hand-edited or foreign file?)")
             tables[k] = np.asarray(tables[k]) + np.asarray(v, np.float64)
         return tables
 
@@ -220,8 +235,12 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
         diff = obj.get("diffusion")
         spec = (diff["class"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in diff["fields"].items())) \
             if diff else ()
-        corrections = tuple((k, _nested(np.asarray(v, np.float64))) for k, v in obj.get("corrections", {}).items())
-        return Learned(base=base, times=tuple(float(t) for t in obj["grid"]), corrections=corrections,
+        corrections = tuple((k, _nested(_numbers(v, f"{where}: correction {k!r}"))) for k, v in
+                            (obj.get("corrections") or {}).items())
+        grid = _numbers(obj["grid"], f"{where}: grid")
+        if grid.ndim != 1:
+            raise ValueError(f"{where}: grid must be a list of times, got an array of shape {grid.shape}")
+        return Learned(base=base, times=tuple(float(t) for t in grid), corrections=corrections,
                        diffusion=spec, nfe_budget=int(obj["nfe"]), info=obj.get("info") or {})
     except (KeyError, TypeError) as e:
         raise ValueError(f"{where} is malformed: {type(e).__name__}: {e}") from e
