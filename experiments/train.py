@@ -58,6 +58,12 @@ def run(a):
     if a.plugin:  # recorded in the run, so sample.py / evaluate.py load them too
         cfg["plugins"] = [os.path.abspath(p) for p in a.plugin]
     check_names(cfg)
+    from diffjax.training import TrainConfig
+
+    try:  # values checked before the run folder is touched (keep=0, steps=0, …)
+        TrainConfig(**cfg["train"])
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"train config: {e}") from None
     path = os.path.join(a.workdir, "config.json")
     if os.path.exists(path):
         try:

@@ -43,28 +43,50 @@ class CheckpointError(RuntimeError):
 
 
 class _quiet_stderr:
-    """Capture what is written to file descriptor 2 (Python and C++ alike) and to the ``asyncio`` logger."""
+    """Capture what is written to file descriptor 2 (Python and C++ alike) and to the ``asyncio`` logger.
+
+    The capture is a pipe drained by a thread into memory (the last 64 kB are kept), not a file: when the disk is
+    full, a file would fail to take the very tracebacks being hidden and leave Python's stderr in an error state."""
+
+    LIMIT = 1 << 16
 
     def __enter__(self):
-        import tempfile
+        import threading
 
         self.text = ""
         self._log = logging.getLogger("asyncio")
         self._level = self._log.level
         self._log.setLevel(logging.CRITICAL)
         sys.stderr.flush()
-        self._file = tempfile.TemporaryFile(mode="w+")
+        self._read, write = os.pipe()
         self._saved = os.dup(2)
-        os.dup2(self._file.fileno(), 2)
+        os.dup2(write, 2)
+        os.close(write)
+        self._chunks = []
+
+        def drain():
+            while True:
+                data = os.read(self._read, 1 << 14)
+                if not data:
+                    break
+                self._chunks.append(data)
+                while sum(map(len, self._chunks)) > self.LIMIT and len(self._chunks) > 1:
+                    self._chunks.pop(0)
+
+        self._thread = threading.Thread(target=drain, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self._saved, 2)
+        try:
+            sys.stderr.flush()
+        except OSError:
+            pass
+        os.dup2(self._saved, 2)  # closes the pipe's last write end: the reader sees the end
         os.close(self._saved)
-        self._file.seek(0)
-        self.text = self._file.read()
-        self._file.close()
+        self._thread.join(timeout=5)
+        os.close(self._read)
+        self.text = b"".join(self._chunks).decode(errors="replace")
         self._log.setLevel(self._level)
         return False
 

@@ -16,8 +16,10 @@ import dataclasses
 import functools
 import gc
 import json
+import logging
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -228,16 +230,19 @@ class Trainer:
                 action()
             except Exception as e:  # orbax wraps I/O errors in its own types: find the OSError in the chain
                 cause = _os_error_in(e)
+                code = re.search(r"os_error_code='?(\d+)", str(e))  # tensorstore reports the errno in its message
+                if cause is None and code:
+                    cause = OSError(int(code.group(1)), os.strerror(int(code.group(1))))
                 if cause is not None:
                     error = describe_os_error(cause, self.workdir)
-                elif "No space left" in str(e):
-                    error = f"cannot write to {self.workdir}: the disk is full"
                 else:
                     reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
                     error = f"{type(e).__name__}: {reason}"
                 time.sleep(0.2)  # let failed background writes finish printing while stderr is captured
                 gc.collect()
         if error:
+            # the run stops here: the failed writes' leftover tasks are not worth tracebacks at exit
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
             steps = sorted(self.manager.all_steps()) if self.manager else []
             done = [s for s in steps if os.path.exists(self._digest_path(s))]
             kept = f"the last complete checkpoint is {done[-1]}" if done else "no complete checkpoint was written"
@@ -452,7 +457,7 @@ class Trainer:
             self._tb.close()
             self._tb = None
         if self.manager:
-            self._guarded(self.manager.wait_until_finished, "the last checkpoint")
+            self._guarded(self.manager.wait_until_finished, f"checkpoint {max(self.manager.all_steps(), default=step)}")
         if stop.signal:
             raise TrainingInterrupted(step, self.manager is not None)
         return rows
