@@ -98,9 +98,9 @@ assert all(np.isfinite(v).all() for v in rows.values())
 # %%
 pm = dj.models.load_pretrained("tests/fixtures/pretrained/diffusers_ddpm")  # or the folder of google/ddpm-cifar10-32
 print(pm)
-fit_opts = dict(num_fit=8, num_heldout=8, steps=5, init_grid="base") if FAST else {}
+fit_opts = dict(num_fit=4, num_heldout=4, steps=2, init_grid="base") if FAST else {}
 fast = dj.solvers.learn(jax.random.key(0), pm.sde, pm.model(), "dpmpp_3m", 5, pm.data_shape,
-                        teacher=("dpmpp_3m", 20 if FAST else 40), progress=False, **fit_opts)
+                        teacher=("dpmpp_3m", 10 if FAST else 40), progress=False, **fit_opts)
 print(f"held-out RMSE vs the teacher: {fast.info['heldout_rmse_base']:.3e} -> {fast.info['heldout_rmse']:.3e}")
 images = dj.sample(jax.random.key(1), pm.sde, pm.model(), fast, nfe=5, shape=(4,) + pm.data_shape)
 assert np.all(np.isfinite(np.asarray(images)))

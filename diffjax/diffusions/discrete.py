@@ -78,6 +78,7 @@ class DiscreteVP(ScalarDiffusion):
 
     @property
     def t_eps(self) -> float:
+        """The smallest training time: ``t_min`` (step 0)."""
         return float(self.t_min)
 
     @functools.cached_property

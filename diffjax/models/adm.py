@@ -60,18 +60,19 @@ class ADMUNet(nnx.Module):
         self.enc = nnx.List(enc)
         res = h >> (len(channel_mult) - 1)
         self.mid = nnx.List([block(cout, cout, res, attention=True), block(cout, cout, res, attention=False)])
-        dec, self.dec_layout = [], []
+        dec, dec_layout = [], []
         for level, mult in reversed(list(enumerate(channel_mult))):
             res = h >> level
             if level < len(channel_mult) - 1:
                 dec.append(block(cout, cout, res, "up", attention=False))
-                self.dec_layout.append(False)
+                dec_layout.append(False)
             for _ in range(num_blocks + 1):
                 cin = cout + skips.pop()
                 cout = model_channels * mult
                 dec.append(block(cin, cout, res))
-                self.dec_layout.append(True)
+                dec_layout.append(True)
         self.dec = nnx.List(dec)
+        self.dec_layout = tuple(dec_layout)
         self.norm_out = nnx.GroupNorm(cout, num_groups=_groups(cout), epsilon=1e-5, **kw)
         self.conv_out = nnx.Conv(cout, c * out_mult, (3, 3), **kw)
 

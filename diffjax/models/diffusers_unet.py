@@ -84,7 +84,7 @@ def _gn(channels, groups, eps):
 
 def _conv(cin, cout, k, rngs, padding=None):
     p = k // 2 if padding is None else padding
-    return nnx.Conv(cin, cout, (k, k), padding=[(p, p)] * 2, rngs=rngs)
+    return nnx.Conv(cin, cout, (k, k), padding=((p, p), (p, p)), rngs=rngs)
 
 
 class Holder(nnx.Module):
@@ -179,7 +179,7 @@ class Down(nnx.Module):
         else:
             downsample = "conv"
             downsamplers = nnx.List([Holder(nnx.Conv(cout, cout, (3, 3), strides=2,
-                                                     padding=[(self.pad, self.pad)] * 2, rngs=rngs))])
+                                                     padding=((self.pad, self.pad), (self.pad, self.pad)), rngs=rngs))])
         self.downsample, self.downsamplers, self.resnet_down, self.skip_conv = downsample, downsamplers, resnet_down, skip_conv
 
     def __call__(self, h, temb, skip_sample):
@@ -278,6 +278,8 @@ class FourierProjection(nnx.Module):
 
 
 class TimestepEmbedding(nnx.Module):
+    """``Linear → SiLU → Linear`` on the time features."""
+
     def __init__(self, cin, cout, *, rngs):
         self.linear_1 = nnx.Linear(cin, cout, rngs=rngs)
         self.linear_2 = nnx.Linear(cout, cout, rngs=rngs)
@@ -294,7 +296,10 @@ class DiffusersUNet2D(nnx.Module):
     def __init__(self, config: dict, *, rngs: nnx.Rngs | None = None):
         c = check_config(dict(config))
         rngs = rngs or nnx.Rngs(0)
-        self.config = c
+        self.config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in c.items()))  # hashable
+        self.flip_sin_to_cos, self.freq_shift = bool(c["flip_sin_to_cos"]), float(c["freq_shift"])
+        self.center_input = bool(c["center_input_sample"])
+        self.channels0 = int(c["block_out_channels"][0])
         ch = list(c["block_out_channels"])
         temb = 4 * ch[0]
         self.fourier = c["time_embedding_type"] == "fourier"
@@ -327,12 +332,12 @@ class DiffusersUNet2D(nnx.Module):
         self.skip_input = any("Skip" in t for t in c["down_block_types"])
 
     def embed(self, timestep, batch):
+        """``(timesteps (B,), embedding (B, 4·C₀))`` of the timestep as diffusers computes them."""
         t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32).reshape(-1), (batch,))
         if self.fourier:
             e = self.time_proj(t)
         else:
-            e = timestep_embedding(t, self.config["block_out_channels"][0], self.config["flip_sin_to_cos"],
-                                   self.config["freq_shift"])
+            e = timestep_embedding(t, self.channels0, self.flip_sin_to_cos, self.freq_shift)
         return t, self.time_embedding(e)
 
     def __call__(self, x: jax.Array, timestep: jax.Array, labels: jax.Array | None = None, *,
@@ -340,7 +345,7 @@ class DiffusersUNet2D(nnx.Module):
         """``dropout_key`` is accepted for the network protocol; the port runs deterministically (inference)."""
         out_dtype = x.dtype
         x = x.astype(jnp.float32)
-        if self.config["center_input_sample"]:
+        if self.center_input:
             x = 2 * x - 1.0
         t, emb = self.embed(timestep, x.shape[0])
         if self.class_embedding is not None:

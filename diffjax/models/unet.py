@@ -152,7 +152,7 @@ class UNet(nnx.Module):
                     aux.append(nnx.Conv(caux, cout, (1, 1), **kw))
                 elif encoder == "residual":  # 3×3 conv of the previous level, then the down filter (stride 2)
                     pad = 1 + (len(self.filter) - 1) // 2
-                    aux.append(nnx.Conv(caux, cout, (3, 3), padding=[(pad, pad)] * 2, **kw))
+                    aux.append(nnx.Conv(caux, cout, (3, 3), padding=((pad, pad), (pad, pad)), **kw))
                     caux = cout
             for _ in range(num_blocks):
                 enc.append(ResBlock(cout, model_channels * mult, emb, attention=res in attn_resolutions, **bkw))
@@ -162,21 +162,22 @@ class UNet(nnx.Module):
         self.enc_aux = nnx.List(aux) if aux else None
         self.mid = nnx.List([ResBlock(cout, cout, emb, attention=True, **bkw), ResBlock(cout, cout, emb, **bkw)])
         dec, out_norm, out_conv = [], [], []
-        self.dec_layout = []  # per decoder block: does it take a skip?
+        dec_layout = []  # per decoder block: does it take a skip?
         for level, mult in reversed(list(enumerate(channel_mult))):
             res = h >> level
             if level < len(channel_mult) - 1:
                 dec.append(ResBlock(cout, cout, emb, resample="up", **bkw))
-                self.dec_layout.append(False)
+                dec_layout.append(False)
             for idx in range(num_blocks + 1):
                 cin_b = cout + skips.pop()
                 cout = model_channels * mult
                 dec.append(ResBlock(cin_b, cout, emb, attention=(idx == num_blocks and res in attn_resolutions), **bkw))
-                self.dec_layout.append(True)
+                dec_layout.append(True)
             if decoder == "skip" and level > 0:  # an image-space output at this resolution
                 out_norm.append(nnx.GroupNorm(cout, num_groups=_groups(cout), epsilon=1e-6, **kw))
                 out_conv.append(nnx.Conv(cout, cout_img, (3, 3), **kw))
         self.dec = nnx.List(dec)
+        self.dec_layout = tuple(dec_layout)
         self.dec_aux_norm = nnx.List(out_norm) if out_norm else None
         self.dec_aux_conv = nnx.List(out_conv) if out_conv else None
         self.norm_out = nnx.GroupNorm(cout, num_groups=_groups(cout), epsilon=1e-6, **kw)

@@ -18,9 +18,9 @@ samples can be tied to the model that made them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-import math
 import os
 import sys
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from ...prediction import Model
 from ..precond import Preconditioned
@@ -47,6 +48,13 @@ def file_digest(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _apply(graphdef, conditioning, state, x, c, labels):
+    """The network (``conditioning`` None) or the EDM denoiser at ``(x, c)``, compiled once per network."""
+    net = nnx.merge(graphdef, state)
+    return net(x, c, labels) if conditioning is None else conditioning.denoise(net, labels, x, c)
 
 
 @dataclasses.dataclass
@@ -102,18 +110,24 @@ class Pretrained:
             raise ValueError("denoise() is for EDM-style models; use model()")
         x = jnp.asarray(x, jnp.float32)
         labels = self.check_labels(labels, x.shape[0])
-        return np.asarray(self.conditioning.denoise(self.net, labels, x, jnp.asarray(sigma, jnp.float32)))
+        sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32).reshape(-1), (x.shape[0],))
+        return np.asarray(_apply(*_split(self.net, self.conditioning), x, sigma, labels))
 
     def network_output(self, x, c_noise, labels=None):
         """The network's raw output for NHWC inputs and its own noise input (a step index, σ, …)."""
         x = jnp.asarray(x, jnp.float32)
         labels = self.check_labels(labels, x.shape[0])
         c = jnp.broadcast_to(jnp.asarray(c_noise, jnp.float32).reshape(-1), (x.shape[0],))
-        return np.asarray(self.net(x, c, labels))
+        return np.asarray(_apply(*_split(self.net, None), x, c, labels))
 
     def __repr__(self):
         return (f"Pretrained({self.info['format']}, {self.info.get('architecture', '?')}, data {self.data_shape}, "
                 f"classes {self.num_classes}, {self.sde!r})")
+
+
+def _split(net, conditioning):
+    graphdef, state = nnx.split(net)
+    return graphdef, conditioning, state
 
 
 def _default_edm_diffusion(spec, dn):

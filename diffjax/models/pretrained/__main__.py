@@ -3,4 +3,5 @@ import sys
 
 from . import _main
 
-_main(sys.argv[1:])
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -85,6 +85,7 @@ class EDMDenoiser:
         return b(c_skip) * x + b(c_out) * f.astype(jnp.float32)
 
     def apply(self, sde, net, labels, y, t):
+        """x̂0 at ``(y, t)``: ``D(y/α(t); σ(t)/α(t))``."""
         return self.denoise(net, labels, y / _bcast(sde.alpha(t), y), sde.rho(t))
 
 
@@ -97,6 +98,7 @@ class DiscreteStep:
     out_mult: int = 1
 
     def apply(self, sde, net, labels, y, t):
+        """The network's prediction at the step index of ``t``."""
         if not hasattr(sde, "timestep"):
             raise ValueError(f"a discrete-step network needs a DiscreteVP diffusion (it maps t to the step index); got {sde.name}")
         return net(y, _labels_of(sde.timestep(t), y), labels)
@@ -111,4 +113,5 @@ class UnitIntervalVE:
     out_mult: int = 1
 
     def apply(self, sde, net, labels, y, t):
+        """The score at ``(y, t)`` for data in [−1, 1]."""
         return 0.5 * net(0.5 * (y + 1.0), _labels_of(0.5 * sde.sigma(t), y), labels)

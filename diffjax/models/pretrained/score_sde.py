@@ -267,6 +267,7 @@ def read_params(path: str) -> dict:
 
 
 def diffusion_and_conditioning(cfg: dict):
+    """The diffusion of a config and how its network is fed (module docstring)."""
     from ...diffusions import VE, VP, DiscreteVP
     from ...diffusions.recipes import EpsRecipe
 

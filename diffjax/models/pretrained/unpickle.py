@@ -52,10 +52,12 @@ class Persistent:
 
     @property
     def init_kwargs(self) -> dict:
+        """The keyword arguments the module was constructed with (recorded by EDM's persistence)."""
         return dict(self.state.get("_init_kwargs") or {})
 
     @property
     def modules(self) -> "collections.OrderedDict[str, Any]":
+        """The child modules by name, in order."""
         return self.state.get("_modules") or collections.OrderedDict()
 
     def attribute(self, name: str, default=None):
@@ -201,6 +203,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return obj
 
     def persistent_load(self, pid):
+        """Refused: EDM's pickles hold no external references (torch.save's zip format does)."""
         raise UnsafePickleError(f"unexpected persistent id {pid!r:.80}: torch.save's zip format is not an EDM pickle "
                                 "(load it with torch and save the state dict as .npz)")
 
