@@ -10,13 +10,13 @@ size, and streams of chunks (``sample_chunked``'s files) are read one chunk at a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Callable, Iterable
 
 import numpy as np
 
+from .files import file_digest as _file_digest
 from .metrics import frechet_distance_moments
 
 
@@ -103,13 +103,7 @@ def fid(a: Moments, b: Moments) -> float:
     return frechet_distance_moments(a.mean, a.cov, b.mean, b.cov)
 
 
-def file_digest(path: str) -> str:
-    """SHA-256 of a file (identifies the Inception weights in cached statistics)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_digest = _file_digest  # SHA-256 of a file (identifies the Inception weights in cached statistics)
 
 
 def _cached_npz(path: str, provenance: dict, compute: Callable[[], dict]) -> dict:

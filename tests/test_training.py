@@ -331,3 +331,28 @@ def test_tfds_fails_clearly_and_reads_a_prepared_builder(tmp_path):
     x, y = src.batch(0, 6)
     assert x.shape == (6, 4, 4, 1) and x.min() >= -1 and x.max() <= 1 and src.num_classes == 3
     np.testing.assert_array_equal(src.batch(0, 6)[0], x)
+
+
+def test_diffusion_fields_reach_the_recipe():
+    """EDM(sigma_data=0.3) is trained and preconditioned with σ_d = 0.3 (was always 0.5); an explicit option
+    overrides the field; FDM's EDM base likewise; a misspelt option is an error."""
+    from diffjax.diffusions.recipes import edm_preconditioning, edm_weight
+
+    net = lambda x, c, labels=None: jnp.sin(x) + 0.1 * c[:, None]
+    y, t = jnp.array([[0.3, -1.2], [2.0, 0.5]]), jnp.array([0.7, 3.0])
+    for sde in (dj.EDM(sigma_data=0.3), dj.FDM(base="edm", sigma_data=0.3)):
+        rec = LossConfig(fdm_warmup_images=0.0).recipe(sde)
+        assert rec.sigma_data == 0.3
+        sigma = sde.rho(t)
+        _, w = rec.target_and_weight(sde, y, y, t, 0.0)
+        np.testing.assert_allclose(w, edm_weight(sigma, 0.3), rtol=1e-6)
+        assert LossConfig(sigma_data=0.7, fdm_warmup_images=0.0).recipe(sde).sigma_data == 0.7
+    sde = dj.EDM(sigma_data=0.3)
+    c_skip, c_out, c_in, c_noise = (a[:, None] for a in edm_preconditioning(t, 0.3))
+    by_hand = c_skip * y + c_out * net(c_in * y, c_noise[:, 0])
+    np.testing.assert_allclose(precondition(sde, net).x0(y, t), by_hand, rtol=1e-6)
+    assert not np.allclose(precondition(dj.EDM(), net).x0(y, t), by_hand, rtol=1e-3)
+    with pytest.raises(ValueError, match=r"unknown training option\(s\) \['sigma_dat'\]; accepted"):
+        dj.EDM().training_recipe(sigma_dat=0.3)
+    with pytest.raises(ValueError, match="unknown training option"):
+        dj.VP().training_recipe(p_meen=0.0)

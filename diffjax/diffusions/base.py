@@ -306,8 +306,9 @@ class LinearDiffusion:
         1×1 blocks: ``net(y, 999 t)`` predicts ``prediction`` (default ``default_prediction``: ε) with
         ``t ~ U[t_eps, T]``. Diffusions with other needs override this method; ``options`` are the loss options
         (``sigma_data``, ``p_mean``, ``p_std``, ``cld_param``, ``cld_mixed``, ``fdm_warmup_images``) a recipe may use."""
-        from .recipes import EpsRecipe
+        from .recipes import EpsRecipe, check_options
 
+        check_options(options, f"{self.name}.training_recipe")
         if self.block_size != 1:
             raise NotImplementedError(
                 f"{self.name} has {self.block_size}×{self.block_size} blocks and no training recipe: give its class a "

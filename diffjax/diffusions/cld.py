@@ -50,8 +50,9 @@ class PhaseSpace(LinearDiffusion):
     def training_recipe(self, prediction=None, cld_param="eps", cld_mixed=True, **options):
         """``cld_param='eps'``: a 2-channel ε for ``K_t = L_t``; ``'hsm'``: hybrid score matching of the velocity
         score (:class:`.recipes.PhaseSpaceRecipe`)."""
-        from .recipes import PhaseSpaceRecipe
+        from .recipes import PhaseSpaceRecipe, check_options
 
+        check_options(options, f"{self.name}.training_recipe")
         if prediction not in (None, "", "eps"):
             raise ValueError(f"{self.name} trains ε (cld_param='eps') or the velocity score (cld_param='hsm'); "
                              f"prediction={prediction!r} is not offered")

@@ -46,12 +46,15 @@ class EDM(ScalarDiffusion):
         return float(self.sigma_max)
 
     def training_recipe(self, prediction=None, sigma_data=None, p_mean=-1.2, p_std=1.2, **options):
-        """Karras et al.'s preconditioning, log-normal σ and weight (:class:`.recipes.EDMRecipe`)."""
-        from .recipes import EDMRecipe
+        """Karras et al.'s preconditioning, log-normal σ and weight (:class:`.recipes.EDMRecipe`); ``sigma_data``
+        None is this diffusion's own ``sigma_data``."""
+        from .recipes import EDMRecipe, check_options
 
+        check_options(options, "EDM.training_recipe")
         if prediction not in (None, "", "x0"):
             raise ValueError(f"EDM trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
-        return EDMRecipe(sigma_data=sigma_data or self.sigma_data, p_mean=p_mean, p_std=p_std)
+        return EDMRecipe(sigma_data=self.sigma_data if sigma_data is None else float(sigma_data), p_mean=p_mean,
+                         p_std=p_std)
 
     def log_alpha(self, t):
         return jnp.zeros_like(jnp.asarray(t, dtype=jnp.zeros(()).dtype))

@@ -30,6 +30,7 @@ class FDM(ScalarDiffusion):
     base: str = "edm"
     gamma: float | None = None  # None: the official value, 2 for VP/EDM (fdm_multiplier) and 1 for VE (hard-wired)
     t_min: float | None = None
+    sigma_data: float = 0.5  # the EDM preconditioning's data scale (EDM base)
 
     def __post_init__(self):
         if self.base not in _BASES:
@@ -37,6 +38,7 @@ class FDM(ScalarDiffusion):
         if self.gamma is None:
             object.__setattr__(self, "gamma", 1.0 if self.base == "ve" else 2.0)
         check_positive("gamma", self.gamma)
+        check_positive("sigma_data", self.sigma_data)
         if self.t_min is None:
             object.__setattr__(self, "t_min", {"vp": 1e-3, "ve": 0.02**2, "edm": 0.002}[self.base])
         if not 0 < self.t_min < self.T:
@@ -48,18 +50,20 @@ class FDM(ScalarDiffusion):
         CIFAR-10 recipe clamps for W = 200 (EDM) / 400 (VP, VE) iterations of batch 512 within a 10 Mimg ramp."""
         return (200 if self.base == "edm" else 400) * 512 / 10e6
 
-    def training_recipe(self, prediction=None, sigma_data=0.5, p_mean=-1.2, p_std=1.2, fdm_warmup_images=0.0,
+    def training_recipe(self, prediction=None, sigma_data=None, p_mean=-1.2, p_std=1.2, fdm_warmup_images=0.0,
                         **options):
         """The base's recipe on ``x̃ = y/s_F`` with ``c_in = s_F`` and the warm-up clamp over
         ``fdm_warmup_images`` training images (:class:`.recipes.FDMRecipe`)."""
-        from .recipes import FDMRecipe
+        from .recipes import FDMRecipe, check_options
 
+        check_options(options, "FDM.training_recipe")
         if prediction not in (None, "", "x0"):
             raise ValueError(f"FDM trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
         if fdm_warmup_images < 0:
             raise ValueError("fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
                              "does; give W in training images (0: no clamp)")
-        return FDMRecipe(sigma_data=sigma_data or 0.5, p_mean=p_mean, p_std=p_std, warmup_images=float(fdm_warmup_images))
+        return FDMRecipe(sigma_data=self.sigma_data if sigma_data is None else float(sigma_data), p_mean=p_mean,
+                         p_std=p_std, warmup_images=float(fdm_warmup_images))
 
     # ---- the base's time and noise level --------------------------------------------------
     @property

@@ -33,6 +33,15 @@ import jax.numpy as jnp
 
 SIGMA_DATA = 0.5
 PREDICTIONS = ("eps", "v", "velocity", "x0")
+# every option a diffusion's training_recipe accepts; None means "the diffusion's own value" (e.g. EDM.sigma_data)
+RECIPE_OPTIONS = ("prediction", "sigma_data", "p_mean", "p_std", "cld_param", "cld_mixed", "fdm_warmup_images")
+
+
+def check_options(options: dict, where: str) -> None:
+    """Raise ValueError for option names no recipe knows (a misspelling is an error, not silently ignored)."""
+    unknown = sorted(set(options) - set(RECIPE_OPTIONS))
+    if unknown:
+        raise ValueError(f"{where}: unknown training option(s) {unknown}; accepted: {list(RECIPE_OPTIONS)}")
 
 
 def _bcast(c, y):

@@ -39,8 +39,9 @@ class VE(ScalarDiffusion):
 
     def training_recipe(self, prediction=None, **options):
         """EDM's VE preconditioning ``D = y + σ F(y, ln(σ/2))``, weight ``1/σ²`` (:class:`.recipes.VERecipe`)."""
-        from .recipes import VERecipe
+        from .recipes import VERecipe, check_options
 
+        check_options(options, "VE.training_recipe")
         if prediction not in (None, "", "x0"):
             raise ValueError(f"VE trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
         return VERecipe()

@@ -147,15 +147,19 @@ class Attention(nnx.Module):
         return (self.to_out(a).reshape(b, hh, ww, c) + x) / self.scale
 
 
+def _block_setup(kind, cout, c, rngs):
+    """What the four down/up block kinds share: (skip?, attention?, eps, groups, head size, output scale, resnet kw)."""
+    skip = "Skip" in kind
+    kw = dict(shift=c["resnet_time_scale_shift"] == "scale_shift", dropout=c["dropout"], rngs=rngs)
+    return (skip, kind.startswith("Attn"), c["norm_eps"], c["norm_num_groups"], c["attention_head_dim"] or cout,
+            math.sqrt(2.0) if skip else 1.0, kw)
+
+
 class Down(nnx.Module):
     """A down block (``DownBlock2D``, ``AttnDownBlock2D``, ``SkipDownBlock2D``, ``AttnSkipDownBlock2D``)."""
 
     def __init__(self, kind, cin, cout, temb, layers, last, c, *, rngs):
-        skip, attn = "Skip" in kind, kind.startswith("Attn")
-        eps, groups = c["norm_eps"], c["norm_num_groups"]
-        head = c["attention_head_dim"] or cout
-        scale = math.sqrt(2.0) if skip else 1.0
-        kw = dict(shift=c["resnet_time_scale_shift"] == "scale_shift", dropout=c["dropout"], rngs=rngs)
+        skip, attn, eps, groups, head, scale, kw = _block_setup(kind, cout, c, rngs)
         res = []
         for i in range(layers):
             ci = cin if i == 0 else cout
@@ -209,11 +213,7 @@ class Up(nnx.Module):
     """An up block (``UpBlock2D``, ``AttnUpBlock2D``, ``SkipUpBlock2D``, ``AttnSkipUpBlock2D``)."""
 
     def __init__(self, kind, cin, prev, cout, temb, layers, last, c, *, rngs):
-        skip, attn = "Skip" in kind, kind.startswith("Attn")
-        eps, groups = c["norm_eps"], c["norm_num_groups"]
-        head = c["attention_head_dim"] or cout
-        scale = math.sqrt(2.0) if skip else 1.0
-        kw = dict(shift=c["resnet_time_scale_shift"] == "scale_shift", dropout=c["dropout"], rngs=rngs)
+        skip, attn, eps, groups, head, scale, kw = _block_setup(kind, cout, c, rngs)
         res = []
         for i in range(layers):
             rskip = cin if i == layers - 1 else cout

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ..diffusions.base import LinearDiffusion
-from ..diffusions.recipes import SIGMA_DATA, Recipe
+from ..diffusions.recipes import Recipe
 from ..prediction import Model
 
 
@@ -38,9 +38,10 @@ jax.tree_util.register_pytree_node(
 )
 
 
-def recipe_of(sde: LinearDiffusion, cld_param: str = "eps", mixed: bool = True, sigma_data: float = SIGMA_DATA,
+def recipe_of(sde: LinearDiffusion, cld_param: str = "eps", mixed: bool = True, sigma_data: float | None = None,
               prediction: str | None = None, **options) -> Recipe:
-    """The diffusion's training recipe for these options (a clear error when it defines none)."""
+    """The diffusion's training recipe for these options (a clear error when it defines none); ``sigma_data`` None
+    is the diffusion's own."""
     if not isinstance(sde, LinearDiffusion):
         raise TypeError(f"expected a diffjax diffusion, got {type(sde).__name__}")
     return sde.training_recipe(prediction=prediction or None, cld_param=cld_param, cld_mixed=mixed,
@@ -48,7 +49,7 @@ def recipe_of(sde: LinearDiffusion, cld_param: str = "eps", mixed: bool = True, 
 
 
 def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_param: str = "eps",
-                 mixed: bool = True, sigma_data: float = SIGMA_DATA, prediction: str | None = None) -> Model:
+                 mixed: bool = True, sigma_data: float | None = None, prediction: str | None = None) -> Model:
     """Wrap ``net`` as the model of ``sde`` (module docstring); ``labels`` conditions a class model;
     ``prediction`` chooses what an ε-family network predicts ('eps', 'v', 'velocity', 'x0')."""
     recipe = recipe_of(sde, cld_param, mixed, sigma_data, prediction, fdm_warmup_images=0.0)

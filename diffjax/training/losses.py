@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from ..diffusions.base import LinearDiffusion
-from ..diffusions.recipes import SIGMA_DATA, fdm_weight_cap
+from ..diffusions.recipes import fdm_weight_cap
 from ..models.precond import Preconditioned, recipe_of
 
 __all__ = ["LossConfig", "diffusion_loss", "fdm_weight_cap"]
@@ -26,7 +26,7 @@ __all__ = ["LossConfig", "diffusion_loss", "fdm_weight_cap"]
 class LossConfig:
     p_mean: float = -1.2  # EDM / EDM-FDM log-normal σ
     p_std: float = 1.2
-    sigma_data: float = SIGMA_DATA
+    sigma_data: float | None = None  # None: the diffusion's own (EDM(sigma_data=…), FDM(sigma_data=…); 0.5 by default)
     cld_param: str = "eps"  # 'eps' (K = L, 2-channel ε) or 'hsm' (velocity-only, CLD-SGM)
     cld_mixed: bool = True
     # FDM: W, the images until the clamp 5·100^{n/W} reaches 500; < 0: derived by the Trainer from the

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ...files import file_digest
 from ...prediction import Model
 from ..precond import Preconditioned
 from . import edm, hf
@@ -39,15 +40,6 @@ from .unpickle import UnsafePickleError
 FORMATS = ("a diffusers folder (config.json + diffusion_pytorch_model.safetensors + scheduler_config.json)",
            "an EDM network pickle (.pkl)", "an EDM conversion (.json + .npz)",
            "a score_sde Flax checkpoint (msgpack) with config='<sde>/<name>'")
-
-
-def file_digest(path: str) -> str:
-    """SHA-256 of a file (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
