@@ -11,6 +11,7 @@ Importing diffjax loads only the sampling core (diffusions, predictions, solvers
 subpackages load on first use: ``models`` and ``training`` bring in flax and optax, ``interop`` diffrax, ``data``
 tensorflow-datasets when a TFDS source is built.
 """
+
 import importlib
 
 from . import diffusions, prediction, solvers
@@ -34,6 +35,28 @@ def __dir__():
     return sorted(list(globals()) + list(_LAZY))
 
 
-__all__ = ["diffusions", "prediction", "solvers", "models", "testbed", "metrics", "interop", "data", "training", "fid", "files",
-           "inception", "VP", "VE", "EDM", "CLD", "Blur", "FDM", "Flow", "LinearDiffusion", "ScalarDiffusion",
-           "sample", "sample_chunked"]
+__all__ = [
+    "diffusions",
+    "prediction",
+    "solvers",
+    "models",
+    "testbed",
+    "metrics",
+    "interop",
+    "data",
+    "training",
+    "fid",
+    "files",
+    "inception",
+    "VP",
+    "VE",
+    "EDM",
+    "CLD",
+    "Blur",
+    "FDM",
+    "Flow",
+    "LinearDiffusion",
+    "ScalarDiffusion",
+    "sample",
+    "sample_chunked",
+]

@@ -8,6 +8,7 @@ evaluations quantise samples to 8-bit images first (``quantize=True`` does the s
 The moments are sums of ``f`` and ``f fᵀ`` over batches (float64 on the host), so they do not depend on the batch
 size, and streams of chunks (``sample_chunked``'s files) are read one chunk at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ class Moments:
         """Moments with the given mean and (unbiased) covariance, as published reference statistics are stored
         (``mu``, ``sigma`` of an .npz: pytorch-fid's and EDM's format); ``n`` only fixes the bookkeeping."""
         mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
-        if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
-            raise ValueError(f"reference statistics need a finite mean (d,) and covariance (d, d); got {mu.shape}, {sigma.shape}")
+        if (
+            mu.ndim != 1
+            or sigma.shape != (mu.size, mu.size)
+            or not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma)))
+        ):
+            raise ValueError(
+                f"reference statistics need a finite mean (d,) and covariance (d, d); got {mu.shape}, {sigma.shape}"
+            )
         mom = cls(mu.size)
         mom.n, mom.s, mom.ss = int(n), n * mu, (n - 1) * sigma + n * np.outer(mu, mu)
         return mom
@@ -69,8 +76,9 @@ def to_unit_range(images, quantize: bool = True) -> np.ndarray:
     return np.round(x * 255.0) / 255.0 if quantize else x
 
 
-def feature_batches(features: Callable, batches: Iterable, batch_size: int = 100, quantize: bool = True,
-                    progress: bool = False):
+def feature_batches(
+    features: Callable, batches: Iterable, batch_size: int = 100, quantize: bool = True, progress: bool = False
+):
     """Yield ``features(images)`` for an iterable of image arrays in ``[−1, 1]``, fed in batches of exactly
     ``batch_size`` (a short last batch is padded and the padding's features dropped), so the feature network is
     compiled once."""
@@ -82,15 +90,21 @@ def feature_batches(features: Callable, batches: Iterable, batch_size: int = 100
     for arr in items:
         arr = np.asarray(arr)
         for i in range(0, len(arr), batch_size):
-            part = to_unit_range(arr[i:i + batch_size], quantize)
+            part = to_unit_range(arr[i : i + batch_size], quantize)
             n = len(part)
             if n < batch_size:
                 part = np.concatenate([part, np.zeros((batch_size - n,) + part.shape[1:], part.dtype)])
             yield np.asarray(features(part))[:n]
 
 
-def moments_of(features: Callable, batches: Iterable, dim: int = 2048, batch_size: int = 100,
-               quantize: bool = True, progress: bool = False) -> Moments:
+def moments_of(
+    features: Callable,
+    batches: Iterable,
+    dim: int = 2048,
+    batch_size: int = 100,
+    quantize: bool = True,
+    progress: bool = False,
+) -> Moments:
     """Moments of ``features(images)`` over an iterable of image arrays (see :func:`feature_batches`)."""
     mom = Moments(dim)
     for f in feature_batches(features, batches, batch_size, quantize, progress):
@@ -128,6 +142,7 @@ def cached_reference(path: str, provenance: dict, compute: Callable[[], Moments]
     """Reference moments stored at ``path`` (.npz) with their ``provenance`` (data set, count, feature extractor
     and its weights digest, …); recomputed and rewritten (atomically) when the file is missing or was made from
     something else."""
+
     def arrays():
         mom = compute()
         return {"n": np.asarray(mom.n), "s": mom.s, "ss": mom.ss}

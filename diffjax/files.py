@@ -12,6 +12,7 @@
 
 No network library is needed (sampling and the training loop both use it).
 """
+
 from __future__ import annotations
 
 import errno
@@ -104,9 +105,14 @@ def _remove_quietly(path: str) -> None:
 
 def describe_os_error(e: OSError, path: str) -> str:
     """One sentence for the usual reasons a write fails (disk full, read-only, permission)."""
-    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exhausted",
-               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-               errno.EPERM: "permission denied", errno.EFBIG: "the file size limit was reached"}
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EFBIG: "the file size limit was reached",
+    }
     why = reasons.get(e.errno, e.strerror or type(e).__name__)
     return f"cannot write to {path}: {why}"
 
@@ -156,15 +162,25 @@ class FolderLock:
                 raise
             h = self._holder()
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["time"])) if "time" in h else "?"
-            raise FolderInUse(f"{self.folder} is in use: {h.get('purpose', 'a process')} by PID {h.get('pid', '?')} on "
-                              f"{h.get('host', '?')} since {since} ({h.get('command', '?')}). Wait for it to finish, or "
-                              "use another folder.") from None
+            raise FolderInUse(
+                f"{self.folder} is in use: {h.get('purpose', 'a process')} by PID {h.get('pid', '?')} on "
+                f"{h.get('host', '?')} since {since} ({h.get('command', '?')}). Wait for it to finish, or "
+                "use another folder."
+            ) from None
         old = self._holder()
         if old.get("pid") not in (None, os.getpid()):
-            print(f"note: {self.folder} was locked by PID {old['pid']} on {old.get('host', '?')}, which is no longer "
-                  "running; taking it over", file=sys.stderr)
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "purpose": self.purpose,
-                "command": " ".join(sys.argv)[:300]}
+            print(
+                f"note: {self.folder} was locked by PID {old['pid']} on {old.get('host', '?')}, which is no longer "
+                "running; taking it over",
+                file=sys.stderr,
+            )
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "purpose": self.purpose,
+            "command": " ".join(sys.argv)[:300],
+        }
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         self._fd = fd

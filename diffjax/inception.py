@@ -15,6 +15,7 @@ No weights ship with diffjax and nothing is downloaded: :func:`load_weights` rea
 (``.npz`` written by ``python -m diffjax.inception convert``, or pytorch-fid's ``pt_inception-2015-12-05-*.pth``
 directly when torch is installed). See docs/GUIDE.md, "Evaluating a model".
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ class ConvBN(nnx.Module):
     def __init__(self, cin: int, cout: int, kernel, stride: int = 1, padding=(0, 0), *, rngs: nnx.Rngs):
         kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
         padding = (padding, padding) if isinstance(padding, int) else tuple(padding)
-        self.conv = nnx.Conv(cin, cout, kernel, strides=stride, padding=[(p, p) for p in padding], use_bias=False,
-                             rngs=rngs)
+        self.conv = nnx.Conv(
+            cin, cout, kernel, strides=stride, padding=[(p, p) for p in padding], use_bias=False, rngs=rngs
+        )
         self.bn = nnx.BatchNorm(cout, epsilon=1e-3, use_running_average=True, rngs=rngs)
 
     def __call__(self, x):
@@ -48,8 +50,14 @@ class ConvBN(nnx.Module):
 
 def max_pool(x, window: int = 3, stride: int = 2, pad: int = 0):
     """Max pool over the spatial axes of NHWC ``x`` (padding with −∞)."""
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, stride, stride, 1),
-                                 [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+    return jax.lax.reduce_window(
+        x,
+        -jnp.inf,
+        jax.lax.max,
+        (1, window, window, 1),
+        (1, stride, stride, 1),
+        [(0, 0), (pad, pad), (pad, pad), (0, 0)],
+    )
 
 
 def avg_pool_exclusive(x):
@@ -73,10 +81,15 @@ class BlockA(nnx.Module):
         self.branch_pool = ConvBN(cin, pool_features, 1, rngs=rngs)
 
     def __call__(self, x):
-        return jnp.concatenate([
-            self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(avg_pool_exclusive(x))], -1)
+        return jnp.concatenate(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(avg_pool_exclusive(x)),
+            ],
+            -1,
+        )
 
 
 class BlockB(nnx.Module):
@@ -89,8 +102,9 @@ class BlockB(nnx.Module):
         self.branch3x3dbl_3 = ConvBN(96, 96, 3, stride=2, rngs=rngs)
 
     def __call__(self, x):
-        return jnp.concatenate([
-            self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))), max_pool(x)], -1)
+        return jnp.concatenate(
+            [self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))), max_pool(x)], -1
+        )
 
 
 class BlockC(nnx.Module):
@@ -112,9 +126,15 @@ class BlockC(nnx.Module):
         dbl = x
         for i in range(1, 6):
             dbl = getattr(self, f"branch7x7dbl_{i}")(dbl)
-        return jnp.concatenate([
-            self.branch1x1(x), self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))), dbl,
-            self.branch_pool(avg_pool_exclusive(x))], -1)
+        return jnp.concatenate(
+            [
+                self.branch1x1(x),
+                self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                dbl,
+                self.branch_pool(avg_pool_exclusive(x)),
+            ],
+            -1,
+        )
 
 
 class BlockD(nnx.Module):
@@ -205,8 +225,19 @@ class InceptionV3(nnx.Module):
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
         x = max_pool(x)
         x = max_pool(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
-        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-                     "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+        for name in (
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ):
             x = getattr(self, name)(x)
         return jnp.mean(x, axis=(1, 2))
 
@@ -230,10 +261,12 @@ def _target(key: str):
 def missing_weights_message(path: str | None) -> str:
     """What to do when the weights file is missing: where to get it and how to convert it."""
     where = f"{path!r} does not exist" if path else f"no weights file given (argument or ${WEIGHTS_ENV})"
-    return (f"Inception weights for FID: {where}. diffjax never downloads them. On a connected machine fetch "
-            f"{WEIGHTS_URL} (pytorch-fid's port of the 2015-12-05 TensorFlow graph), then either pass the .pth "
-            f"(needs torch) or convert it once: `python -m diffjax.inception convert {WEIGHTS_NAME} "
-            f"inception_fid.npz` (needs torch), copy the .npz here and pass its path (or set ${WEIGHTS_ENV}).")
+    return (
+        f"Inception weights for FID: {where}. diffjax never downloads them. On a connected machine fetch "
+        f"{WEIGHTS_URL} (pytorch-fid's port of the 2015-12-05 TensorFlow graph), then either pass the .pth "
+        f"(needs torch) or convert it once: `python -m diffjax.inception convert {WEIGHTS_NAME} "
+        f"inception_fid.npz` (needs torch), copy the .npz here and pass its path (or set ${WEIGHTS_ENV})."
+    )
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -246,8 +279,10 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError as err:
-        raise ImportError(f"reading {path!r} needs torch; convert it to .npz on a machine with torch: "
-                          f"python -m diffjax.inception convert {path} inception_fid.npz") from err
+        raise ImportError(
+            f"reading {path!r} needs torch; convert it to .npz on a machine with torch: "
+            f"python -m diffjax.inception convert {path} inception_fid.npz"
+        ) from err
     sd = torch.load(path, map_location="cpu", weights_only=True)
     return {k: v.detach().cpu().numpy() for k, v in sd.items()}
 
@@ -269,7 +304,9 @@ def load_weights(net: InceptionV3, source: str | dict[str, Any]) -> InceptionV3:
             raise ValueError(f"parameter {key!r} has no place in the FID Inception network (is it another model?)")
         arr = fn(np.asarray(value, np.float32))
         if arr.shape != flat[path].get_value().shape:
-            raise ValueError(f"parameter {key!r}: shape {arr.shape} (after layout change) != expected {flat[path].get_value().shape}")
+            raise ValueError(
+                f"parameter {key!r}: shape {arr.shape} (after layout change) != expected {flat[path].get_value().shape}"
+            )
         arrays[path] = arr
     missing = sorted(".".join(p) for p in flat if p not in arrays)
     if missing:

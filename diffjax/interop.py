@@ -5,6 +5,7 @@ and exact log-likelihoods by the instantaneous change of variables.
     dy = [F y − ((1+λ²)/2) G Gᵀ ∇log p_t] dt + λ G dw̄        (``reverse_sde_terms``)
     log p_{t0}(y_{t0}) = log p_T(y_T) + ∫_{t0}^{T} ∇·f(y_t, t) dt  (``log_likelihood``)
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -26,8 +27,15 @@ def pf_ode_term(sde: LinearDiffusion, score: Any, kind: str = "score") -> diffra
 
 
 def reverse_sde_terms(
-    sde: LinearDiffusion, score: Any, key: jax.Array, y_like: Any, t0: float, t1: float, lam: float = 1.0,
-    kind: str = "score", tol: float = 1e-3,
+    sde: LinearDiffusion,
+    score: Any,
+    key: jax.Array,
+    y_like: Any,
+    t0: float,
+    t1: float,
+    lam: float = 1.0,
+    kind: str = "score",
+    tol: float = 1e-3,
 ) -> diffrax.MultiTerm:
     """Reverse-time SDE terms (drift with λ, noise ``λ G dw``) on a virtual Brownian tree over [t1, t0]."""
     model = as_model(sde, score, kind)
@@ -36,23 +44,39 @@ def reverse_sde_terms(
     bm = diffrax.VirtualBrownianTree(min(t0, t1), max(t0, t1), tol=tol, shape=shape, key=key)
 
     def noise(t, y, args):
-        return lineax.FunctionLinearOperator(lambda z: jax.tree.map(lambda a: lam * a, sde.diffusion_apply(t, z)), shape)
+        return lineax.FunctionLinearOperator(
+            lambda z: jax.tree.map(lambda a: lam * a, sde.diffusion_apply(t, z)), shape
+        )
 
     return diffrax.MultiTerm(drift, diffrax.ControlTerm(noise, bm))
 
 
 def _solve(term, y0, t0, t1, solver, rtol, atol, max_steps):
     sol = diffrax.diffeqsolve(
-        term, solver, t0=t0, t1=t1, dt0=(t1 - t0) / 100.0, y0=y0,
+        term,
+        solver,
+        t0=t0,
+        t1=t1,
+        dt0=(t1 - t0) / 100.0,
+        y0=y0,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        saveat=diffrax.SaveAt(t1=True), max_steps=max_steps,
+        saveat=diffrax.SaveAt(t1=True),
+        max_steps=max_steps,
     )
     return jax.tree.map(lambda l: l[0], sol.ys), sol.stats["num_steps"]
 
 
 def reference_sample(
-    sde: LinearDiffusion, score: Any, y_start: Any, t_start: float | None = None, t_end: float | None = None,
-    rtol: float = 1e-8, atol: float = 1e-8, solver: Any = None, kind: str = "score", max_steps: int = 100_000,
+    sde: LinearDiffusion,
+    score: Any,
+    y_start: Any,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    solver: Any = None,
+    kind: str = "score",
+    max_steps: int = 100_000,
     return_state: bool = False,
 ) -> Any:
     """Integrate the PF-ODE from ``t_start`` (default T) to ``t_end`` (default t_min) with an adaptive diffrax
@@ -62,15 +86,27 @@ def reference_sample(
     sde.check_time([t0, t1], "reference times")
     term = pf_ode_term(sde, score, kind)
     solver = solver or diffrax.Dopri8()
-    one = lambda y: jax.tree.map(lambda l: l[0], _solve(term, jax.tree.map(lambda l: l[None], y), t0, t1, solver, rtol, atol, max_steps)[0])
+    one = lambda y: jax.tree.map(
+        lambda l: l[0], _solve(term, jax.tree.map(lambda l: l[None], y), t0, t1, solver, rtol, atol, max_steps)[0]
+    )
     y = jax.vmap(one)(y_start)
     return y if return_state else sde.data_part(y)
 
 
 def log_likelihood(
-    sde: LinearDiffusion, score: Any, x: Any, t_start: float | None = None, t_end: float | None = None,
-    prior_logp: Callable[[Any], jax.Array] | None = None, exact: bool | None = None, key: jax.Array | None = None,
-    num_probes: int = 1, rtol: float = 1e-6, atol: float = 1e-6, solver: Any = None, kind: str = "score",
+    sde: LinearDiffusion,
+    score: Any,
+    x: Any,
+    t_start: float | None = None,
+    t_end: float | None = None,
+    prior_logp: Callable[[Any], jax.Array] | None = None,
+    exact: bool | None = None,
+    key: jax.Array | None = None,
+    num_probes: int = 1,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    solver: Any = None,
+    kind: str = "score",
     max_steps: int = 100_000,
 ) -> jax.Array:
     """``log p_{t_start}(x)`` under the PF-ODE, per sample: integrate ``(y, ∫∇·f)`` from ``t_start`` (default
@@ -103,8 +139,16 @@ def log_likelihood(
             out, jvps = jax.vmap(lambda p: jax.jvp(lambda z: f_flat(z, t), (yf,), (p,)), out_axes=(None, 0))(probe)
             return out, jnp.mean(jnp.sum(probe * jvps, axis=1))
 
-        (yT, div), _ = _solve(diffrax.ODETerm(vf), (xf, jnp.zeros((), xf.dtype)), t0, t1,
-                              solver or diffrax.Dopri5(), rtol, atol, max_steps)
+        (yT, div), _ = _solve(
+            diffrax.ODETerm(vf),
+            (xf, jnp.zeros((), xf.dtype)),
+            t0,
+            t1,
+            solver or diffrax.Dopri5(),
+            rtol,
+            atol,
+            max_steps,
+        )
         return yT, div
 
     xs_flat = jax.vmap(lambda one: ravel_pytree(jax.tree.map(lambda l: l[None], one))[0])(x)

@@ -1,5 +1,6 @@
 """Distribution metrics for samples: sliced Wasserstein-2, Fréchet distance to given moments, RBF-MMD, k-NN
 precision and recall."""
+
 from __future__ import annotations
 
 import jax
@@ -59,7 +60,9 @@ def frechet_distance_moments(mean_a, cov_a, mean_b, cov_b) -> float:
     cov_a, cov_b = np.atleast_2d(np.asarray(cov_a, np.float64)), np.atleast_2d(np.asarray(cov_b, np.float64))
     d = mean_a.shape[0]
     if mean_b.shape != (d,) or cov_a.shape != (d, d) or cov_b.shape != (d, d):
-        raise ValueError(f"moments must have shapes ({d},) and ({d}, {d}); got {mean_b.shape}, {cov_a.shape}, {cov_b.shape}")
+        raise ValueError(
+            f"moments must have shapes ({d},) and ({d}, {d}); got {mean_b.shape}, {cov_a.shape}, {cov_b.shape}"
+        )
     s = _sqrtm_psd(cov_b)
     cross = _sqrtm_psd(s @ cov_a @ s)
     return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(cross))
@@ -97,17 +100,19 @@ def knn_radii(x, k: int = 3, chunk: int = 1024) -> np.ndarray:
     x_sq = np.sum(x * x, 1)
     out = np.empty(len(x))
     for i in range(0, len(x), chunk):
-        d = _sq_distances(x[i:i + chunk], x, x_sq)
+        d = _sq_distances(x[i : i + chunk], x, x_sq)
         d[np.arange(len(d)), np.arange(i, i + len(d))] = -1.0  # the point itself sorts first
-        out[i:i + chunk] = np.partition(d, k, axis=1)[:, k]
+        out[i : i + chunk] = np.partition(d, k, axis=1)[:, k]
     return out
 
 
 def _covered(query: np.ndarray, support: np.ndarray, radii: np.ndarray, chunk: int) -> float:
     """Fraction of ``query`` rows inside at least one ball ``‖q − s‖² ≤ radii[s]`` around the ``support`` rows."""
     s_sq = np.sum(support * support, 1)
-    inside = [np.any(_sq_distances(query[i:i + chunk], support, s_sq) <= radii[None, :], axis=1)
-              for i in range(0, len(query), chunk)]
+    inside = [
+        np.any(_sq_distances(query[i : i + chunk], support, s_sq) <= radii[None, :], axis=1)
+        for i in range(0, len(query), chunk)
+    ]
     return float(np.mean(np.concatenate(inside)))
 
 

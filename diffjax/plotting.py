@@ -1,4 +1,5 @@
 """Pictures of samples, shared by the trainer's evaluations and the entry scripts."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -19,6 +19,7 @@ prediction to the requested one (never through a ``1/σ`` when it can be avoided
 For diffusions with 2×2 blocks (CLD) the score and ε (with the Cholesky factor K_t) are available; x0-, v- and
 velocity predictions need a scalar kernel and raise otherwise.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,8 @@ class Model:
             raise TypeError(f"the model must be callable (y, t) -> prediction, got {type(self.fn).__name__}")
         if self.kind in ("x0",) + PAIR_KINDS and not isinstance(self.sde, ScalarDiffusion):
             raise ValueError(
-                f"kind={self.kind!r} needs a scalar diffusion (VP/VE/EDM/Flow); {self.sde.name} supports 'score' and 'eps'"
+                f"kind={self.kind!r} needs a scalar diffusion (VP/VE/EDM/Flow); "
+                f"{self.sde.name} supports 'score' and 'eps'"
             )
 
     def pair_coefficients(self, y, t):

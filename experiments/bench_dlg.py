@@ -9,6 +9,7 @@ mean/covariance, and sliced W2 against exact data samples; both with the noise f
 
     python experiments/bench_dlg.py [--quick] [--out experiments/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,16 +77,26 @@ def run(quick: bool, out: str):
                     except ValueError:
                         inte -= 1  # a budget the integrator cannot spend: give the chain one more sweep
                         n_skip += 1
-                    dlg = DLG(levels=100, eta=eta, sigma_update=update, integrator=integ, integrator_nfe=inte, n_skip=n_skip)
-                    x, _, info = jax.jit(lambda k, c: dlg.sample(k, sde, score, clf, c, return_info=True))(jax.random.key(2), chains)
+                    dlg = DLG(
+                        levels=100, eta=eta, sigma_update=update, integrator=integ, integrator_nfe=inte, n_skip=n_skip
+                    )
+                    x, _, info = jax.jit(lambda k, c: dlg.sample(k, sde, score, clf, c, return_info=True))(
+                        jax.random.key(2), chains
+                    )
                     plain = dj.sample(jax.random.key(3), sde, score, integ, nfe=total, shape=shape)
                     kept = np.asarray(dlg.sigmas(sde))[np.asarray(info["kept_level"])]
                     row = {
-                        "problem": pname, "integrator": iname, "sigma_update": update, "nfe": dlg.nfe,
-                        "n_skip": n_skip, "integrator_nfe": inte, "eta": eta,
+                        "problem": pname,
+                        "integrator": iname,
+                        "sigma_update": update,
+                        "nfe": dlg.nfe,
+                        "n_skip": n_skip,
+                        "integrator_nfe": inte,
+                        "eta": eta,
                         "dlg": evaluate(x, data, ref, jax.random.key(5)),
                         "plain": evaluate(plain, data, ref, jax.random.key(5)),
-                        "kept_sigma_median": float(np.median(kept)), "burn_in_s": burn_s,
+                        "kept_sigma_median": float(np.median(kept)),
+                        "burn_in_s": burn_s,
                     }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -94,16 +105,21 @@ def run(quick: bool, out: str):
     with open(os.path.join(out, name + ".json"), "w") as f:
         json.dump({"batch": batch, "noise_floor": floors, "rows": rows}, f, indent=1)
     lines = [
-        f"# DLG + integrator vs the integrator from the prior (VE, exact score and posterior, {batch} chains)", "",
+        f"# DLG + integrator vs the integrator from the prior (VE, exact score and posterior, {batch} chains)",
+        "",
         "Fréchet distance to the exact data moments (lower is better); noise floor of exact samples: "
-        + ", ".join(f"{p} {v['frechet']:.2e}" for p, v in floors.items()) + ".", "",
+        + ", ".join(f"{p} {v['frechet']:.2e}" for p, v in floors.items())
+        + ".",
+        "",
         "| problem | integrator | σ-update | NFE (skip+int+1) | DLG | from prior | ratio | median kept σ |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['problem']} | {r['integrator']} | {r['sigma_update']} | {r['nfe']} ({r['n_skip']}+{r['integrator_nfe']}+1) | "
-            f"{r['dlg']['frechet']:.2e} | {r['plain']['frechet']:.2e} | {r['plain']['frechet'] / r['dlg']['frechet']:.2f} | "
+            f"| {r['problem']} | {r['integrator']} | {r['sigma_update']} | "
+            f"{r['nfe']} ({r['n_skip']}+{r['integrator_nfe']}+1) | "
+            f"{r['dlg']['frechet']:.2e} | {r['plain']['frechet']:.2e} | "
+            f"{r['plain']['frechet'] / r['dlg']['frechet']:.2f} | "
             f"{r['kept_sigma_median']:.3g} |"
         )
     with open(os.path.join(out, name + ".md"), "w") as f:

@@ -19,6 +19,7 @@ reaches the base arm's final mean Fréchet distance (as a fraction of the run). 
     python experiments/bench_fdm.py                 # CPU: 8×8, 3 seeds × 4 arms (≈ 25 min on 2 cores)
     python experiments/bench_fdm.py --gpu           # one H100/H200: 16×16, larger UNet, more steps (≈ 10 min)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,9 +74,20 @@ def run_one(arm, seed, a, train, held):
     sde = ARMS[arm]()
     shape = tuple(train.data_shape)
     net = dj.models.UNet(shape, a.channels, (1, 2), a.blocks, (), rngs=nnx.Rngs(seed))
-    cfg = TrainConfig(steps=a.steps, batch_size=a.batch, lr=a.lr, warmup_steps=a.warmup, grad_clip=0.0,
-                      ema_half_life_images=0.0025 * a.steps * a.batch, ema_rampup=0.05, log_every=a.eval_every,
-                      eval_every=0, ckpt_every=0, seed=seed, progress=False)
+    cfg = TrainConfig(
+        steps=a.steps,
+        batch_size=a.batch,
+        lr=a.lr,
+        warmup_steps=a.warmup,
+        grad_clip=0.0,
+        ema_half_life_images=0.0025 * a.steps * a.batch,
+        ema_rampup=0.05,
+        log_every=a.eval_every,
+        eval_every=0,
+        ckpt_every=0,
+        seed=seed,
+        progress=False,
+    )
     tr = Trainer(sde, net, dataclasses.replace(train, seed=seed), cfg, LossConfig())  # data order follows the seed
     held_flat = held.reshape(len(held), -1).astype(np.float64)
     ref = fid.Moments(held_flat.shape[1]).add(held_flat)
@@ -87,13 +99,25 @@ def run_one(arm, seed, a, train, held):
         flat = x.reshape(len(x), -1).astype(np.float64)
         finite = bool(np.all(np.isfinite(flat)))
         per_sigma = heldout_loss(sde, model, jnp.asarray(held), jax.random.key(7))
-        rows.append({"arm": arm, "seed": seed, "step": step, "heldout_loss": float(np.mean(per_sigma)),
-                     "heldout_loss_per_sigma": per_sigma,
-                     "fd": fid.fid(fid.Moments(flat.shape[1]).add(flat), ref) if finite else float("nan"),
-                     "sw2": float(dj.metrics.sliced_wasserstein(flat, held_flat, jax.random.key(3))) if finite else float("nan"),
-                     "seconds": time.time() - t0})
-        print(f"{arm:>8} seed {seed} step {step:>5}: held-out loss {rows[-1]['heldout_loss']:.4f}  "
-              f"FD {rows[-1]['fd']:.4f}  SW2 {rows[-1]['sw2']:.4f}  ({rows[-1]['seconds']:.0f} s)", flush=True)
+        rows.append(
+            {
+                "arm": arm,
+                "seed": seed,
+                "step": step,
+                "heldout_loss": float(np.mean(per_sigma)),
+                "heldout_loss_per_sigma": per_sigma,
+                "fd": fid.fid(fid.Moments(flat.shape[1]).add(flat), ref) if finite else float("nan"),
+                "sw2": float(dj.metrics.sliced_wasserstein(flat, held_flat, jax.random.key(3)))
+                if finite
+                else float("nan"),
+                "seconds": time.time() - t0,
+            }
+        )
+        print(
+            f"{arm:>8} seed {seed} step {step:>5}: held-out loss {rows[-1]['heldout_loss']:.4f}  "
+            f"FD {rows[-1]['fd']:.4f}  SW2 {rows[-1]['sw2']:.4f}  ({rows[-1]['seconds']:.0f} s)",
+            flush=True,
+        )
     return rows
 
 
@@ -118,18 +142,31 @@ def summarize(rows, a, tag):
             mat = np.array([[by_seed[s].get(k, np.nan) for k in steps] for s in sorted(by_seed)])
             table[(arm, metric)] = (mat.mean(0), mat.std(0, ddof=1) if len(mat) > 1 else np.zeros(len(steps)), mat)
     summary = {"config": vars(a), "steps": steps, "arms": {}}
-    lines = [f"# FDM vs base training ({tag}): digits {a.size}×{a.size}, UNet {a.channels} ch, batch {a.batch}, "
-             f"{a.steps} steps, seeds {a.seeds}", "",
-             "Mean ± standard deviation over seeds. Held-out loss: EDM-weighted denoising error at 16 fixed σ; FD: "
-             f"pixel Fréchet distance of {a.samples} EMA samples (Heun, NFE 19) to held-out digits.", ""]
+    lines = [
+        f"# FDM vs base training ({tag}): digits {a.size}×{a.size}, UNet {a.channels} ch, batch {a.batch}, "
+        f"{a.steps} steps, seeds {a.seeds}",
+        "",
+        "Mean ± standard deviation over seeds. Held-out loss: EDM-weighted denoising error at 16 fixed σ; FD: "
+        f"pixel Fréchet distance of {a.samples} EMA samples (Heun, NFE 19) to held-out digits.",
+        "",
+    ]
     for metric, label in (("fd", "Fréchet distance"), ("heldout_loss", "held-out loss"), ("sw2", "sliced W2")):
-        lines += [f"## {label}", "", "| arm | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---|" * len(steps)]
+        lines += [
+            f"## {label}",
+            "",
+            "| arm | " + " | ".join(f"step {s}" for s in steps) + " |",
+            "|---|" + "---|" * len(steps),
+        ]
         for arm in arms:
             m, sd, _ = table[(arm, metric)]
             lines.append(f"| {arm} | " + " | ".join(f"{x:.4g} ± {y:.2g}" for x, y in zip(m, sd)) + " |")
         lines.append("")
-    lines += ["## Steps to reach the base's final Fréchet distance", "",
-              "| arm | base final FD | per seed (first step ≤ target) | fraction of the run (mean ± sd) |", "|---|---|---|---|"]
+    lines += [
+        "## Steps to reach the base's final Fréchet distance",
+        "",
+        "| arm | base final FD | per seed (first step ≤ target) | fraction of the run (mean ± sd) |",
+        "|---|---|---|---|",
+    ]
     for arm in arms:
         base = BASE_OF.get(arm, arm)
         if (base, "fd") not in table:
@@ -138,13 +175,20 @@ def summarize(rows, a, tag):
         per_seed = [first_reach(steps, row, target) for row in table[(arm, "fd")][2]]
         fr = [s / a.steps for s in per_seed if s is not None]
         never = sum(s is None for s in per_seed)
-        stat = (f"{np.mean(fr):.2f} ± {np.std(fr, ddof=1) if len(fr) > 1 else 0:.2f}" if fr else "–") + (f" ({never} never)" if never else "")
+        stat = (f"{np.mean(fr):.2f} ± {np.std(fr, ddof=1) if len(fr) > 1 else 0:.2f}" if fr else "–") + (
+            f" ({never} never)" if never else ""
+        )
         lines.append(f"| {arm} | {target:.4g} | {per_seed} | {stat} |")
-        summary["arms"][arm] = {"base": base, "target_fd": target, "steps_to_target": per_seed,
-                                "fraction_mean": float(np.mean(fr)) if fr else None,
-                                "fraction_std": float(np.std(fr, ddof=1)) if len(fr) > 1 else None, "never": never,
-                                **{f"{m}_mean": table[(arm, m)][0].tolist() for m in ("fd", "heldout_loss", "sw2")},
-                                **{f"{m}_std": table[(arm, m)][1].tolist() for m in ("fd", "heldout_loss", "sw2")}}
+        summary["arms"][arm] = {
+            "base": base,
+            "target_fd": target,
+            "steps_to_target": per_seed,
+            "fraction_mean": float(np.mean(fr)) if fr else None,
+            "fraction_std": float(np.std(fr, ddof=1)) if len(fr) > 1 else None,
+            "never": never,
+            **{f"{m}_mean": table[(arm, m)][0].tolist() for m in ("fd", "heldout_loss", "sw2")},
+            **{f"{m}_std": table[(arm, m)][1].tolist() for m in ("fd", "heldout_loss", "sw2")},
+        }
     with open(os.path.join(RESULTS, f"bench_fdm_{tag}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(RESULTS, f"bench_fdm_{tag}.json"), "w") as f:
@@ -196,7 +240,10 @@ def main(argv=None):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"bench_fdm_{tag}.jsonl")
     rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
-    cfg_key = {k: getattr(a, k) for k in ("size", "channels", "blocks", "batch", "steps", "eval_every", "lr", "warmup", "samples")}
+    cfg_key = {
+        k: getattr(a, k)
+        for k in ("size", "channels", "blocks", "batch", "steps", "eval_every", "lr", "warmup", "samples")
+    }
     rows = [r for r in rows if r.get("config") == cfg_key]  # rows of another setting are not mixed in
     done = {(r["arm"], r["seed"]) for r in rows if r["step"] == a.steps}
     for seed in range(a.seeds):

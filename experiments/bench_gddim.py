@@ -9,6 +9,7 @@ for blurring, to the moments of exact samples of p_{t_min}. The acceleration fac
 
     python experiments/bench_gddim.py [--quick] [--out experiments/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from benchutil import nfe_to_reach, prior_and_reference
 
 import diffjax as dj
-from benchutil import nfe_to_reach, prior_and_reference
 from diffjax.solvers import GDDIM
 
 DET = [(f"gddim r={r}", GDDIM(order=r)) for r in range(4)] + [("ode_euler", "ode_euler"), ("ode_heun", "ode_heun")]
@@ -36,7 +37,10 @@ TARGETS = [10, 20, 50]
 def run(quick, out):
     nfes = [5, 10, 20, 50, 100] if quick else NFES
     n = 128 if quick else 500
-    problems = [("cld/digits64", dj.CLD(), dj.testbed.digits()), ("blur/digits8x8", dj.Blur((8, 8, 1)), dj.testbed.digits_dct())]
+    problems = [
+        ("cld/digits64", dj.CLD(), dj.testbed.digits()),
+        ("blur/digits8x8", dj.Blur((8, 8, 1)), dj.testbed.digits_dct()),
+    ]
     results = []
     for name, sde, data in problems:
         score = data.score_fn(sde)
@@ -54,29 +58,51 @@ def run(quick, out):
             row = []
             for nfe in nfes:
                 t1 = time.perf_counter()
-                x = np.asarray(dj.sample(key, sde, score, solver=solver, nfe=nfe, init=y_t, check_finite=False), np.float64)
+                x = np.asarray(
+                    dj.sample(key, sde, score, solver=solver, nfe=nfe, init=y_t, check_finite=False), np.float64
+                )
                 ok = np.all(np.isfinite(x))
-                rec = {"problem": name, "solver": label, "nfe": nfe, "stochastic": stochastic,
-                       "rmse": float(np.sqrt(np.mean((x - ref) ** 2))) if ok else float("inf"),
-                       "frechet": dj.metrics.frechet_distance(x.reshape(n, -1), mean, cov) if ok else float("inf"),
-                       "frechet_floor": floor, "seconds": time.perf_counter() - t1}
+                rec = {
+                    "problem": name,
+                    "solver": label,
+                    "nfe": nfe,
+                    "stochastic": stochastic,
+                    "rmse": float(np.sqrt(np.mean((x - ref) ** 2))) if ok else float("inf"),
+                    "frechet": dj.metrics.frechet_distance(x.reshape(n, -1), mean, cov) if ok else float("inf"),
+                    "frechet_floor": floor,
+                    "seconds": time.perf_counter() - t1,
+                }
                 results.append(rec)
                 row.append(rec["frechet"] if stochastic else rec["rmse"])
             print(f"  {label:16s} " + " ".join(f"{v:.2e}" for v in row), flush=True)
     speedups = []
     for name, _, _ in problems:
-        for metric, gd_labels, baselines in [("rmse", [l for l, _ in DET if l.startswith("gddim")], ["ode_euler", "ode_heun"]),
-                                             ("frechet", ["gddim λ=0.5", "gddim λ=1"], ["euler_maruyama"])]:
+        for metric, gd_labels, baselines in [
+            ("rmse", [l for l, _ in DET if l.startswith("gddim")], ["ode_euler", "ode_heun"]),
+            ("frechet", ["gddim λ=0.5", "gddim λ=1"], ["euler_maruyama"]),
+        ]:
             for gl in gd_labels:
                 for target in TARGETS:
                     if target not in nfes:
                         continue
-                    g_err = next(r[metric] for r in results if r["problem"] == name and r["solver"] == gl and r["nfe"] == target)
+                    g_err = next(
+                        r[metric] for r in results if r["problem"] == name and r["solver"] == gl and r["nfe"] == target
+                    )
                     for bl in baselines:
                         rr = [r for r in results if r["problem"] == name and r["solver"] == bl]
                         need = nfe_to_reach([r["nfe"] for r in rr], [r[metric] for r in rr], g_err)
-                        speedups.append({"problem": name, "metric": metric, "gddim": gl, "gddim_nfe": target, "error": g_err,
-                                         "baseline": bl, "baseline_nfe": need, "factor": need / target})
+                        speedups.append(
+                            {
+                                "problem": name,
+                                "metric": metric,
+                                "gddim": gl,
+                                "gddim_nfe": target,
+                                "error": g_err,
+                                "baseline": bl,
+                                "baseline_nfe": need,
+                                "factor": need / target,
+                            }
+                        )
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "bench_gddim.json"), "w") as fh:
         json.dump({"nfes": nfes, "results": results, "speedups": speedups}, fh, indent=1)
@@ -85,22 +111,37 @@ def run(quick, out):
 
 
 def _table(results, speedups, nfes, out):
-    lines = ["# gDDIM on non-isotropic diffusions (exact scores)", "",
-             "Deterministic: pathwise RMSE at t_min vs float64 Dopri8. Stochastic: Fréchet distance of x to the exact p_tmin moments.", ""]
+    lines = [
+        "# gDDIM on non-isotropic diffusions (exact scores)",
+        "",
+        "Deterministic: pathwise RMSE at t_min vs float64 Dopri8. "
+        "Stochastic: Fréchet distance of x to the exact p_tmin moments.",
+        "",
+    ]
     for prob in dict.fromkeys(r["problem"] for r in results):
         floor = next(r["frechet_floor"] for r in results if r["problem"] == prob)
-        lines += [f"## {prob} (Fréchet floor of exact samples: {floor:.3f})", "",
-                  "| solver | metric | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|---|" + "---|" * len(nfes)]
+        lines += [
+            f"## {prob} (Fréchet floor of exact samples: {floor:.3f})",
+            "",
+            "| solver | metric | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+            "|---|---|" + "---|" * len(nfes),
+        ]
         for lab in dict.fromkeys(r["solver"] for r in results if r["problem"] == prob):
             rr = [r for r in results if r["problem"] == prob and r["solver"] == lab]
             metric = "frechet" if rr[0]["stochastic"] else "rmse"
             lines.append(f"| {lab} | {metric} | " + " | ".join(f"{r[metric]:.2e}" for r in rr) + " |")
-        lines += ["", "| gDDIM | at NFE | error | baseline | baseline NFE for that error | acceleration |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| gDDIM | at NFE | error | baseline | baseline NFE for that error | acceleration |",
+            "|---|---|---|---|---|---|",
+        ]
         for s in speedups:
             if s["problem"] == prob:
                 need = "> %d" % max(nfes) if not np.isfinite(s["baseline_nfe"]) else f"{s['baseline_nfe']:.0f}"
                 fac = f"> {max(nfes) / s['gddim_nfe']:.0f}×" if not np.isfinite(s["factor"]) else f"{s['factor']:.1f}×"
-                lines.append(f"| {s['gddim']} | {s['gddim_nfe']} | {s['error']:.2e} | {s['baseline']} | {need} | {fac} |")
+                lines.append(
+                    f"| {s['gddim']} | {s['gddim_nfe']} | {s['error']:.2e} | {s['baseline']} | {need} | {fac} |"
+                )
         lines.append("")
     with open(os.path.join(out, "bench_gddim.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")

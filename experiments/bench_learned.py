@@ -19,6 +19,7 @@ component differs from the reference's ("mode flips"), and the fitting time (2 C
 Rows are appended to bench_learned.jsonl as they finish; a rerun skips finished rows (delete the file to start
 over). Then bench_learned.{json,md,png} are written from all rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from benchutil import prior_and_reference
 
 import diffjax as dj
-from benchutil import prior_and_reference
 
 SOLVERS = ["unipc", "dpmpp_2m", "dpmpp_3m", "ipndm", "ddim", "edm_heun"]
 NFES = [3, 4, 5, 6, 8, 10, 20]
@@ -43,7 +44,11 @@ VARIANTS = ["untuned", "optimized", "learned grid", "learned grid+coefs"]
 
 
 def problems():
-    return {"ring": (dj.testbed.ring(), 2000), "digits": (dj.testbed.digits(), 1000), "spectral": (dj.testbed.spectral(), 1000)}
+    return {
+        "ring": (dj.testbed.ring(), 2000),
+        "digits": (dj.testbed.digits(), 1000),
+        "spectral": (dj.testbed.spectral(), 1000),
+    }
 
 
 def plan(quick: bool):
@@ -59,13 +64,18 @@ def plan(quick: bool):
                 rows += [(s, p, solver, n, "learned grid+coefs"), (s, p, solver, n, "learned grid")]
     # the strongest variant first on every target problem (a run cut short still has the headline)
     first = [r for r in rows if r[4] == "learned grid+coefs" and r[2] in ("ipndm", "unipc")]
-    head = len(grid) + sum(1 for g in grid if g[0] == "EDM" and g[1] in ("digits", "spectral"))  # untuned + target optimized
+    head = len(grid) + sum(
+        1 for g in grid if g[0] == "EDM" and g[1] in ("digits", "spectral")
+    )  # untuned + target optimized
     rows = rows[:head] + first + [r for r in rows[head:] if r not in first]
     rows += [g + ("optimized",) for g in grid if g + ("optimized",) not in rows]
     if not quick:
         for solver in ["dpmpp_2m", "ddim", "edm_heun"]:  # the other bases, at low NFE
             for n in [5, 10]:
-                rows += [("EDM", "digits", solver, n, "learned grid+coefs"), ("EDM", "digits", solver, n, "learned grid")]
+                rows += [
+                    ("EDM", "digits", solver, n, "learned grid+coefs"),
+                    ("EDM", "digits", solver, n, "learned grid"),
+                ]
         for s, p in [("EDM", "ring"), ("VP", "digits"), ("VP", "spectral"), ("VP", "ring")]:  # breadth: iPNDM only
             for n in NFES if p == "ring" else learn_nfes:
                 rows.append((s, p, "ipndm", n, "learned grid+coefs"))
@@ -78,8 +88,11 @@ def metrics(data, sde, x, ref):
     x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
     per_path = np.sqrt(np.mean((x - ref).reshape(len(x), -1) ** 2, axis=1))
     comp = lambda y: np.asarray(jnp.argmax(data._per_component(sde, jnp.asarray(y, jnp.float32), sde.t_min)[0], axis=1))
-    return {"rmse": float(np.sqrt(np.mean((x - ref) ** 2))), "median": float(np.median(per_path)),
-            "flips": float(np.mean(comp(x) != comp(ref)))}
+    return {
+        "rmse": float(np.sqrt(np.mean((x - ref) ** 2))),
+        "median": float(np.median(per_path)),
+        "flips": float(np.mean(comp(x) != comp(ref))),
+    }
 
 
 def main():
@@ -120,13 +133,25 @@ def main():
         else:
             what = "grid" if variant == "learned grid" else "grid+coefs"
             opts = dict(num_fit=128, num_heldout=128, steps=100) if args.quick else {}
-            chosen = dj.solvers.learn(jax.random.key(1), sde, score, solver, nfe, data.data_shape, what=what,
-                                      progress=False, **opts)
-            extra = {k: chosen.info.get(k) for k in ("steps_run", "heldout_rmse", "heldout_rmse_base", "fallback", "teacher_seconds")}
+            chosen = dj.solvers.learn(
+                jax.random.key(1), sde, score, solver, nfe, data.data_shape, what=what, progress=False, **opts
+            )
+            extra = {
+                k: chosen.info.get(k)
+                for k in ("steps_run", "heldout_rmse", "heldout_rmse_base", "fallback", "teacher_seconds")
+            }
         fit_s = time.perf_counter() - t0
         x = dj.sample(jax.random.key(0), sde, score, chosen, nfe=nfe, init=y)
-        r = {"sde": s, "problem": p, "solver": solver, "nfe": nfe, "variant": variant, "fit_seconds": fit_s,
-             **metrics(data, sde, x, ref), **extra}
+        r = {
+            "sde": s,
+            "problem": p,
+            "solver": solver,
+            "nfe": nfe,
+            "variant": variant,
+            "fit_seconds": fit_s,
+            **metrics(data, sde, x, ref),
+            **extra,
+        }
         if variant != "untuned":
             r["grid"] = list(chosen.times)
         print(json.dumps({k: v for k, v in r.items() if k != "grid"}), flush=True)
@@ -140,29 +165,47 @@ def report(rows, out, name):
     with open(os.path.join(out, f"{name}.json"), "w") as fh:
         json.dump(rows, fh, indent=1)
     get = {(r["sde"], r["problem"], r["solver"], r["nfe"], r["variant"]): r for r in rows}
-    lines = [f"# {name}", "", "Pathwise RMSE at t_min on evaluation draws never used for fitting (float64 Dopri8 "
-             "reference). Cells: untuned / optimized grid / learned grid / learned grid + coefficients "
-             "(— not run). Generated by experiments/bench_learned.py.", ""]
+    lines = [
+        f"# {name}",
+        "",
+        "Pathwise RMSE at t_min on evaluation draws never used for fitting (float64 Dopri8 "
+        "reference). Cells: untuned / optimized grid / learned grid / learned grid + coefficients "
+        "(— not run). Generated by experiments/bench_learned.py.",
+        "",
+    ]
     fmt = lambda r: "—" if r is None else f"{r['rmse']:.2e}"
-    for (s, p) in sorted({(r["sde"], r["problem"]) for r in rows}):
+    for s, p in sorted({(r["sde"], r["problem"]) for r in rows}):
         nfes = sorted({r["nfe"] for r in rows if (r["sde"], r["problem"]) == (s, p)})
-        lines += [f"## {p} / {s}", "", "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-                  "|---|" + "---|" * len(nfes)]
+        lines += [
+            f"## {p} / {s}",
+            "",
+            "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+            "|---|" + "---|" * len(nfes),
+        ]
         for solver in SOLVERS:
             cells = [" / ".join(fmt(get.get((s, p, solver, n, v))) for v in VARIANTS) for n in nfes]
             lines.append(f"| {solver} | " + " | ".join(cells) + " |")
         best_lines = []
         for n in nfes:
             untuned = [get[(s, p, so, n, "untuned")]["rmse"] for so in SOLVERS if (s, p, so, n, "untuned") in get]
-            learned = [(r["rmse"], r["solver"], r["variant"], r) for (ss, pp, so, nn, v), r in get.items()
-                       if (ss, pp, nn) == (s, p, n) and v.startswith("learned")]
+            learned = [
+                (r["rmse"], r["solver"], r["variant"], r)
+                for (ss, pp, so, nn, v), r in get.items()
+                if (ss, pp, nn) == (s, p, n) and v.startswith("learned")
+            ]
             if untuned and learned:
                 b, so, v, r = min(learned, key=lambda t: t[0])
-                best_lines.append(f"| {n} | {min(untuned):.2e} | {b:.2e} ({so}, {v}) | **{b / min(untuned):.2f}×** | "
-                                  f"{r['median']:.2e} | {r['flips']:.3f} | {r['fit_seconds']:.0f} s |")
+                best_lines.append(
+                    f"| {n} | {min(untuned):.2e} | {b:.2e} ({so}, {v}) | **{b / min(untuned):.2f}×** | "
+                    f"{r['median']:.2e} | {r['flips']:.3f} | {r['fit_seconds']:.0f} s |"
+                )
         if best_lines:
-            lines += ["", "| NFE | best untuned | best learned | ratio | its median path error | its mode flips | its fit time |",
-                      "|---|---|---|---|---|---|---|", *best_lines]
+            lines += [
+                "",
+                "| NFE | best untuned | best learned | ratio | its median path error | its mode flips | its fit time |",
+                "|---|---|---|---|---|---|---|",
+                *best_lines,
+            ]
         lines.append("")
     with open(os.path.join(out, f"{name}.md"), "w") as fh:
         fh.write("\n".join(lines))
@@ -171,10 +214,20 @@ def report(rows, out, name):
     for ax, (s, p) in zip(axes[0], pairs):
         for variant, style in zip(VARIANTS, ["-", "--", ":", "-."]):
             for solver, color in zip(SOLVERS, plt.cm.tab10.colors):
-                pts = sorted((r["nfe"], r["rmse"]) for r in rows if (r["sde"], r["problem"], r["solver"], r["variant"]) == (s, p, solver, variant))
+                pts = sorted(
+                    (r["nfe"], r["rmse"])
+                    for r in rows
+                    if (r["sde"], r["problem"], r["solver"], r["variant"]) == (s, p, solver, variant)
+                )
                 if len(pts) > 1 or (pts and variant.startswith("learned")):
-                    ax.plot(*zip(*pts), style, marker="o" if variant.startswith("learned") else None, ms=3, color=color,
-                            label=f"{solver} {variant}" if (s, p) == pairs[0] else None)
+                    ax.plot(
+                        *zip(*pts),
+                        style,
+                        marker="o" if variant.startswith("learned") else None,
+                        ms=3,
+                        color=color,
+                        label=f"{solver} {variant}" if (s, p) == pairs[0] else None,
+                    )
         ax.set(xscale="log", yscale="log", title=f"{p} / {s}", xlabel="NFE")
     axes[0][0].set_ylabel("pathwise RMSE")
     fig.legend(loc="lower center", ncol=6, fontsize=6)

@@ -8,6 +8,7 @@ NFE the base sampler needs (log-log interpolation) to reach PDS's distance at a 
 
     python experiments/bench_pds.py [--quick] [--out experiments/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from benchutil import nfe_to_reach
 
 import diffjax as dj
-from benchutil import nfe_to_reach
 from diffjax.solvers import PDS, PredictorCorrector, preconditioner_from_images
 
 SHAPE = (32, 32, 3)
@@ -85,24 +86,47 @@ def run(quick, out):
             row.append(d)
         print(f"{label:45s} " + " ".join(f"{v:.3f}" for v in row), flush=True)
     speedups = []
-    for base, pds in [("pc (reverse diffusion + Langevin, snr 0.16)", "pds official (α = 5)"),
-                      ("pc (reverse diffusion + Langevin, snr 0.16)", "pds marginal-preserving (α = 5)"),
-                      ("pc batch-norm step (score_sde)", "pds official, batch-norm step")]:
+    for base, pds in [
+        ("pc (reverse diffusion + Langevin, snr 0.16)", "pds official (α = 5)"),
+        ("pc (reverse diffusion + Langevin, snr 0.16)", "pds marginal-preserving (α = 5)"),
+        ("pc batch-norm step (score_sde)", "pds official, batch-norm step"),
+    ]:
         b = [r for r in results if r["sampler"] == base]
         for r in [r for r in results if r["sampler"] == pds]:
-            need = nfe_to_reach([q["nfe"] for q in b], [q["log_spectral_distance"] for q in b], r["log_spectral_distance"])
-            speedups.append({"base": base, "pds": pds, "nfe": r["nfe"], "distance": r["log_spectral_distance"],
-                             "base_nfe": need, "speedup": need / r["nfe"]})
+            need = nfe_to_reach(
+                [q["nfe"] for q in b], [q["log_spectral_distance"] for q in b], r["log_spectral_distance"]
+            )
+            speedups.append(
+                {
+                    "base": base,
+                    "pds": pds,
+                    "nfe": r["nfe"],
+                    "distance": r["log_spectral_distance"],
+                    "base_nfe": need,
+                    "speedup": need / r["nfe"],
+                }
+            )
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "bench_pds.json"), "w") as fh:
-        json.dump({"nfes": nfes, "n": n, "noise_floor": noise_floor, "results": results, "speedups": speedups}, fh, indent=1)
-    lines = ["# PDS vs PC on a 1/f² Gaussian field (32×32×3, VE, exact score)", "",
-             f"Log-spectral distance to p_tmin (lower is better; noise floor with {n} exact samples: {noise_floor:.3f}).", "",
-             "| sampler | " + " | ".join(f"NFE {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
+        json.dump(
+            {"nfes": nfes, "n": n, "noise_floor": noise_floor, "results": results, "speedups": speedups}, fh, indent=1
+        )
+    lines = [
+        "# PDS vs PC on a 1/f² Gaussian field (32×32×3, VE, exact score)",
+        "",
+        f"Log-spectral distance to p_tmin (lower is better; noise floor with {n} exact samples: {noise_floor:.3f}).",
+        "",
+        "| sampler | " + " | ".join(f"NFE {k}" for k in nfes) + " |",
+        "|---|" + "---|" * len(nfes),
+    ]
     for label in samplers:
         rr = [r for r in results if r["sampler"] == label]
         lines.append(f"| {label} | " + " | ".join(f"{r['log_spectral_distance']:.3f}" for r in rr) + " |")
-    lines += ["", "| PDS variant | NFE | distance | base | base NFE for that distance | speed-up |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| PDS variant | NFE | distance | base | base NFE for that distance | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in speedups:
         need = f"> {max(nfes)}" if not np.isfinite(s["base_nfe"]) else f"{s['base_nfe']:.0f}"
         fac = "—" if not np.isfinite(s["speedup"]) else f"{s['speedup']:.2f}×"

@@ -11,6 +11,7 @@ step), so every solver is compared on the same target.
 
 Writes bench_solvers.json, bench_solvers.md and bench_solvers.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from benchutil import prior_and_reference
 
 import diffjax as dj
-from benchutil import prior_and_reference
 from diffjax.solvers import EDMHeun, SciRE, UniPC
 
 NFES = [4, 5, 6, 8, 10, 12, 15, 20, 30, 50]
@@ -56,7 +57,11 @@ DETERMINISTIC = [
     ("scire 2M φ=2/3/nsr", SciRE(method="multistep"), "nsr"),
     ("scire 2M φ=1/logsnr", SciRE(method="multistep", phi="one"), "logsnr"),
 ]
-STOCHASTIC = [("euler_maruyama", "euler_maruyama", None), ("ddpm", "ddpm", None), ("edm_heun_sde", "edm_heun_sde", "karras")]
+STOCHASTIC = [
+    ("euler_maruyama", "euler_maruyama", None),
+    ("ddpm", "ddpm", None),
+    ("edm_heun_sde", "edm_heun_sde", "karras"),
+]
 
 
 def _problems(quick: bool):
@@ -83,7 +88,10 @@ def run(quick: bool, out: str, include: list[str] | None = None, name: str = "be
         mean, cov = data.marginal_moments(sde, sde.t_min)
         exact, _ = sde.perturb(jax.random.fold_in(key, 2), data.sample(jax.random.fold_in(key, 3), n), sde.t_min)
         floor = dj.metrics.frechet_distance(exact, mean, cov)
-        print(f"[{data_name}/{sde.name}] reference in {time.perf_counter() - t0:.1f}s, Fréchet floor {floor:.2e}", flush=True)
+        print(
+            f"[{data_name}/{sde.name}] reference in {time.perf_counter() - t0:.1f}s, Fréchet floor {floor:.2e}",
+            flush=True,
+        )
         for label, solver, grid in deterministic + stochastic_list:
             stochastic = (label, solver, grid) in STOCHASTIC
             for nfe in nfes:
@@ -94,15 +102,22 @@ def run(quick: bool, out: str, include: list[str] | None = None, name: str = "be
                     continue
                 x = np.asarray(x, np.float64)
                 rec = {
-                    "data": data_name, "sde": sde.name, "solver": label, "nfe": nfe, "stochastic": stochastic,
+                    "data": data_name,
+                    "sde": sde.name,
+                    "solver": label,
+                    "nfe": nfe,
+                    "stochastic": stochastic,
                     "rmse": None if stochastic else float(np.sqrt(np.mean((x - ref) ** 2))),
                     "frechet": dj.metrics.frechet_distance(x, mean, cov) if np.all(np.isfinite(x)) else float("inf"),
                     "frechet_floor": floor,
                 }
                 results.append(rec)
             last = [r for r in results if r["solver"] == label and r["data"] == data_name and r["sde"] == sde.name]
-            print(f"  {label:34s} " + " ".join(
-                f"{(r['rmse'] if r['rmse'] is not None else r['frechet']):.1e}" for r in last), flush=True)
+            print(
+                f"  {label:34s} "
+                + " ".join(f"{(r['rmse'] if r['rmse'] is not None else r['frechet']):.1e}" for r in last),
+                flush=True,
+            )
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.json"), "w") as fh:
         json.dump({"nfes": nfes, "results": results}, fh, indent=1)
@@ -116,9 +131,13 @@ def _best(results, data, sde, nfe, key="rmse"):
 
 
 def write_table(results, nfes, out, name="bench_solvers"):
-    lines = ["# Solver benchmark (exact-score test bed)", "",
-             "Pathwise RMSE at t_min against a float64 Dopri8 reference (rtol = atol = 1e-10) from the same prior noise;",
-             "solvers in float32; no denoising step. Lower is better. `solver/grid` names the time grid.", ""]
+    lines = [
+        "# Solver benchmark (exact-score test bed)",
+        "",
+        "Pathwise RMSE at t_min against a float64 Dopri8 reference (rtol = atol = 1e-10) from the same prior noise;",
+        "solvers in float32; no denoising step. Lower is better. `solver/grid` names the time grid.",
+        "",
+    ]
     for data in ["ring", "digits"]:
         for sde in ["VP", "EDM"]:
             labels = []
@@ -127,12 +146,20 @@ def write_table(results, nfes, out, name="bench_solvers"):
                     labels.append(r["solver"])
             if not labels:
                 continue
-            lines += [f"## {data} / {sde}: pathwise RMSE", "", "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-                      "|---|" + "---|" * len(nfes)]
+            lines += [
+                f"## {data} / {sde}: pathwise RMSE",
+                "",
+                "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+                "|---|" + "---|" * len(nfes),
+            ]
             for lab in labels:
                 cells = []
                 for n in nfes:
-                    rr = [r for r in results if r["data"] == data and r["sde"] == sde and r["solver"] == lab and r["nfe"] == n]
+                    rr = [
+                        r
+                        for r in results
+                        if r["data"] == data and r["sde"] == sde and r["solver"] == lab and r["nfe"] == n
+                    ]
                     best = _best(results, data, sde, n)
                     if not rr:
                         cells.append("—")
@@ -140,19 +167,32 @@ def write_table(results, nfes, out, name="bench_solvers"):
                         v = f"{rr[0]['rmse']:.2e}"
                         cells.append(f"**{v}**" if best and best["solver"] == lab else v)
                 lines.append(f"| {lab} | " + " | ".join(cells) + " |")
-            lines += ["", f"Fréchet distance to the exact p_tmin moments (floor of exact samples: "
-                      f"{next(r['frechet_floor'] for r in results if r['data'] == data and r['sde'] == sde):.2e}):", "",
-                      "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
+            lines += [
+                "",
+                f"Fréchet distance to the exact p_tmin moments (floor of exact samples: "
+                f"{next(r['frechet_floor'] for r in results if r['data'] == data and r['sde'] == sde):.2e}):",
+                "",
+                "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+                "|---|" + "---|" * len(nfes),
+            ]
             labs = labels + list(dict.fromkeys(r["solver"] for r in results if r["stochastic"]))
             for lab in labs:
                 cells = []
                 for n in nfes:
-                    rr = [r for r in results if r["data"] == data and r["sde"] == sde and r["solver"] == lab and r["nfe"] == n]
+                    rr = [
+                        r
+                        for r in results
+                        if r["data"] == data and r["sde"] == sde and r["solver"] == lab and r["nfe"] == n
+                    ]
                     cells.append(f"{rr[0]['frechet']:.2e}" if rr else "—")
                 lines.append(f"| {lab} | " + " | ".join(cells) + " |")
             lines.append("")
-    lines += ["## Best deterministic solver per NFE (pathwise RMSE)", "", "| problem | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-              "|---|" + "---|" * len(nfes)]
+    lines += [
+        "## Best deterministic solver per NFE (pathwise RMSE)",
+        "",
+        "| problem | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+        "|---|" + "---|" * len(nfes),
+    ]
     for data in ["ring", "digits"]:
         for sde in ["VP", "EDM"]:
             cells = []

@@ -14,6 +14,7 @@ CPU (``--cpu``): the exact 64-d digits mixture score (batch 2000) and a small ML
     python experiments/bench_speed.py --gpu [--quick]     # on the GPU machine
     python experiments/bench_speed.py --cpu               # anywhere
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,17 @@ def diffrax_heun(sde, model, grid, y0):
     import diffrax
 
     term = dj.interop.pf_ode_term(sde, model)
-    sol = diffrax.diffeqsolve(term, diffrax.Heun(), t0=grid[0], t1=grid[-1], dt0=None, y0=y0,
-                              stepsize_controller=diffrax.StepTo(ts=jnp.asarray(grid)), saveat=diffrax.SaveAt(t1=True),
-                              max_steps=len(grid))
+    sol = diffrax.diffeqsolve(
+        term,
+        diffrax.Heun(),
+        t0=grid[0],
+        t1=grid[-1],
+        dt0=None,
+        y0=y0,
+        stepsize_controller=diffrax.StepTo(ts=jnp.asarray(grid)),
+        saveat=diffrax.SaveAt(t1=True),
+        max_steps=len(grid),
+    )
     return sol.ys[0]
 
 
@@ -80,6 +89,7 @@ def gpu(a):
         dtype = jnp.bfloat16 if dtype_name == "bf16" else jnp.float32
         if a.tiny:  # smoke test of this code path on a CPU
             from flax import nnx as _n
+
             net = dj.models.UNet((32, 32, 3), 16, (1, 2), 1, (16,), dtype=dtype, rngs=_n.Rngs(0))
         else:
             net = dj.models.ddpmpp_cifar10(dropout=0.0, dtype=dtype)
@@ -97,17 +107,41 @@ def gpu(a):
             cost = cost[0] if isinstance(cost, (list, tuple)) else cost
             flops = float(cost.get("flops", float("nan")))
             t_fwd = timeit(c_fwd, state, x, sig)
-            solvers = [("edm_heun", 35)] + ([] if batch != (8 if a.tiny else 256) else [("edm_heun", 10), ("edm_heun", 20), ("edm_heun", 50), ("dpmpp_2m", 35), ("ddim", 35), ("euler_maruyama", 35), ("unipc", 35)])
+            solvers = [("edm_heun", 35)] + (
+                []
+                if batch != (8 if a.tiny else 256)
+                else [
+                    ("edm_heun", 10),
+                    ("edm_heun", 20),
+                    ("edm_heun", 50),
+                    ("dpmpp_2m", 35),
+                    ("ddim", 35),
+                    ("euler_maruyama", 35),
+                    ("unipc", 35),
+                ]
+            )
             if a.quick:
                 solvers = solvers[:3]
             for solver, nfe in solvers:
                 fn = lambda st, k: dj.sample(k, sde, model_of(st), solver, nfe=nfe, shape=(batch, 32, 32, 3))
                 compiled, ct = compile_time(fn, state, jax.random.key(1))
                 t = timeit(compiled, state, jax.random.key(2), reps=3)
-                row = {"dtype": dtype_name, "batch": batch, "solver": solver, "nfe": nfe, "sample_s": t,
-                       "images_per_s": batch / t, "forward_s": t_fwd, "forward_x_nfe_s": t_fwd * nfe,
-                       "overhead": t / (t_fwd * nfe), "forward_tflops": flops / t_fwd / 1e12, "gflops_per_image": flops / batch / 1e9,
-                       "compile_s": ct, "forward_compile_s": ct_fwd, "peak_gib": peak_mem()}
+                row = {
+                    "dtype": dtype_name,
+                    "batch": batch,
+                    "solver": solver,
+                    "nfe": nfe,
+                    "sample_s": t,
+                    "images_per_s": batch / t,
+                    "forward_s": t_fwd,
+                    "forward_x_nfe_s": t_fwd * nfe,
+                    "overhead": t / (t_fwd * nfe),
+                    "forward_tflops": flops / t_fwd / 1e12,
+                    "gflops_per_image": flops / batch / 1e9,
+                    "compile_s": ct,
+                    "forward_compile_s": ct_fwd,
+                    "peak_gib": peak_mem(),
+                }
                 rows.append(row)
                 _emit(a, row)
             if batch == (8 if a.tiny else 256) and not a.quick:
@@ -117,9 +151,19 @@ def gpu(a):
                 compiled, ct = compile_time(fn, state, y0)
                 t = timeit(compiled, state, y0, reps=3)
                 nfe = 2 * (len(grid) - 1)
-                row = {"dtype": dtype_name, "batch": batch, "solver": "diffrax_heun_stepto", "nfe": nfe, "sample_s": t,
-                       "images_per_s": batch / t, "forward_s": t_fwd, "forward_x_nfe_s": t_fwd * nfe,
-                       "overhead": t / (t_fwd * nfe), "compile_s": ct, "peak_gib": peak_mem()}
+                row = {
+                    "dtype": dtype_name,
+                    "batch": batch,
+                    "solver": "diffrax_heun_stepto",
+                    "nfe": nfe,
+                    "sample_s": t,
+                    "images_per_s": batch / t,
+                    "forward_s": t_fwd,
+                    "forward_x_nfe_s": t_fwd * nfe,
+                    "overhead": t / (t_fwd * nfe),
+                    "compile_s": ct,
+                    "peak_gib": peak_mem(),
+                }
                 rows.append(row)
                 _emit(a, row)
     return rows
@@ -143,14 +187,25 @@ def cpu(a):
         for solver, nfe in [("ode_euler", 20), ("edm_heun", 19), ("dpmpp_2m", 20), ("unipc", 20), ("ddim", 20)]:
             fn = jax.jit(lambda k, y: dj.sample(k, sde, model, solver, nfe=nfe, init=y))
             t = timeit(fn, jax.random.key(1), y)
-            rows.append({"model": name, "method": f"dj.sample {solver}", "nfe": nfe, "s": t, "overhead": t / (t_fwd * nfe)})
+            rows.append(
+                {"model": name, "method": f"dj.sample {solver}", "nfe": nfe, "s": t, "overhead": t / (t_fwd * nfe)}
+            )
         import diffrax
 
         grid = dj.solvers.make_grid(sde, 20, "quadratic")
         term = dj.interop.pf_ode_term(sde, model)
-        dfx = jax.jit(lambda y: diffrax.diffeqsolve(term, diffrax.Euler(), grid[0], grid[-1], None, y,
-                                                   stepsize_controller=diffrax.StepTo(ts=jnp.asarray(grid)),
-                                                   max_steps=21).ys[0])
+        dfx = jax.jit(
+            lambda y: diffrax.diffeqsolve(
+                term,
+                diffrax.Euler(),
+                grid[0],
+                grid[-1],
+                None,
+                y,
+                stepsize_controller=diffrax.StepTo(ts=jnp.asarray(grid)),
+                max_steps=21,
+            ).ys[0]
+        )
         t = timeit(dfx, y)
         rows.append({"model": name, "method": "diffrax Euler StepTo", "nfe": 20, "s": t, "overhead": t / (t_fwd * 20)})
         step = jax.jit(lambda y, t, dt: y + dt * sde.reverse_drift(y, t, model.score(y, t)))
@@ -161,7 +216,15 @@ def cpu(a):
             return y
 
         t = timeit(loop, y)
-        rows.append({"model": name, "method": "Python loop of jitted Euler steps", "nfe": 20, "s": t, "overhead": t / (t_fwd * 20)})
+        rows.append(
+            {
+                "model": name,
+                "method": "Python loop of jitted Euler steps",
+                "nfe": 20,
+                "s": t,
+                "overhead": t / (t_fwd * 20),
+            }
+        )
         for r in rows[-7:]:
             print(json.dumps(r), flush=True)
     return rows
@@ -184,7 +247,9 @@ def flops_per_image(out_dir) -> float:
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost["flops"])
     with open(path, "w") as f:
-        json.dump({"flops_per_image": flops, "how": "XLA cost analysis, CPU backend, batch 1", "jax": jax.__version__}, f)
+        json.dump(
+            {"flops_per_image": flops, "how": "XLA cost analysis, CPU backend, batch 1", "jax": jax.__version__}, f
+        )
     return flops
 
 
@@ -198,7 +263,10 @@ def report(out_dir):
     import matplotlib.pyplot as plt
 
     rows, dev = [], "?"
-    for path in sorted(glob.glob(os.path.join(out_dir, "bench_speed_gpu_b*.json")) + glob.glob(os.path.join(out_dir, "bench_speed_gpu_f*.json"))):
+    for path in sorted(
+        glob.glob(os.path.join(out_dir, "bench_speed_gpu_b*.json"))
+        + glob.glob(os.path.join(out_dir, "bench_speed_gpu_f*.json"))
+    ):
         with open(path) as f:
             d = json.load(f)
         dev = d["device"]
@@ -206,14 +274,21 @@ def report(out_dir):
     if not rows:
         return
     flops = flops_per_image(out_dir)
-    lines = [f"# Sampling speed on {dev} (EDM DDPM++ CIFAR-10, 55.7 M parameters, {flops / 1e9:.1f} GFLOP/image)", "",
-             "| dtype | batch | solver | NFE | images/s | sample s | NFE × forward s | overhead | forward TFLOP/s | compile s | peak GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sampling speed on {dev} (EDM DDPM++ CIFAR-10, 55.7 M parameters, {flops / 1e9:.1f} GFLOP/image)",
+        "",
+        "| dtype | batch | solver | NFE | images/s | sample s | NFE × forward s | overhead | forward TFLOP/s "
+        "| compile s | peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         tf = flops * r["batch"] / r["forward_s"] / 1e12
-        lines.append(f"| {r['dtype']} | {r['batch']} | {r['solver']} | {r['nfe']} | {r['images_per_s']:.1f} | {r['sample_s']:.3f} | "
-                     f"{r['forward_x_nfe_s']:.3f} | {r['overhead']:.3f} | {tf:.0f} | {r.get('compile_s', float('nan')):.1f} | "
-                     f"{r.get('peak_gib', float('nan')):.2f} |")
+        lines.append(
+            f"| {r['dtype']} | {r['batch']} | {r['solver']} | {r['nfe']} | {r['images_per_s']:.1f} | "
+            f"{r['sample_s']:.3f} | "
+            f"{r['forward_x_nfe_s']:.3f} | {r['overhead']:.3f} | {tf:.0f} | {r.get('compile_s', float('nan')):.1f} | "
+            f"{r.get('peak_gib', float('nan')):.2f} |"
+        )
     with open(os.path.join(out_dir, "bench_speed_gpu.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -248,8 +323,15 @@ def main():
     dev = jax.devices()[0].device_kind
     if a.gpu:
         rows = gpu(a)
-        with open(os.path.join(a.out, "bench_speed_gpu" + ("_tiny" if a.tiny else "") + "_" + "_".join(a.dtypes) + ".json"), "w") as f:
-            json.dump({"device": dev, "jax": jax.__version__, "pytorch_reference_images_per_s": PYTORCH_REF, "rows": rows}, f, indent=1)
+        with open(
+            os.path.join(a.out, "bench_speed_gpu" + ("_tiny" if a.tiny else "") + "_" + "_".join(a.dtypes) + ".json"),
+            "w",
+        ) as f:
+            json.dump(
+                {"device": dev, "jax": jax.__version__, "pytorch_reference_images_per_s": PYTORCH_REF, "rows": rows},
+                f,
+                indent=1,
+            )
     if a.cpu:
         rows = cpu(a)
         with open(os.path.join(a.out, "bench_speed_cpu.json"), "w") as f:

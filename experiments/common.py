@@ -1,4 +1,5 @@
 """Glue shared by the entry scripts: building the data, diffusion, network and trainer from a config."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +24,7 @@ def parse_override(key: str, text: str, current):
     bool: ``true``/``false``; int: an integer literal; float: any finite number; str: the text as given (JSON
     quotes stripped); tuple/list: a JSON list whose items have the type of the current items; dict: a JSON object.
     """
+
     def fail(what):
         return ValueError(f"--set {key}={text}: expected {what} ({key} is {current!r})")
 
@@ -73,8 +75,10 @@ def load_plugins(paths=()):
 def load_config(path_spec: str, overrides=()):
     path, _, spec = path_spec.partition(":")
     if not os.path.isfile(path):
-        raise ValueError(f"config file {path!r} does not exist (expected path/to/config.py:NAME, e.g. "
-                         "experiments/configs/default.py:toy-edm)")
+        raise ValueError(
+            f"config file {path!r} does not exist (expected path/to/config.py:NAME, e.g. "
+            "experiments/configs/default.py:toy-edm)"
+        )
     mod_spec = importlib.util.spec_from_file_location("diffjax_config", path)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
@@ -83,8 +87,11 @@ def load_config(path_spec: str, overrides=()):
 
         default = inspect.signature(mod.get_config).parameters
         default = next(iter(default.values())).default if default else None
-        print(f"note: no :NAME after {path}; using its default config"
-              + (f" {default!r}" if isinstance(default, str) else ""), file=sys.stderr)
+        print(
+            f"note: no :NAME after {path}; using its default config"
+            + (f" {default!r}" if isinstance(default, str) else ""),
+            file=sys.stderr,
+        )
     cfg = mod.get_config(spec) if spec else mod.get_config()
     for item in overrides:
         key, eq, value = item.partition("=")
@@ -151,14 +158,25 @@ def build(cfg, workdir=None):
         kw.setdefault("shape", shape)
     sde = factory(**kw)
     m = cfg["model"]
-    loss_cfg = LossConfig(cld_param=cfg["loss"]["cld_param"], label_dropout=cfg["loss"]["label_dropout"],
-                          num_classes=m["num_classes"], fdm_warmup_images=cfg["loss"]["fdm_warmup_images"],
-                          prediction=cfg["loss"].get("prediction", ""))
+    loss_cfg = LossConfig(
+        cld_param=cfg["loss"]["cld_param"],
+        label_dropout=cfg["loss"]["label_dropout"],
+        num_classes=m["num_classes"],
+        fdm_warmup_images=cfg["loss"]["fdm_warmup_images"],
+        prediction=cfg["loss"].get("prediction", ""),
+    )
     # the diffusion's recipe says how many channels the network sees and returns (CLD: 2 in)
     recipe = dataclasses.replace(loss_cfg, fdm_warmup_images=0.0).recipe(sde)
-    net = dj.models.build_network(m["kind"], shape, m, num_classes=m["num_classes"], in_mult=recipe.in_mult,
-                                  out_mult=recipe.out_mult, dtype=jnp.bfloat16 if m["bf16"] else jnp.float32,
-                                  rngs=nnx.Rngs(params=cfg["train"]["seed"], dropout=1))
+    net = dj.models.build_network(
+        m["kind"],
+        shape,
+        m,
+        num_classes=m["num_classes"],
+        in_mult=recipe.in_mult,
+        out_mult=recipe.out_mult,
+        dtype=jnp.bfloat16 if m["bf16"] else jnp.float32,
+        rngs=nnx.Rngs(params=cfg["train"]["seed"], dropout=1),
+    )
     tcfg = TrainConfig(**{k: v for k, v in cfg["train"].items()}, progress=True)
     return Trainer(sde, net, train, tcfg, loss_cfg, workdir, eval_data=held), train, held
 
@@ -181,10 +199,14 @@ def open_run(workdir):
     except CheckpointError as e:
         raise SystemExit(str(e)) from None
     except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-        what = f"{path} is not valid JSON ({e})" if isinstance(e, json.JSONDecodeError) else \
-            f"{path} does not describe the run's checkpoints ({type(e).__name__}: {str(e)[:300]})"
-        raise SystemExit(f"cannot open the run in {workdir!r}: {what}. Restore the run's own config.json, or use "
-                         "another --workdir.") from None
+        what = (
+            f"{path} is not valid JSON ({e})"
+            if isinstance(e, json.JSONDecodeError)
+            else f"{path} does not describe the run's checkpoints ({type(e).__name__}: {str(e)[:300]})"
+        )
+        raise SystemExit(
+            f"cannot open the run in {workdir!r}: {what}. Restore the run's own config.json, or use another --workdir."
+        ) from None
     if step == 0:
         raise SystemExit(f"{workdir!r} has no checkpoint yet")
     return cfg, trainer, train, step
@@ -228,16 +250,27 @@ def open_model(workdir=None, pretrained=None, pretrained_config=None) -> Opened:
 
         def guided(labels, scale):
             net = trainer.net(trainer.state["ema"])
-            return dj.models.guided(trainer.sde, net, labels, scale, m["num_classes"], cld_param=trainer.loss_cfg.cld_param)
+            return dj.models.guided(
+                trainer.sde, net, labels, scale, m["num_classes"], cld_param=trainer.loss_cfg.cld_param
+            )
 
         # the checkpoint's identity: its step and the SHA-256 of its arrays (two branches resumed from the same
         # step with other settings reach the same step with other weights)
         digest_file = trainer._digest_path(step)
         digest = open(digest_file).read().strip() if os.path.exists(digest_file) else state_digest(trainer.state)
-        return Opened(trainer.sde, tuple(train.data_shape), int(m["num_classes"]), f"ckpt{step}-{digest[:12]}", workdir,
-                      dict(cfg["sample"]), lambda labels=None, raw=False: trainer.model(ema=not raw, labels=labels),
-                      guided, train, f"{cfg['data']['name']}:size{cfg['data'].get('size')}:seed{cfg['train']['seed']}",
-                      step=step)
+        return Opened(
+            trainer.sde,
+            tuple(train.data_shape),
+            int(m["num_classes"]),
+            f"ckpt{step}-{digest[:12]}",
+            workdir,
+            dict(cfg["sample"]),
+            lambda labels=None, raw=False: trainer.model(ema=not raw, labels=labels),
+            guided,
+            train,
+            f"{cfg['data']['name']}:size{cfg['data'].get('size')}:seed{cfg['train']['seed']}",
+            step=step,
+        )
     import pickle
 
     try:
@@ -254,16 +287,38 @@ def open_model(workdir=None, pretrained=None, pretrained_config=None) -> Opened:
             raise SystemExit(str(e)) from None
 
     out = workdir or default_out_dir(pretrained)
-    return Opened(pm.sde, tuple(pm.data_shape), pm.num_classes, "sha" + pm.info["digest"][:12], out,
-                  {"solver": "dpmpp_2m", "nfe": 20, "num": 64}, model, None, None, None, "pretrained")
+    return Opened(
+        pm.sde,
+        tuple(pm.data_shape),
+        pm.num_classes,
+        "sha" + pm.info["digest"][:12],
+        out,
+        {"solver": "dpmpp_2m", "nfe": 20, "num": 64},
+        model,
+        None,
+        None,
+        None,
+        "pretrained",
+    )
 
 
 def add_model_arguments(p, workdir_help="a trained run (experiments/train.py)"):
     """--workdir / --pretrained / --pretrained-config, shared by sample.py, evaluate.py and learn_solver.py."""
-    p.add_argument("--workdir", default=None, help=f"{workdir_help}; with --pretrained: where outputs go "
-                                                   "(default: a folder <checkpoint>_diffjax beside it)")
-    p.add_argument("--pretrained", default=None, metavar="PATH",
-                   help="a published checkpoint: a diffusers folder, an EDM .pkl (or its .json/.npz conversion), "
-                        "a score_sde checkpoint (with --pretrained-config)")
-    p.add_argument("--pretrained-config", default=None, metavar="NAME",
-                   help="score_sde checkpoints: the config's name, e.g. ve/cifar10_ncsnpp_continuous")
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help=f"{workdir_help}; with --pretrained: where outputs go (default: a folder <checkpoint>_diffjax beside it)",
+    )
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="PATH",
+        help="a published checkpoint: a diffusers folder, an EDM .pkl (or its .json/.npz conversion), "
+        "a score_sde checkpoint (with --pretrained-config)",
+    )
+    p.add_argument(
+        "--pretrained-config",
+        default=None,
+        metavar="NAME",
+        help="score_sde checkpoints: the config's name, e.g. ve/cifar10_ncsnpp_continuous",
+    )

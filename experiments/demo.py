@@ -3,6 +3,7 @@ distribution and a diffrax reference, and write a picture of the samples next to
 
     python experiments/demo.py --out demo_out [--nfe 10] [--num 2000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,25 +51,30 @@ def main(argv=None):
         dt = time.perf_counter() - t0
         samples[name] = np.asarray(x)
         stochastic = dj.solvers.get(name).stochastic
-        rows.append({
-            "solver": name,
-            "nfe": args.nfe,
-            "pathwise_rmse": float("nan") if stochastic else float(jnp.sqrt(jnp.mean((x - ref) ** 2))),
-            "frechet": dj.metrics.frechet_distance(x, mean, cov),
-            "sliced_w2": dj.metrics.sliced_wasserstein(x, exact),
-            "ms": 1e3 * dt,
-        })
+        rows.append(
+            {
+                "solver": name,
+                "nfe": args.nfe,
+                "pathwise_rmse": float("nan") if stochastic else float(jnp.sqrt(jnp.mean((x - ref) ** 2))),
+                "frechet": dj.metrics.frechet_distance(x, mean, cov),
+                "sliced_w2": dj.metrics.sliced_wasserstein(x, exact),
+                "ms": 1e3 * dt,
+            }
+        )
     floor = dj.metrics.sliced_wasserstein(exact[: args.num // 2], exact[args.num // 2 :])
 
     lines = [
         f"# diffjax demo: 2-D ring, {sde.name}, NFE {args.nfe}, {args.num} samples",
         "",
-        "| solver | NFE | pathwise RMSE vs diffrax | Fréchet to exact p_tmin | sliced W2 to exact samples | time (ms) |",
+        "| solver | NFE | pathwise RMSE vs diffrax | Fréchet to exact p_tmin | sliced W2 to exact samples "
+        "| time (ms) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         rmse = "— (stochastic)" if np.isnan(r["pathwise_rmse"]) else f"{r['pathwise_rmse']:.2e}"
-        lines.append(f"| {r['solver']} | {r['nfe']} | {rmse} | {r['frechet']:.2e} | {r['sliced_w2']:.3f} | {r['ms']:.1f} |")
+        lines.append(
+            f"| {r['solver']} | {r['nfe']} | {rmse} | {r['frechet']:.2e} | {r['sliced_w2']:.3f} | {r['ms']:.1f} |"
+        )
     lines += ["", f"Sliced-W2 noise floor (two exact half-samples): {floor:.3f}"]
     table = "\n".join(lines)
     print(table)

@@ -1,8 +1,10 @@
 """Evaluate a trained run or a published checkpoint: FID (Inception features) and pixel-space metrics of samples
 from any solver and NFE.
 
-    python experiments/evaluate.py --workdir runs/digits_edm --solver edm_heun --nfe 35 --num 50000 --weights inception_fid.npz
-    python experiments/evaluate.py --workdir runs/digits_edm --sweep --solvers edm_heun,dpmpp_2m,unipc --nfes 5,10,20 --num 2000
+    python experiments/evaluate.py --workdir runs/digits_edm --solver edm_heun --nfe 35 --num 50000 \
+        --weights inception_fid.npz
+    python experiments/evaluate.py --workdir runs/digits_edm --sweep --solvers edm_heun,dpmpp_2m,unipc \
+        --nfes 5,10,20 --num 2000
     python experiments/evaluate.py --pretrained edm-cifar10-32x32-uncond-vp.pkl --ref cifar10-32x32.npz --sweep \
         --solvers edm_heun,dpmpp_3m,unipc --nfes 4,6,8,10 --num 50000 --weights inception_fid.npz
 
@@ -19,12 +21,14 @@ training data, or ``--ref``: a data set name (toy sets, ``digits``, a prepared T
 * ``precision``, ``recall``: improved precision and recall (k-NN manifolds, ``--pr-k`` = 3) of the Inception
   features of the first ``--pr-num`` (10 000) samples against as many reference images (with FID only).
 
-Reference moments (and features) are computed once per (data set, count, feature extractor + weights digest) and cached under
+Reference moments (and features) are computed once per (data set, count, feature extractor + weights digest) and
+cached under
 OUT/eval/ with that provenance. Every (solver, NFE, num, seed, model) writes one JSON row to
 OUT/eval/results.jsonl (a rerun replaces its row); ``--sweep`` also writes OUT/eval/sweep.md and sweep.png
 (metric vs NFE per solver). OUT is the run, or for a published checkpoint ``--workdir`` (default: a folder
 ``<checkpoint>_diffjax`` beside it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from common import add_model_arguments, open_model  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import add_model_arguments, open_model  # noqa: E402
 from diffjax import fid  # noqa: E402
 from diffjax.files import FolderInUse, FolderLock, describe_os_error, write_atomic  # noqa: E402
 
@@ -71,8 +75,10 @@ def open_reference(spec, data_dir, m):
 
     if spec is None:
         if m.reference is None:
-            raise SystemExit("a published checkpoint has no training data here: give --ref (a data set name or an .npz "
-                             "with images or Inception statistics mu/sigma)")
+            raise SystemExit(
+                "a published checkpoint has no training data here: give --ref (a data set name or an .npz "
+                "with images or Inception statistics mu/sigma)"
+            )
         return Reference(m.reference, None, m.data_id)
     if spec.endswith(".npz"):
         if not os.path.exists(spec):
@@ -81,7 +87,9 @@ def open_reference(spec, data_dir, m):
             arrays = {k: f[k] for k in f.files}
         if "mu" in arrays and "sigma" in arrays:
             try:
-                return Reference(None, fid.Moments.from_stats(arrays["mu"], arrays["sigma"]), "stats:" + fid.file_digest(spec))
+                return Reference(
+                    None, fid.Moments.from_stats(arrays["mu"], arrays["sigma"]), "stats:" + fid.file_digest(spec)
+                )
             except ValueError as e:
                 raise SystemExit(f"--ref {spec}: {e}") from None
         if "images" not in arrays:
@@ -91,15 +99,24 @@ def open_reference(spec, data_dir, m):
         if x.ndim != 1 + len(m.data_shape) or x.shape[1:] != tuple(m.data_shape):
             raise SystemExit(f"--ref {spec}: images of shape {x.shape[1:]}, the model makes {tuple(m.data_shape)}")
         if x.min() < -1.01 or x.max() > 1.01:
-            raise SystemExit(f"--ref {spec}: float images must lie in [-1, 1] (or give uint8), got [{x.min()}, {x.max()}]")
+            raise SystemExit(
+                f"--ref {spec}: float images must lie in [-1, 1] (or give uint8), got [{x.min()}, {x.max()}]"
+            )
         return Reference(dd.ArraySource(x), None, "images:" + fid.file_digest(spec))
     try:
-        src = (dd.toy(spec, 20000, seed=0) if spec in dd.toy_names() else dd.digits(m.data_shape[0]) if spec == "digits"
-               else dd.tfds_source(spec, data_dir=data_dir))
+        src = (
+            dd.toy(spec, 20000, seed=0)
+            if spec in dd.toy_names()
+            else dd.digits(m.data_shape[0])
+            if spec == "digits"
+            else dd.tfds_source(spec, data_dir=data_dir)
+        )
     except (ValueError, OSError, ImportError) as e:
         raise SystemExit(f"--ref {spec}: {e}") from None
     if tuple(src.data_shape) != tuple(m.data_shape):
-        raise SystemExit(f"--ref {spec}: examples of shape {tuple(src.data_shape)}, the model makes {tuple(m.data_shape)}")
+        raise SystemExit(
+            f"--ref {spec}: examples of shape {tuple(src.data_shape)}, the model makes {tuple(m.data_shape)}"
+        )
     return Reference(src, None, f"{spec}:{data_dir or ''}")
 
 
@@ -139,22 +156,41 @@ def evaluate_one(a, m, ref, solver_name, nfe, feats, feat_id, note, eval_dir):
     out_dir = os.path.join(eval_dir, "samples", f"{label}_nfe{nfe}_n{a.num}_seed{a.seed}_{m.identity}")
     t0 = time.time()
     try:
-        files = dj.sample_chunked(jax.random.key(a.seed), m.sde, m.model(), solver, nfe, shape,
-                                  min(a.chunk, a.num), out_dir, progress=not a.quiet, load=False)
+        files = dj.sample_chunked(
+            jax.random.key(a.seed),
+            m.sde,
+            m.model(),
+            solver,
+            nfe,
+            shape,
+            min(a.chunk, a.num),
+            out_dir,
+            progress=not a.quiet,
+            load=False,
+        )
     except (ValueError, FloatingPointError) as e:
         raise SystemExit(f"cannot sample with {label!r} at nfe={nfe}: {e}") from None
     seconds = time.time() - t0
     chunks = lambda: (np.load(f) for f in files)
     dim = int(np.prod(m.data_shape))
     flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
-    row = {"solver": label, "nfe": nfe, "num": a.num, "seed": a.seed, "model": m.identity,
-           "diffusion": m.sde.name, "sample_seconds": round(seconds, 2)}
+    row = {
+        "solver": label,
+        "nfe": nfe,
+        "num": a.num,
+        "seed": a.seed,
+        "model": m.identity,
+        "diffusion": m.sde.name,
+        "sample_seconds": round(seconds, 2),
+    }
     if m.step is not None:
         row["checkpoint_step"] = m.step
     if ref.source is not None:
-        ref_pix = fid.cached_reference(os.path.join(eval_dir, f"reference_pixels_n{a.num_ref}.npz"),
-                                       {"data": ref.data_id, "n": a.num_ref, "features": "pixels"},
-                                       lambda: moments_stream(flat, reference_images(ref.source, a.num_ref), dim))
+        ref_pix = fid.cached_reference(
+            os.path.join(eval_dir, f"reference_pixels_n{a.num_ref}.npz"),
+            {"data": ref.data_id, "n": a.num_ref, "features": "pixels"},
+            lambda: moments_stream(flat, reference_images(ref.source, a.num_ref), dim),
+        )
         row["fd_pixels"] = fid.fid(moments_stream(flat, chunks(), dim), ref_pix)
         sub = np.concatenate(list(chunks()))[:5000]
         ref_sub = np.concatenate(list(reference_images(ref.source, min(a.num_ref, 5000))))
@@ -166,10 +202,13 @@ def evaluate_one(a, m, ref, solver_name, nfe, feats, feat_id, note, eval_dir):
         if ref.stats is not None:
             reference = ref.stats
         else:
-            reference = fid.cached_reference(os.path.join(eval_dir, f"reference_inception_n{a.num_ref}.npz"),
-                                             made_by | {"n": a.num_ref},
-                                             lambda: fid.moments_of(feats, reference_images(ref.source, a.num_ref),
-                                                                    batch_size=a.feature_batch, progress=not a.quiet))
+            reference = fid.cached_reference(
+                os.path.join(eval_dir, f"reference_inception_n{a.num_ref}.npz"),
+                made_by | {"n": a.num_ref},
+                lambda: fid.moments_of(
+                    feats, reference_images(ref.source, a.num_ref), batch_size=a.feature_batch, progress=not a.quiet
+                ),
+            )
         pr_ok = ref.source is not None
         k = min(a.pr_num, a.num, a.num_ref) if pr_ok else 0
         mom, kept = fid.Moments(reference.s.shape[0]), []
@@ -183,13 +222,19 @@ def evaluate_one(a, m, ref, solver_name, nfe, feats, feat_id, note, eval_dir):
             ref_f = fid.cached_features(
                 os.path.join(eval_dir, f"reference_inception_features_n{k}.npz"),
                 made_by | {"n": k},
-                lambda: np.concatenate(list(fid.feature_batches(feats, reference_images(ref.source, k), a.feature_batch))))
+                lambda: np.concatenate(
+                    list(fid.feature_batches(feats, reference_images(ref.source, k), a.feature_batch))
+                ),
+            )
             row["precision"], row["recall"] = dj.metrics.precision_recall(ref_f, np.concatenate(kept)[:k], a.pr_k)
             row["pr_k"], row["pr_num"] = a.pr_k, k
         elif a.pr_num:
             row["precision"] = row["recall"] = None
-            row["pr_note"] = (f"precision/recall skipped: {k} samples, k-NN manifolds need more than k = {a.pr_k}"
-                              if pr_ok else "precision/recall skipped: the reference is statistics only (no images)")
+            row["pr_note"] = (
+                f"precision/recall skipped: {k} samples, k-NN manifolds need more than k = {a.pr_k}"
+                if pr_ok
+                else "precision/recall skipped: the reference is statistics only (no images)"
+            )
             print(row["pr_note"], file=sys.stderr)
     else:
         row["fid"], row["fid_note"] = None, note
@@ -218,19 +263,35 @@ def write_sweep(eval_dir, rows):
     solvers = sorted({r["solver"] for r in rows})
     nfes = sorted({r["nfe"] for r in rows})
     cell = {(r["solver"], r["nfe"]): r for r in rows}
-    lines = [f"# {metric} vs NFE ({rows[0]['num']} samples, model {rows[0]['model']}, "
-             f"{rows[0]['diffusion']})", "", "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-             "|---|" + "---|" * len(nfes)]
+    lines = [
+        f"# {metric} vs NFE ({rows[0]['num']} samples, model {rows[0]['model']}, {rows[0]['diffusion']})",
+        "",
+        "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+        "|---|" + "---|" * len(nfes),
+    ]
     for s in solvers:
-        lines.append(f"| {s} | " + " | ".join(f"{cell[(s, n)][metric]:.4g}" if (s, n) in cell else "–" for n in nfes) + " |")
+        lines.append(
+            f"| {s} | " + " | ".join(f"{cell[(s, n)][metric]:.4g}" if (s, n) in cell else "–" for n in nfes) + " |"
+        )
     if metric != "fid":
         lines += ["", "FID not computed: " + rows[0].get("fid_note", "")]
     if all(r.get("precision") is not None for r in rows):
-        lines += ["", f"precision / recall (k = {rows[0]['pr_k']}, {rows[0]['pr_num']} samples)", "",
-                  "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
+        lines += [
+            "",
+            f"precision / recall (k = {rows[0]['pr_k']}, {rows[0]['pr_num']} samples)",
+            "",
+            "| solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+            "|---|" + "---|" * len(nfes),
+        ]
         for s in solvers:
-            lines.append(f"| {s} | " + " | ".join(f"{cell[(s, n)]['precision']:.3f} / {cell[(s, n)]['recall']:.3f}"
-                                                  if (s, n) in cell else "–" for n in nfes) + " |")
+            lines.append(
+                f"| {s} | "
+                + " | ".join(
+                    f"{cell[(s, n)]['precision']:.3f} / {cell[(s, n)]['recall']:.3f}" if (s, n) in cell else "–"
+                    for n in nfes
+                )
+                + " |"
+            )
     write_atomic(os.path.join(eval_dir, "sweep.md"), "\n".join(lines) + "\n")
     import matplotlib
 
@@ -253,8 +314,12 @@ def write_sweep(eval_dir, rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(p)
-    p.add_argument("--ref", default=None, help="reference data: a data set name or an .npz of images or of Inception "
-                                               "statistics mu/sigma (default: a run's training data)")
+    p.add_argument(
+        "--ref",
+        default=None,
+        help="reference data: a data set name or an .npz of images or of Inception "
+        "statistics mu/sigma (default: a run's training data)",
+    )
     p.add_argument("--data-dir", default=None, help="TFDS data folder for --ref NAME")
     p.add_argument("--solver", default=None, help="a solver name or a learned solver's .json (default: the config's)")
     p.add_argument("--nfe", type=int, default=None)
@@ -302,9 +367,16 @@ def main(argv=None):
             write_row(os.path.join(eval_dir, "results.jsonl"), row)
             rows.append(row)
             shown = "n/a" if row["fid"] is None else f"{row['fid']:.4g}"
-            pr = f"  precision {row['precision']:.3f} recall {row['recall']:.3f}" if row.get("precision") is not None else ""
-            pix = (f"  FD(pixels) {row['fd_pixels']:.4g}  SW2 {row['sw2_pixels']:.4g}" if row["fd_pixels"] is not None
-                   else "")
+            pr = (
+                f"  precision {row['precision']:.3f} recall {row['recall']:.3f}"
+                if row.get("precision") is not None
+                else ""
+            )
+            pix = (
+                f"  FD(pixels) {row['fd_pixels']:.4g}  SW2 {row['sw2_pixels']:.4g}"
+                if row["fd_pixels"] is not None
+                else ""
+            )
             print(f"{row['solver']:>12} NFE {row['nfe']:>3}: FID {shown}{pix}{pr}")
     if a.sweep:
         metric = write_sweep(eval_dir, rows)

@@ -12,6 +12,7 @@ several sizes and channel counts (up- and down-sampling to 299). The jax step lo
 :class:`diffjax.inception.InceptionV3` and reports the relative difference of the features and of an FID computed
 from them.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,11 +53,17 @@ def torch_step(out):
 
     def fake_download(url, **kw):  # the FID graph's weights -> our random ones (no network access)
         trunk = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-        for name, cls, arg in [("Mixed_5b", pfi.FIDInceptionA, (192, 32)), ("Mixed_5c", pfi.FIDInceptionA, (256, 64)),
-                               ("Mixed_5d", pfi.FIDInceptionA, (288, 64)), ("Mixed_6b", pfi.FIDInceptionC, (768, 128)),
-                               ("Mixed_6c", pfi.FIDInceptionC, (768, 160)), ("Mixed_6d", pfi.FIDInceptionC, (768, 160)),
-                               ("Mixed_6e", pfi.FIDInceptionC, (768, 192)), ("Mixed_7b", pfi.FIDInceptionE_1, (1280,)),
-                               ("Mixed_7c", pfi.FIDInceptionE_2, (2048,))]:
+        for name, cls, arg in [
+            ("Mixed_5b", pfi.FIDInceptionA, (192, 32)),
+            ("Mixed_5c", pfi.FIDInceptionA, (256, 64)),
+            ("Mixed_5d", pfi.FIDInceptionA, (288, 64)),
+            ("Mixed_6b", pfi.FIDInceptionC, (768, 128)),
+            ("Mixed_6c", pfi.FIDInceptionC, (768, 160)),
+            ("Mixed_6d", pfi.FIDInceptionC, (768, 160)),
+            ("Mixed_6e", pfi.FIDInceptionC, (768, 192)),
+            ("Mixed_7b", pfi.FIDInceptionE_1, (1280,)),
+            ("Mixed_7c", pfi.FIDInceptionE_2, (2048,)),
+        ]:
             setattr(trunk, name, cls(*arg))
         captured.update(random_state(trunk))
         return captured
@@ -105,10 +112,19 @@ def jax_step(path):
     half = len(a) // 2
     fid_ours = fid.fid(fid.Moments(2048).add(a[:half]), fid.Moments(2048).add(a[half:]))
     fid_ref = fid.fid(fid.Moments(2048).add(b[:half]), fid.Moments(2048).add(b[half:]))
-    result = {"rows": rows, "max_rel_diff": max(r["max_rel_diff"] for r in rows), "tolerance": 1e-4,
-              "fid_between_halves": {"diffjax": fid_ours, "pytorch_fid_features": fid_ref,
-                                     "rel_diff": abs(fid_ours - fid_ref) / abs(fid_ref)},
-              "reference": json.loads(str(data["versions"])), "jax": jax.__version__, "backend": jax.default_backend()}
+    result = {
+        "rows": rows,
+        "max_rel_diff": max(r["max_rel_diff"] for r in rows),
+        "tolerance": 1e-4,
+        "fid_between_halves": {
+            "diffjax": fid_ours,
+            "pytorch_fid_features": fid_ref,
+            "rel_diff": abs(fid_ours - fid_ref) / abs(fid_ref),
+        },
+        "reference": json.loads(str(data["versions"])),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+    }
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "fid_crosscheck.json")
     with open(out, "w") as f:
         json.dump(result, f, indent=1)

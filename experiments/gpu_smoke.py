@@ -4,6 +4,7 @@ For the 64-d digits test bed (exact score, batch 2000) and each deterministic so
 median wall time of one jit-compiled ``dj.sample`` call (block_until_ready), samples/s, and the pathwise RMSE
 against a float64 diffrax reference computed on the same device. Writes gpu_smoke.json to --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,13 +49,32 @@ def main():
             jax.block_until_ready(f(jax.random.key(i), y_t))
             times.append(time.perf_counter() - t0)
         med = float(np.median(times))
-        rows.append({"solver": name, "nfe": nfe, "compile_s": compile_s, "median_s": med, "samples_per_s": a.batch / med,
-                     "finite": bool(jnp.all(jnp.isfinite(x))), "rmse_vs_ref": float(np.sqrt(np.mean((np.asarray(x) - ref) ** 2)))})
+        rows.append(
+            {
+                "solver": name,
+                "nfe": nfe,
+                "compile_s": compile_s,
+                "median_s": med,
+                "samples_per_s": a.batch / med,
+                "finite": bool(jnp.all(jnp.isfinite(x))),
+                "rmse_vs_ref": float(np.sqrt(np.mean((np.asarray(x) - ref) ** 2))),
+            }
+        )
         print(rows[-1], flush=True)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu_smoke.json"), "w") as fh:
-        json.dump({"device": str(dev), "platform": dev.platform, "jax": jax.__version__, "batch": a.batch,
-                   "reference_seconds": ref_s, "rows": rows}, fh, indent=1)
+        json.dump(
+            {
+                "device": str(dev),
+                "platform": dev.platform,
+                "jax": jax.__version__,
+                "batch": a.batch,
+                "reference_seconds": ref_s,
+                "rows": rows,
+            },
+            fh,
+            indent=1,
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ unipc:100`` for a cheaper one), selects on held-out draws, and writes ``WORKDIR/
 (with the held-out errors before and after). Uses the EMA parameters of the latest checkpoint; for a published
 checkpoint, OUT/solvers/ where OUT is --workdir or the folder ``<checkpoint>_diffjax`` beside it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
+from common import add_model_arguments, open_model  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import add_model_arguments, open_model  # noqa: E402
 
 
 def parse_teacher(text: str):
@@ -52,9 +53,20 @@ def main(argv=None):
     teacher = parse_teacher(a.teacher)
     m = open_model(a.workdir, a.pretrained, a.pretrained_config)
     try:
-        learned = dj.solvers.learn(jax.random.key(a.seed), m.sde, m.model(), a.solver, a.nfe,
-                                   tuple(m.data_shape), what=a.what, teacher=teacher, num_fit=a.num_fit,
-                                   num_heldout=a.num_heldout, steps=a.steps, init_grid=a.init_grid)
+        learned = dj.solvers.learn(
+            jax.random.key(a.seed),
+            m.sde,
+            m.model(),
+            a.solver,
+            a.nfe,
+            tuple(m.data_shape),
+            what=a.what,
+            teacher=teacher,
+            num_fit=a.num_fit,
+            num_heldout=a.num_heldout,
+            steps=a.steps,
+            init_grid=a.init_grid,
+        )
     except ValueError as e:
         raise SystemExit(f"cannot learn {a.solver!r} at nfe={a.nfe}: {e}") from None
     learned.info["model"] = m.identity
@@ -64,8 +76,10 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     learned.save(out)
     i = learned.info
-    print(f"held-out pathwise RMSE vs the teacher: {i['heldout_rmse_base']:.4g} ({a.solver}, default grid) -> "
-          f"{i['heldout_rmse']:.4g} (learned){' [' + i['fallback'] + ']' if 'fallback' in i else ''}")
+    print(
+        f"held-out pathwise RMSE vs the teacher: {i['heldout_rmse_base']:.4g} ({a.solver}, default grid) -> "
+        f"{i['heldout_rmse']:.4g} (learned){' [' + i['fallback'] + ']' if 'fallback' in i else ''}"
+    )
     print(f"wrote {out}")
 
 

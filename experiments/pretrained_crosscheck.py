@@ -21,6 +21,7 @@ the model's prediction.
 ``--full`` the published sizes (EDM CIFAR-10 DDPM++/NCSN++, ImageNet-64 ADM, DDPM CIFAR-10, score_sde NCSN++
 CIFAR-10), compared but not committed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,33 +58,83 @@ def redraw(module, seed):
 
 
 def diffusers_cases(full):
-    ddpm = dict(block_out_channels=[8, 16, 16], down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
-                up_block_types=["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], layers_per_block=1, attention_head_dim=None,
-                downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=2,
-                sample_size=16, in_channels=3, out_channels=3)
+    ddpm = dict(
+        block_out_channels=[8, 16, 16],
+        down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+        layers_per_block=1,
+        attention_head_dim=None,
+        downsample_padding=0,
+        flip_sin_to_cos=False,
+        freq_shift=1,
+        norm_eps=1e-6,
+        norm_num_groups=2,
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+    )
     if full:  # google/ddpm-cifar10-32's architecture
-        ddpm.update(block_out_channels=[128, 256, 256, 256], layers_per_block=2, norm_num_groups=32, sample_size=32,
-                    down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-                    up_block_types=["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"])
-    ncsnpp = dict(block_out_channels=[32, 32, 32], time_embedding_type="fourier", flip_sin_to_cos=True,
-                  down_block_types=["SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipDownBlock2D"],
-                  up_block_types=["SkipUpBlock2D", "AttnSkipUpBlock2D", "SkipUpBlock2D"], layers_per_block=1,
-                  mid_block_scale_factor=float(np.sqrt(2.0)), norm_eps=1e-6, norm_num_groups=8, sample_size=16,
-                  attention_head_dim=None, center_input_sample=False)
+        ddpm.update(
+            block_out_channels=[128, 256, 256, 256],
+            layers_per_block=2,
+            norm_num_groups=32,
+            sample_size=32,
+            down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+        )
+    ncsnpp = dict(
+        block_out_channels=[32, 32, 32],
+        time_embedding_type="fourier",
+        flip_sin_to_cos=True,
+        down_block_types=["SkipDownBlock2D", "AttnSkipDownBlock2D", "SkipDownBlock2D"],
+        up_block_types=["SkipUpBlock2D", "AttnSkipUpBlock2D", "SkipUpBlock2D"],
+        layers_per_block=1,
+        mid_block_scale_factor=float(np.sqrt(2.0)),
+        norm_eps=1e-6,
+        norm_num_groups=8,
+        sample_size=16,
+        attention_head_dim=None,
+        center_input_sample=False,
+    )
     cases = {
-        "diffusers_ddpm": (ddpm, ("DDPMScheduler", dict(num_train_timesteps=1000, beta_schedule="linear",
-                                                         beta_start=1e-4, beta_end=0.02, prediction_type="epsilon"))),
-        "diffusers_ncsnpp_ve": (ncsnpp, ("ScoreSdeVeScheduler", dict(num_train_timesteps=2000, sigma_min=0.01,
-                                                                      sigma_max=348.0, sampling_eps=1e-5))),
+        "diffusers_ddpm": (
+            ddpm,
+            (
+                "DDPMScheduler",
+                dict(
+                    num_train_timesteps=1000,
+                    beta_schedule="linear",
+                    beta_start=1e-4,
+                    beta_end=0.02,
+                    prediction_type="epsilon",
+                ),
+            ),
+        ),
+        "diffusers_ncsnpp_ve": (
+            ncsnpp,
+            ("ScoreSdeVeScheduler", dict(num_train_timesteps=2000, sigma_min=0.01, sigma_max=348.0, sampling_eps=1e-5)),
+        ),
     }
     if not full:
-        cond = dict(ddpm, num_class_embeds=10, resnet_time_scale_shift="scale_shift", layers_per_block=2,
-                    down_block_types=["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"],
-                    up_block_types=["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-                    downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, attention_head_dim=4)
-        cases["diffusers_cond_vpred_cosine"] = (cond, ("DDIMScheduler", dict(num_train_timesteps=1000,
-                                                                             beta_schedule="squaredcos_cap_v2",
-                                                                             prediction_type="v_prediction")))
+        cond = dict(
+            ddpm,
+            num_class_embeds=10,
+            resnet_time_scale_shift="scale_shift",
+            layers_per_block=2,
+            down_block_types=["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"],
+            up_block_types=["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+            downsample_padding=1,
+            flip_sin_to_cos=True,
+            freq_shift=0,
+            attention_head_dim=4,
+        )
+        cases["diffusers_cond_vpred_cosine"] = (
+            cond,
+            (
+                "DDIMScheduler",
+                dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"),
+            ),
+        )
     return cases
 
 
@@ -118,9 +169,14 @@ def reference_diffusers(out, full):
             ts = np.array([0.0, 417.0, 999.0], np.float32)  # trained steps
         labels = np.array([0, 3, 9], np.int64) if config.get("num_class_embeds") else None
         with torch.no_grad():
-            outs = [net(torch.tensor(x[j:j + 1]), torch.tensor(ts[j]),
-                        None if labels is None else torch.tensor(labels[j:j + 1])).sample.numpy()
-                    for j in range(b)]
+            outs = [
+                net(
+                    torch.tensor(x[j : j + 1]),
+                    torch.tensor(ts[j]),
+                    None if labels is None else torch.tensor(labels[j : j + 1]),
+                ).sample.numpy()
+                for j in range(b)
+            ]
         io = dict(x=x.transpose(0, 2, 3, 1), timesteps=ts, out=np.concatenate(outs).transpose(0, 2, 3, 1))
         if labels is not None:
             io["labels"] = labels
@@ -129,28 +185,62 @@ def reference_diffusers(out, full):
 
 
 def edm_cases(full):
-    small_song = dict(model_type="SongUNet", model_channels=8, channel_mult=[1, 2, 2], num_blocks=1,
-                      attn_resolutions=[8], dropout=0.1)
+    small_song = dict(
+        model_type="SongUNet", model_channels=8, channel_mult=[1, 2, 2], num_blocks=1, attn_resolutions=[8], dropout=0.1
+    )
     ncsn = dict(embedding_type="fourier", channel_mult_noise=2, encoder_type="residual", resample_filter=[1, 3, 3, 1])
-    small_adm = dict(model_type="DhariwalUNet", model_channels=8, channel_mult=[1, 2], num_blocks=1,
-                     attn_resolutions=[8], dropout=0.1)
+    small_adm = dict(
+        model_type="DhariwalUNet",
+        model_channels=8,
+        channel_mult=[1, 2],
+        num_blocks=1,
+        attn_resolutions=[8],
+        dropout=0.1,
+    )
     if full:
-        song = dict(model_type="SongUNet", model_channels=128, channel_mult=[2, 2, 2], num_blocks=4, attn_resolutions=[16],
-                    dropout=0.13, augment_dim=9)
+        song = dict(
+            model_type="SongUNet",
+            model_channels=128,
+            channel_mult=[2, 2, 2],
+            num_blocks=4,
+            attn_resolutions=[16],
+            dropout=0.13,
+            augment_dim=9,
+        )
         return {
             "edm_vp_ddpmpp_cifar10": ("VPPrecond", 32, 0, dict(song)),
             "edm_ve_ncsnpp_cifar10": ("VEPrecond", 32, 0, dict(song, **ncsn)),
             "edm_edm_ddpmpp_cifar10_cond": ("EDMPrecond", 32, 10, dict(song)),
-            "edm_edm_adm_imagenet64_cond": ("EDMPrecond", 64, 1000, dict(model_type="DhariwalUNet", model_channels=192,
-                                                                        channel_mult=[1, 2, 3, 4], num_blocks=3,
-                                                                        attn_resolutions=[32, 16, 8], dropout=0.1)),
+            "edm_edm_adm_imagenet64_cond": (
+                "EDMPrecond",
+                64,
+                1000,
+                dict(
+                    model_type="DhariwalUNet",
+                    model_channels=192,
+                    channel_mult=[1, 2, 3, 4],
+                    num_blocks=3,
+                    attn_resolutions=[32, 16, 8],
+                    dropout=0.1,
+                ),
+            ),
         }
     return {
         "edm_vp_ddpmpp": ("VPPrecond", 16, 0, dict(small_song, augment_dim=9)),
         "edm_ve_ncsnpp": ("VEPrecond", 16, 0, dict(small_song, **ncsn)),
-        "edm_edm_ncsnpp_skip_cond": ("EDMPrecond", 16, 10, dict(small_song, embedding_type="fourier",
-                                                                channel_mult_noise=2, encoder_type="skip",
-                                                                decoder_type="skip", resample_filter=[1, 3, 3, 1])),
+        "edm_edm_ncsnpp_skip_cond": (
+            "EDMPrecond",
+            16,
+            10,
+            dict(
+                small_song,
+                embedding_type="fourier",
+                channel_mult_noise=2,
+                encoder_type="skip",
+                decoder_type="skip",
+                resample_filter=[1, 3, 3, 1],
+            ),
+        ),
         "edm_iddpm_adm": ("iDDPMPrecond", 16, 0, dict(small_adm)),
         "edm_edm_adm_cond": ("EDMPrecond", 16, 10, dict(small_adm)),
     }
@@ -174,14 +264,22 @@ def reference_edm(out, src, full):
 
         networks.UNetBlock = SmallHeads  # pickled as EDM's UNetBlock, with channels_per_head=4 in its init kwargs
     rng = np.random.default_rng(2)
-    losses = {"VPPrecond": loss.VPLoss, "VEPrecond": loss.VELoss, "EDMPrecond": loss.EDMLoss,
-              "iDDPMPrecond": loss.EDMLoss}
+    losses = {
+        "VPPrecond": loss.VPLoss,
+        "VEPrecond": loss.VELoss,
+        "EDMPrecond": loss.EDMLoss,
+        "iDDPMPrecond": loss.EDMLoss,
+    }
     for i, (name, (precond, res, label_dim, kw)) in enumerate(edm_cases(full).items()):
         net = getattr(networks, precond)(img_resolution=res, img_channels=3, label_dim=label_dim, **kw).eval()
         redraw(net, seed=20 + i)
         net.requires_grad_(False)
-        data = dict(ema=net, loss_fn=losses[precond](), augment_pipe=augment.AugmentPipe(p=0.12, xflip=1e8, yflip=1),
-                    dataset_kwargs=dnnlib.EasyDict(class_name="training.dataset.ImageFolderDataset", path="data.zip"))
+        data = dict(
+            ema=net,
+            loss_fn=losses[precond](),
+            augment_pipe=augment.AugmentPipe(p=0.12, xflip=1e8, yflip=1),
+            dataset_kwargs=dnnlib.EasyDict(class_name="training.dataset.ImageFolderDataset", path="data.zip"),
+        )
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, f"{name}.pkl"), "wb") as f:
             pickle.dump(data, f)
@@ -191,14 +289,20 @@ def reference_edm(out, src, full):
         labels = np.array([0, 3, 7, 9], np.int64) % max(label_dim, 1) if label_dim else None
         onehot = None if labels is None else torch.nn.functional.one_hot(torch.tensor(labels), label_dim).float()
         seen = {}
-        hook = net.model.register_forward_hook(lambda m, args, kw, out: seen.update(x=args[0], c=args[1], f=out),
-                                               with_kwargs=True)
+        hook = net.model.register_forward_hook(
+            lambda m, args, kw, out: seen.update(x=args[0], c=args[1], f=out), with_kwargs=True
+        )
         with torch.no_grad():
             d = net(torch.tensor(x), torch.tensor(sigma), onehot).numpy()
         hook.remove()
-        io = dict(x=x.transpose(0, 2, 3, 1), sigma=sigma, denoised=d.transpose(0, 2, 3, 1),
-                  net_x=seen["x"].numpy().transpose(0, 2, 3, 1), net_c=seen["c"].numpy(),
-                  net_out=seen["f"].numpy().transpose(0, 2, 3, 1))
+        io = dict(
+            x=x.transpose(0, 2, 3, 1),
+            sigma=sigma,
+            denoised=d.transpose(0, 2, 3, 1),
+            net_x=seen["x"].numpy().transpose(0, 2, 3, 1),
+            net_c=seen["c"].numpy(),
+            net_out=seen["f"].numpy().transpose(0, 2, 3, 1),
+        )
         if labels is not None:
             io["labels"] = labels
         np.savez(os.path.join(out, f"{name}.io.npz"), **io)
@@ -211,12 +315,20 @@ def reference(a):
     if a.edm_src:
         reference_edm(a.out, a.edm_src, a.full)
     if a.score_sde_src:  # the Flax original runs in a jax environment
-        subprocess.run([a.jax_python, os.path.abspath(__file__), "reference-score-sde", a.out, "--score-sde-src",
-                        a.score_sde_src] + (["--full"] if a.full else []), check=True)
+        subprocess.run(
+            [a.jax_python, os.path.abspath(__file__), "reference-score-sde", a.out, "--score-sde-src", a.score_sde_src]
+            + (["--full"] if a.full else []),
+            check=True,
+        )
     import torch
 
-    versions = {"torch": torch.__version__, "diffusers": _version("diffusers"), "full": a.full,
-                "edm_src": _revision(a.edm_src), "score_sde_src": _revision(a.score_sde_src)}
+    versions = {
+        "torch": torch.__version__,
+        "diffusers": _version("diffusers"),
+        "full": a.full,
+        "edm_src": _revision(a.edm_src),
+        "score_sde_src": _revision(a.score_sde_src),
+    }
     with open(os.path.join(a.out, "versions.json"), "w") as f:
         json.dump(versions, f, indent=1)
 
@@ -226,8 +338,9 @@ def _revision(src):
     if not src:
         return None
     try:
-        return subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return os.path.abspath(src)
 
@@ -239,15 +352,26 @@ def _version(pkg):
 
 
 SCORE_SDE_CASES_SMALL = {
-    "score_sde_vp_ddpmpp": ("vp/cifar10_ddpmpp_continuous", dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
-                                                                 attn_resolutions=(8,)), 16),
-    "score_sde_ve_ncsnpp": ("ve/cifar10_ncsnpp_continuous", dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
-                                                                 attn_resolutions=(8,)), 16),
-    "score_sde_ve_ncsnpp_skip": ("ve/celebahq_256_ncsnpp_continuous", dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1,
-                                                                           attn_resolutions=(8,)), 16),
+    "score_sde_vp_ddpmpp": (
+        "vp/cifar10_ddpmpp_continuous",
+        dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,)),
+        16,
+    ),
+    "score_sde_ve_ncsnpp": (
+        "ve/cifar10_ncsnpp_continuous",
+        dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,)),
+        16,
+    ),
+    "score_sde_ve_ncsnpp_skip": (
+        "ve/celebahq_256_ncsnpp_continuous",
+        dict(nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,)),
+        16,
+    ),
 }
-SCORE_SDE_CASES_FULL = {"score_sde_ve_ncsnpp_cifar10": ("ve/cifar10_ncsnpp_continuous", {}, 32),
-                        "score_sde_subvp_ddpmpp_cifar10": ("subvp/cifar10_ddpmpp_continuous", {}, 32)}
+SCORE_SDE_CASES_FULL = {
+    "score_sde_ve_ncsnpp_cifar10": ("ve/cifar10_ncsnpp_continuous", {}, 32),
+    "score_sde_subvp_ddpmpp_cifar10": ("subvp/cifar10_ddpmpp_continuous", {}, 32),
+}
 
 
 def reference_score_sde(out, src, full):
@@ -268,7 +392,9 @@ def reference_score_sde(out, src, full):
     from models import utils as mutils
 
     rng = np.random.default_rng(3)
-    for i, (name, (cfg_name, over, res)) in enumerate((SCORE_SDE_CASES_FULL if full else SCORE_SDE_CASES_SMALL).items()):
+    for i, (name, (cfg_name, over, res)) in enumerate(
+        (SCORE_SDE_CASES_FULL if full else SCORE_SDE_CASES_SMALL).items()
+    ):
         spec = importlib.util.spec_from_file_location("cfg", os.path.join(src, "configs", cfg_name + ".py"))
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
@@ -277,8 +403,12 @@ def reference_score_sde(out, src, full):
             setattr(cfg.model, k, v)
         cfg.data.image_size = res
         model = mutils.get_model(cfg.model.name)(config=cfg)
-        variables = model.init({"params": jax.random.key(i), "dropout": jax.random.key(1)},
-                               jnp.zeros((1, res, res, 3)), jnp.ones((1,)), train=False)
+        variables = model.init(
+            {"params": jax.random.key(i), "dropout": jax.random.key(1)},
+            jnp.zeros((1, res, res, 3)),
+            jnp.ones((1,)),
+            train=False,
+        )
         keys = iter(jax.random.split(jax.random.key(100 + i), 10000))
 
         def draw(path, p):  # every parameter redrawn (score_sde zero-initialises some layers)
@@ -305,11 +435,25 @@ def reference_score_sde(out, src, full):
             x = rng.normal(size=(b, res, res, 3))
         x = x.astype(np.float32)
         outp = model.apply({"params": params}, jnp.asarray(x), jnp.asarray(cond), train=False)
-        np.savez(os.path.join(out, f"{name}.io.npz"), x=x, cond=cond, out=np.asarray(outp),
-                 config=np.array(cfg_name), overrides=np.array(json.dumps(over)), image_size=res)
+        np.savez(
+            os.path.join(out, f"{name}.io.npz"),
+            x=x,
+            cond=cond,
+            out=np.asarray(outp),
+            config=np.array(cfg_name),
+            overrides=np.array(json.dumps(over)),
+            image_size=res,
+        )
         with open(os.path.join(out, f"{name}.config.json"), "w") as f:  # the variant, as load_pretrained reads it
-            json.dump(dict(base=cfg_name, image_size=res, **{k: list(v) if isinstance(v, tuple) else v
-                                                             for k, v in over.items()}), f, indent=1)
+            json.dump(
+                dict(
+                    base=cfg_name,
+                    image_size=res,
+                    **{k: list(v) if isinstance(v, tuple) else v for k, v in over.items()},
+                ),
+                f,
+                indent=1,
+            )
         print(f"wrote {out}/{name}.msgpack")
 
 
@@ -361,8 +505,14 @@ def compare(a):
         versions = json.load(f)
     import jax
 
-    result = {"cases": results, "max_rel_diff": worst, "tolerance": TOLERANCE, "reference": versions,
-              "jax": jax.__version__, "backend": jax.default_backend()}
+    result = {
+        "cases": results,
+        "max_rel_diff": worst,
+        "tolerance": TOLERANCE,
+        "reference": versions,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+    }
     name = "pretrained_crosscheck_full.json" if versions.get("full") else "pretrained_crosscheck.json"
     out = os.path.join(HERE, "results", name)
     with open(out, "w") as f:
@@ -378,8 +528,11 @@ def main(argv=None):
     p.add_argument("out")
     p.add_argument("--edm-src", default=None, help="a checkout of NVlabs/edm")
     p.add_argument("--score-sde-src", default=None, help="a checkout of yang-song/score_sde")
-    p.add_argument("--jax-python", default=os.path.join(HERE, "..", ".venv", "bin", "python"),
-                   help="the interpreter (with jax, flax, ml_collections) that runs score_sde's Flax code")
+    p.add_argument(
+        "--jax-python",
+        default=os.path.join(HERE, "..", ".venv", "bin", "python"),
+        help="the interpreter (with jax, flax, ml_collections) that runs score_sde's Flax code",
+    )
     p.add_argument("--full", action="store_true", help="the published sizes instead of the small fixtures")
     a = p.parse_args(argv)
     if a.step == "reference":

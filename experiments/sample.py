@@ -9,6 +9,7 @@
 solver runs at the NFE it was fitted for. With ``--pretrained`` the outputs go to ``--workdir`` (default: a folder
 ``<checkpoint>_diffjax`` beside the checkpoint).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from common import add_model_arguments, open_model  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from common import add_model_arguments, open_model  # noqa: E402
 from diffjax.files import save_npz_atomic  # noqa: E402
 from diffjax.plotting import save_grid  # noqa: E402
 
@@ -45,8 +46,11 @@ def main(argv=None):
         raise SystemExit("--guidance needs --label (classifier-free guidance towards a class)")
     m = open_model(a.workdir, a.pretrained, a.pretrained_config)
     if a.label is not None and not 0 <= a.label < max(m.num_classes, 0):
-        raise SystemExit(f"--label {a.label}: the model is unconditional" if not m.num_classes
-                         else f"--label must lie in 0…{m.num_classes - 1}, got {a.label}")
+        raise SystemExit(
+            f"--label {a.label}: the model is unconditional"
+            if not m.num_classes
+            else f"--label must lie in 0…{m.num_classes - 1}, got {a.label}"
+        )
     solver = a.solver or m.defaults["solver"]
     nfe = a.nfe or m.defaults["nfe"]
     label = solver
@@ -77,11 +81,23 @@ def main(argv=None):
     if not np.all(np.isfinite(x)):
         raise SystemExit("sampling produced non-finite values; try another solver or more NFE")
     os.makedirs(m.out_dir, exist_ok=True)
-    name = f"samples_{label}_nfe{nfe}_seed{a.seed}" + (f"_class{a.label}" if a.label is not None else "") \
-        + (f"_w{a.guidance:g}" if a.guidance else "") + ("_raw" if a.raw else "")
+    name = (
+        f"samples_{label}_nfe{nfe}_seed{a.seed}"
+        + (f"_class{a.label}" if a.label is not None else "")
+        + (f"_w{a.guidance:g}" if a.guidance else "")
+        + ("_raw" if a.raw else "")
+    )
     stem = os.path.join(m.out_dir, name)
-    save_npz_atomic(stem + ".npz", samples=x, model=m.identity, solver=label, nfe=nfe, seed=a.seed,
-                    label=-1 if a.label is None else a.label, guidance=a.guidance)
+    save_npz_atomic(
+        stem + ".npz",
+        samples=x,
+        model=m.identity,
+        solver=label,
+        nfe=nfe,
+        seed=a.seed,
+        label=-1 if a.label is None else a.label,
+        guidance=a.guidance,
+    )
     save_grid(x, stem + ".tmp.png")  # then renamed: a reader never sees half a picture
     os.replace(stem + ".tmp.png", stem + ".png")
     print(f"wrote {stem}.png and {stem}.npz (model {m.identity})")

@@ -1,7 +1,9 @@
 """Train a diffusion model from a config; resumes from the latest checkpoint in --workdir.
 
-    python experiments/train.py --config experiments/configs/default.py:toy-edm --workdir runs/toy_edm [--set train.steps=500]
+python experiments/train.py --config experiments/configs/default.py:toy-edm --workdir runs/toy_edm \
+    [--set train.steps=500]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import build, check_names, load_config, load_plugins, to_dict  # noqa: E402
+
 from diffjax.files import FolderInUse, FolderLock, describe_os_error, write_atomic  # noqa: E402
 from diffjax.training.trainer import CheckpointError, TrainingInterrupted  # noqa: E402
 
@@ -21,17 +24,28 @@ def main(argv=None):
     p.add_argument("--workdir", required=True)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.steps=100")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
-    p.add_argument("--resume-from", default="latest",
-                   help="'latest' (default), 'previous' (the checkpoint before the latest, e.g. when the latest is "
-                        "corrupt) or a step number")
-    p.add_argument("--distributed", action="store_true",
-                   help="multi-process data parallelism with jax.distributed: the coordinator, process count and id "
-                        "come from the cluster (SLURM, Open MPI, TPU pods, Kubernetes) or from the three options below")
+    p.add_argument(
+        "--resume-from",
+        default="latest",
+        help="'latest' (default), 'previous' (the checkpoint before the latest, e.g. when the latest is "
+        "corrupt) or a step number",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-process data parallelism with jax.distributed: the coordinator, process count and id "
+        "come from the cluster (SLURM, Open MPI, TPU pods, Kubernetes) or from the three options below",
+    )
     p.add_argument("--coordinator", default=None, help="host:port of process 0 (with --distributed)")
     p.add_argument("--num-processes", type=int, default=None)
     p.add_argument("--process-id", type=int, default=None)
-    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
-                   help="import a file that registers a diffusion or a network first (repeatable)")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="import a file that registers a diffusion or a network first (repeatable)",
+    )
     p.add_argument("--debug", action="store_true", help="full tracebacks instead of one-paragraph errors")
     a = p.parse_args(argv)
     try:
@@ -45,7 +59,11 @@ def main(argv=None):
     except (FloatingPointError, CheckpointError, FolderInUse, ValueError, OSError) as e:
         if a.debug:
             raise
-        msg = describe_os_error(e, a.workdir) if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) else str(e)
+        msg = (
+            describe_os_error(e, a.workdir)
+            if isinstance(e, OSError) and not isinstance(e, FileNotFoundError)
+            else str(e)
+        )
         raise SystemExit(msg) from None
 
 
@@ -70,8 +88,10 @@ def run(a):
             with open(path) as f:
                 old = json.load(f)
         except (ValueError, UnicodeDecodeError) as e:
-            raise SystemExit(f"{path} is not valid JSON ({e}): the run folder is damaged (a truncated write?); restore "
-                             "the file or use another --workdir") from None
+            raise SystemExit(
+                f"{path} is not valid JSON ({e}): the run folder is damaged (a truncated write?); restore "
+                "the file or use another --workdir"
+            ) from None
         if a.no_resume:
             raise SystemExit(f"{a.workdir} already holds a run; drop --no-resume to continue it")
         if json.loads(json.dumps(old)) != json.loads(json.dumps(cfg)):
@@ -93,8 +113,9 @@ def run(a):
         except FolderInUse as e:
             raise SystemExit(str(e)) from None
         except OSError as e:
-            raise SystemExit(f"{describe_os_error(e, a.workdir)}: training needs a writable --workdir "
-                             "(nothing was written)") from None
+            raise SystemExit(
+                f"{describe_os_error(e, a.workdir)}: training needs a writable --workdir (nothing was written)"
+            ) from None
     try:
         train_locked(a, cfg, path)
     finally:
@@ -109,8 +130,10 @@ def train_locked(a, cfg, path):
         raise SystemExit(str(e)) from None
     steps = cfg["train"]["steps"]
     if start > steps:
-        raise SystemExit(f"{a.workdir} already holds a checkpoint at step {start} > train.steps={steps}: nothing to do "
-                         f"(raise train.steps to continue, or use another --workdir)")
+        raise SystemExit(
+            f"{a.workdir} already holds a checkpoint at step {start} > train.steps={steps}: nothing to do "
+            f"(raise train.steps to continue, or use another --workdir)"
+        )
     write_atomic(path, json.dumps(cfg, indent=1))
     if start == steps:
         print(f"{a.workdir} is already at step {steps}: nothing to train")

@@ -65,11 +65,14 @@ plt.show()
 # %%
 ref = interop.reference_sample(sde, score, y_T, rtol=1e-7, atol=1e-7)
 nfes = [4, 8, 16] if FAST else [4, 6, 8, 10, 15, 20, 30, 50]
-solvers = ["ddim", "dpmpp_2m", "edm_heun"] if FAST else ["ode_euler", "ddim", "edm_heun", "dpmpp_2m", "dpmpp_3m", "unipc"]
+solvers = (
+    ["ddim", "dpmpp_2m", "edm_heun"] if FAST else ["ode_euler", "ddim", "edm_heun", "dpmpp_2m", "dpmpp_3m", "unipc"]
+)
 errors = {}
 for s in solvers:
-    errors[s] = [float(jnp.sqrt(jnp.mean((dj.sample(key, sde, score, solver=s, nfe=n, init=y_T) - ref) ** 2)))
-                 for n in nfes]
+    errors[s] = [
+        float(jnp.sqrt(jnp.mean((dj.sample(key, sde, score, solver=s, nfe=n, init=y_T) - ref) ** 2))) for n in nfes
+    ]
 for s, e in errors.items():
     plt.loglog(nfes, e, "o-", label=s)
 plt.xlabel("NFE")

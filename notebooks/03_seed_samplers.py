@@ -67,9 +67,14 @@ score = mix.score_fn(sde)
 y_t = sde.prior_sample(key, (64 if FAST else 512, 2))
 ref = dj.interop.reference_sample(sde, score, y_t, rtol=1e-7, atol=1e-7)
 nfes = [6, 12, 24] if FAST else [6, 8, 12, 16, 24, 32, 48, 64]
-for label, solver in [("SciRE-2 φ=2/3", SciRE(method="singlestep_fixed")), ("SciRE-2 φ=1", SciRE(phi="one", method="singlestep_fixed")),
-                      ("DPM-Solver++ 2M", "dpmpp_2m")]:
-    err = [float(jnp.sqrt(jnp.mean((dj.sample(key, sde, score, solver=solver, nfe=n, init=y_t) - ref) ** 2))) for n in nfes]
+for label, solver in [
+    ("SciRE-2 φ=2/3", SciRE(method="singlestep_fixed")),
+    ("SciRE-2 φ=1", SciRE(phi="one", method="singlestep_fixed")),
+    ("DPM-Solver++ 2M", "dpmpp_2m"),
+]:
+    err = [
+        float(jnp.sqrt(jnp.mean((dj.sample(key, sde, score, solver=solver, nfe=n, init=y_t) - ref) ** 2))) for n in nfes
+    ]
     plt.loglog(nfes, err, "o-", label=label)
 plt.xlabel("NFE")
 plt.ylabel("pathwise RMSE")
@@ -102,7 +107,9 @@ plt.show()
 # %%
 ve = dj.VE()
 lam_j = jnp.asarray(lam)[:, :, None]
-score_field = lambda x, t: -jnp.real(jnp.fft.ifft2(jnp.fft.fft2(x, axes=(1, 2)) / (lam_j + ve.sigma(t) ** 2), axes=(1, 2)))
+score_field = lambda x, t: (
+    -jnp.real(jnp.fft.ifft2(jnp.fft.fft2(x, axes=(1, 2)) / (lam_j + ve.sigma(t) ** 2), axes=(1, 2)))
+)
 target = lam + float(ve.sigma(ve.t_min)) ** 2
 for label, solver in [("PC", PredictorCorrector(predictor="reverse_diffusion")), ("PDS official", PDS(precond=pre))]:
     x = dj.sample(key, ve, score_field, solver=solver, nfe=40, shape=(n, h, h, 1))
@@ -121,8 +128,14 @@ digits = dj.testbed.digits()
 ve20 = dj.VE(sigma_max=20.0)
 score_d = digits.score_fn(ve20)
 chains_n = 64 if FAST else 500
-dlg = DLG(levels=50 if FAST else 100, eta=0.02, integrator="edm_heun", integrator_nfe=7, n_skip=2,
-          burn_in=((5, 0.05), (5, None)) if FAST else ((10, 0.05), (10, None)))
+dlg = DLG(
+    levels=50 if FAST else 100,
+    eta=0.02,
+    integrator="edm_heun",
+    integrator_nfe=7,
+    n_skip=2,
+    burn_in=((5, 0.05), (5, None)) if FAST else ((10, 0.05), (10, None)),
+)
 clf = digits.noise_level_logits(ve20, dlg.times(ve20))
 chains = dlg.init(key, ve20, score_d, clf, (chains_n, 64))
 sig = dlg.sigmas(ve20)

@@ -38,8 +38,13 @@ steps = 300 if FAST else 3000
 data = dd.toy("ring", 20000)
 sde = dj.EDM()
 net = dj.models.MLP((2,), width=128, depth=3, rngs=nnx.Rngs(0))
-trainer = Trainer(sde, net, data, TrainConfig(steps=steps, batch_size=256, lr=2e-3, ema_half_life=100,
-                                              log_every=max(steps // 10, 1), progress=False), LossConfig())
+trainer = Trainer(
+    sde,
+    net,
+    data,
+    TrainConfig(steps=steps, batch_size=256, lr=2e-3, ema_half_life=100, log_every=max(steps // 10, 1), progress=False),
+    LossConfig(),
+)
 rows = trainer.train()
 plt.plot([r["step"] for r in rows], [r["loss"] for r in rows], "o-", label="train loss")
 plt.plot(rows[-1]["step"], rows[-1]["eval_loss"], "s", label="held-out loss (EMA)")

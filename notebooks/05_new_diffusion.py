@@ -42,7 +42,10 @@ FAST = os.environ.get("DIFFJAX_FAST") == "1"
 cosine = dj.diffusions.custom(
     F=lambda t: -0.5 * jnp.pi * jnp.tan(0.5 * jnp.pi * t),
     G=lambda t: jnp.sqrt(jnp.pi * jnp.tan(0.5 * jnp.pi * t)),
-    T=0.98, t_min=1e-3, initial_cov=1e-8, name="CosineVP",
+    T=0.98,
+    t_min=1e-3,
+    initial_cov=1e-8,
+    name="CosineVP",
 )
 t = jnp.linspace(0.01, 0.98, 100)
 plt.plot(t, cosine.alpha(t), label="α(t) from the ODE")
@@ -58,7 +61,9 @@ print("max |α − cos| =", float(jnp.max(jnp.abs(cosine.alpha(t) - jnp.cos(0.5 
 # %%
 ring = dj.testbed.ring()
 x = dj.sample(jax.random.key(0), cosine, ring.score_fn(cosine), "dpmpp_2m", nfe=10, shape=(1000, 2))
-print("sliced W2 to the ring:", dj.metrics.sliced_wasserstein(x, ring.sample(jax.random.key(1), 4000), jax.random.key(2)))
+print(
+    "sliced W2 to the ring:", dj.metrics.sliced_wasserstein(x, ring.sample(jax.random.key(1), 4000), jax.random.key(2))
+)
 
 # %% [markdown]
 # Train a small MLP on it (ε-prediction, the generic loss `E‖ε̂(x_t, t) − z‖²` from the diffusion's own
@@ -67,9 +72,13 @@ print("sliced W2 to the ring:", dj.metrics.sliced_wasserstein(x, ring.sample(jax
 # %%
 data = dd.toy("ring", 20000)
 steps = 300 if FAST else 3000
-trainer = Trainer(cosine, dj.models.MLP((2,), 128, 3, rngs=nnx.Rngs(0)), data,
-                  TrainConfig(steps=steps, batch_size=256, lr=2e-3, ema_half_life=100, log_every=max(steps // 5, 1),
-                              progress=False), LossConfig())
+trainer = Trainer(
+    cosine,
+    dj.models.MLP((2,), 128, 3, rngs=nnx.Rngs(0)),
+    data,
+    TrainConfig(steps=steps, batch_size=256, lr=2e-3, ema_half_life=100, log_every=max(steps // 5, 1), progress=False),
+    LossConfig(),
+)
 rows = trainer.train()
 print("final loss", rows[-1]["loss"], "held-out", rows[-1]["eval_loss"])
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
@@ -91,5 +100,7 @@ F = lambda t: beta * jnp.array([[0.0, m_inv], [-1.0, -damping * m_inv]])
 G = lambda t: jnp.array([[0.0, 0.0], [0.0, jnp.sqrt(2 * damping * beta)]])
 langevin = dj.diffusions.custom(F, G, block_size=2, initial_cov=(1e-6, 0.01), t_min=1e-3, name="Langevin")
 x = dj.sample(jax.random.key(4), langevin, ring.score_fn(langevin), "gddim_3", nfe=50, shape=(1000, 2))
-print("gDDIM on the new Langevin process, sliced W2:",
-      dj.metrics.sliced_wasserstein(x, ring.sample(jax.random.key(1), 4000), jax.random.key(2)))
+print(
+    "gDDIM on the new Langevin process, sliced W2:",
+    dj.metrics.sliced_wasserstein(x, ring.sample(jax.random.key(1), 4000), jax.random.key(2)),
+)

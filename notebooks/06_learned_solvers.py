@@ -44,8 +44,9 @@ opts = dict(num_fit=64, num_heldout=64, steps=30) if FAST else {}
 # %%
 nfe = 5
 learned = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", nfe, data.data_shape, **opts)
-optimized = dj.solvers.optimized_grid(jax.random.key(1), sde, score, "ipndm", nfe, data.data_shape,
-                                      num=64 if FAST else 256)
+optimized = dj.solvers.optimized_grid(
+    jax.random.key(1), sde, score, "ipndm", nfe, data.data_shape, num=64 if FAST else 256
+)
 info = learned.info
 print(f"held-out RMSE: {info['heldout_rmse_base']:.3e} (default grid) -> {info['heldout_rmse']:.3e} (learned)")
 path = learned.save(os.path.join(tempfile.mkdtemp(), "ipndm_nfe5.json"))
@@ -56,7 +57,9 @@ assert dj.solvers.load(path) == learned  # JSON round trip (same grid and coeffi
 
 # %%
 base_grid = dj.solvers.get("ipndm").build_grid(sde, nfe, "karras")
-for i, (name, ts) in enumerate([("Karras ρ=7", base_grid), ("optimized (DP)", optimized.times), ("learned", learned.times)]):
+for i, (name, ts) in enumerate(
+    [("Karras ρ=7", base_grid), ("optimized (DP)", optimized.times), ("learned", learned.times)]
+):
     plt.semilogy(np.arange(len(ts)), ts, "o-", label=name)
 plt.xlabel("step")
 plt.ylabel("σ")
@@ -99,8 +102,17 @@ assert all(np.isfinite(v).all() for v in rows.values())
 pm = dj.models.load_pretrained("tests/fixtures/pretrained/diffusers_ddpm")  # or the folder of google/ddpm-cifar10-32
 print(pm)
 fit_opts = dict(num_fit=4, num_heldout=4, steps=2, init_grid="base") if FAST else {}
-fast = dj.solvers.learn(jax.random.key(0), pm.sde, pm.model(), "dpmpp_3m", 5, pm.data_shape,
-                        teacher=("dpmpp_3m", 10 if FAST else 40), progress=False, **fit_opts)
+fast = dj.solvers.learn(
+    jax.random.key(0),
+    pm.sde,
+    pm.model(),
+    "dpmpp_3m",
+    5,
+    pm.data_shape,
+    teacher=("dpmpp_3m", 10 if FAST else 40),
+    progress=False,
+    **fit_opts,
+)
 print(f"held-out RMSE vs the teacher: {fast.info['heldout_rmse_base']:.3e} -> {fast.info['heldout_rmse']:.3e}")
 images = dj.sample(jax.random.key(1), pm.sde, pm.model(), fast, nfe=5, shape=(4,) + pm.data_shape)
 assert np.all(np.isfinite(np.asarray(images)))

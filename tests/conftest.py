@@ -5,7 +5,8 @@ import os
 # (JAX_DISABLE_MOST_OPTIMIZATIONS=1; the HLO graph passes still run and fast-math stays off, so results agree with
 # optimised code to rounding): about a third less time for the suite. Set before jax is imported, so the
 # pytest-xdist workers, the notebook kernels and the scripts the tests start inherit it; the demo test compiles
-# fully optimised, and the benchmarks (run outside pytest) are untouched. DIFFJAX_TEST_FAST_COMPILE=0 restores full optimisation (e.g. on a GPU).
+# fully optimised, and the benchmarks (run outside pytest) are untouched. DIFFJAX_TEST_FAST_COMPILE=0 restores full
+# optimisation (e.g. on a GPU).
 # (A shared persistent compilation cache was measured too: no gain, the programs differ from test to test.)
 if os.environ.get("DIFFJAX_TEST_FAST_COMPILE", "1") != "0":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")

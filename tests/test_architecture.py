@@ -1,5 +1,6 @@
 """The package's structure, checked: dependency rules between subpackages (parsed imports), a sampling core that
 needs no network library, diffusions that own their training recipe, deprecated names that still work."""
+
 import ast
 import pathlib
 import subprocess
@@ -70,10 +71,18 @@ def test_dependency_rules_hold_for_every_module():
                 bad.append(f"{rel}: imports {mod} (nothing in the package imports experiments)")
             if target == "__version__":
                 continue
-            if target and target != unit and target not in ALLOWED[unit] and not (unit == "models" and rel.name == "parameterization.py"):
+            if (
+                target
+                and target != unit
+                and target not in ALLOWED[unit]
+                and not (unit == "models" and rel.name == "parameterization.py")
+            ):
                 bad.append(f"{rel}: imports {mod} ({unit} may use {sorted(ALLOWED[unit])})")
-            if (mod.split(".")[0] in NETWORK_LIBRARIES and unit not in MAY_USE_NETWORK_LIBRARIES
-                    and (str(rel), mod.split(".")[0]) not in EXCEPTIONS):
+            if (
+                mod.split(".")[0] in NETWORK_LIBRARIES
+                and unit not in MAY_USE_NETWORK_LIBRARIES
+                and (str(rel), mod.split(".")[0]) not in EXCEPTIONS
+            ):
                 bad.append(f"{rel}: imports {mod} (network libraries belong to {sorted(MAY_USE_NETWORK_LIBRARIES)})")
     assert not bad, "\n".join(bad)
 
@@ -85,8 +94,10 @@ def test_sampling_core_imports_no_network_library():
         "import sys, jax, diffjax as dj\n"
         "sde = dj.VP(); data = dj.testbed.ring()\n"
         "x = dj.sample(jax.random.key(0), sde, data.score_fn(sde), 'dpmpp_2m', nfe=5, shape=(8, 2))\n"
-        "x = dj.sample(jax.random.key(0), dj.Flow(), data.velocity_fn(dj.Flow()), 'unipc', nfe=5, shape=(8, 2), kind='velocity')\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'flax', 'optax', 'orbax', 'diffrax', 'tensorflow_datasets'}))\n"
+        "x = dj.sample(jax.random.key(0), dj.Flow(), data.velocity_fn(dj.Flow()), 'unipc', nfe=5, shape=(8, 2),\n"
+        "              kind='velocity')\n"
+        "libs = {'flax', 'optax', 'orbax', 'diffrax', 'tensorflow_datasets'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & libs))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -119,8 +130,15 @@ def test_renamed_solvers_keep_working_with_a_warning():
         assert dj.solvers.get(name).name == name
     from diffjax.solvers.scire import SciRE  # configurations outside the registry get distinct names
 
-    variants = [dict(phi=0.5), dict(phi="schedule_2024"), dict(m=4), dict(order=3, intermediate="taylor"),
-                dict(method="singlestep_fixed"), dict(method="multistep", order=3), dict(phi="one")]
+    variants = [
+        dict(phi=0.5),
+        dict(phi="schedule_2024"),
+        dict(m=4),
+        dict(order=3, intermediate="taylor"),
+        dict(method="singlestep_fixed"),
+        dict(method="multistep", order=3),
+        dict(phi="one"),
+    ]
     names = [SciRE(**kw).name for kw in variants]
     assert len(set(names)) == len(names) and not set(names) & set(dj.solvers.available()), names
     from diffjax.models import parameterization  # the old module path: re-exports for one release
@@ -148,12 +166,19 @@ def test_renamed_training_arguments_keep_working_with_a_warning():
 
     with pytest.warns(DeprecationWarning, match="fdm_warmup_images"):
         cfg = LossConfig(fdm_warmup=200)
-    tr = dj.training.Trainer(dj.FDM(), dj.models.MLP((2,), 8, 1, rngs=__import__("flax").nnx.Rngs(0)),
-                             dj.data.toy("ring", 100), dj.training.TrainConfig(batch_size=16), cfg)
+    tr = dj.training.Trainer(
+        dj.FDM(),
+        dj.models.MLP((2,), 8, 1, rngs=__import__("flax").nnx.Rngs(0)),
+        dj.data.toy("ring", 100),
+        dj.training.TrainConfig(batch_size=16),
+        cfg,
+    )
     assert tr.loss_cfg.fdm_warmup_images == 200 * 16
     net = lambda x, c, labels: x
     x0 = jnp.ones((4, 2))
     key = __import__("jax").random.key(0)
     with pytest.warns(DeprecationWarning, match="images="):
         old = diffusion_loss(dj.FDM(), net, key, x0, step=3, cfg=LossConfig(fdm_warmup_images=100.0))
-    assert float(old) == float(diffusion_loss(dj.FDM(), net, key, x0, images=12, cfg=LossConfig(fdm_warmup_images=100.0)))
+    assert float(old) == float(
+        diffusion_loss(dj.FDM(), net, key, x0, images=12, cfg=LossConfig(fdm_warmup_images=100.0))
+    )

@@ -1,5 +1,6 @@
 """Checkpoint integrity: checksums verified on restore, a one-paragraph error for a corrupt checkpoint, the
 fallback to the previous one, a signature covering every network field, logs without stale rows."""
+
 import csv
 import glob
 import json
@@ -22,9 +23,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _trainer(work, steps=30, embedding="positional", width=16):
-    cfg = TrainConfig(steps=steps, batch_size=16, log_every=10, ckpt_every=10, keep=5, progress=False, async_checkpoint=False)
-    return Trainer(dj.EDM(), MLP((2,), width, 1, embedding=embedding, rngs=nnx.Rngs(0)), dd.toy("ring", 500), cfg,
-                   LossConfig(), str(work))
+    cfg = TrainConfig(
+        steps=steps, batch_size=16, log_every=10, ckpt_every=10, keep=5, progress=False, async_checkpoint=False
+    )
+    return Trainer(
+        dj.EDM(),
+        MLP((2,), width, 1, embedding=embedding, rngs=nnx.Rngs(0)),
+        dd.toy("ring", 500),
+        cfg,
+        LossConfig(),
+        str(work),
+    )
 
 
 def _flip_a_bit(work, step):
@@ -55,6 +64,7 @@ def test_altered_checkpoint_is_caught_and_previous_one_restores(tmp_path):
         _trainer(tmp_path).restore(20)
     with open(tmp_path / "checksums" / "20.sha256", "w") as f:
         from diffjax.training.trainer import state_digest
+
         f.write(state_digest(ref20.state))
     again = _trainer(tmp_path, steps=40)
     assert again.restore("previous") == 20
@@ -85,9 +95,20 @@ def test_train_script_resume_from_previous(tmp_path):
     import train
 
     work = tmp_path / "run"
-    args = ["--config", str(ROOT / "experiments" / "configs" / "default.py") + ":toy-edm", "--workdir", str(work),
-            "--set", "train.log_every=10", "--set", "train.ckpt_every=10", "--set", "model.width=16",
-            "--set", "train.eval_samples=0"]
+    args = [
+        "--config",
+        str(ROOT / "experiments" / "configs" / "default.py") + ":toy-edm",
+        "--workdir",
+        str(work),
+        "--set",
+        "train.log_every=10",
+        "--set",
+        "train.ckpt_every=10",
+        "--set",
+        "model.width=16",
+        "--set",
+        "train.eval_samples=0",
+    ]
     train.main(args + ["--set", "train.steps=20"])
     _flip_a_bit(work, 20)
     with pytest.raises(SystemExit) as err:

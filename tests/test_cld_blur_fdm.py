@@ -1,4 +1,5 @@
 """CLD, blurring and FDM against independent oracles."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +10,14 @@ import scipy.linalg
 import diffjax as dj
 from diffjax.diffusions.base import bmm, btrans
 
-NEW = {"cld": lambda: dj.CLD(), "blur": lambda: dj.Blur((4, 4, 1)), "blur_cos2": lambda: dj.Blur((4, 6, 2), schedule="cos2", sigma_blur_max=10.0),
-       "fdm_edm": lambda: dj.FDM("edm"), "fdm_vp": lambda: dj.FDM("vp"), "fdm_ve": lambda: dj.FDM("ve", gamma=1.0)}
+NEW = {
+    "cld": lambda: dj.CLD(),
+    "blur": lambda: dj.Blur((4, 4, 1)),
+    "blur_cos2": lambda: dj.Blur((4, 6, 2), schedule="cos2", sigma_blur_max=10.0),
+    "fdm_edm": lambda: dj.FDM("edm"),
+    "fdm_vp": lambda: dj.FDM("vp"),
+    "fdm_ve": lambda: dj.FDM("ve", gamma=1.0),
+}
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -22,13 +29,16 @@ def test_lyapunov_transition_and_semigroup(name, x64):
         h = 1e-6 * sde.T
         dcov = (sde.cov_block(t + h) - sde.cov_block(t - h)) / (2 * h)
         f, g, c = sde.drift_block(t), sde.diffusion_block(t), sde.cov_block(t)
-        np.testing.assert_allclose(*np.broadcast_arrays(dcov, bmm(f, c) + bmm(c, btrans(f)) + bmm(g, btrans(g))), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            *np.broadcast_arrays(dcov, bmm(f, c) + bmm(c, btrans(f)) + bmm(g, btrans(g))), rtol=1e-5, atol=1e-9
+        )
         s = 0.5 * t
         dpsi = (sde.transition_block(t + h, s) - sde.transition_block(t - h, s)) / (2 * h)
         np.testing.assert_allclose(dpsi, bmm(f, sde.transition_block(t, s)), rtol=1e-5, atol=1e-9)
     t, s, r = 0.8 * sde.T, 0.4 * sde.T, 0.1 * sde.T
-    np.testing.assert_allclose(bmm(sde.transition_block(t, s), sde.transition_block(s, r)), sde.transition_block(t, r),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        bmm(sde.transition_block(t, s), sde.transition_block(s, r)), sde.transition_block(t, r), rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize("name", ["cld", "blur"])
@@ -63,8 +73,9 @@ def test_cld_closed_forms(x64):
     sde = dj.CLD()
     for t in (1e-4, 0.05, 0.5, 1.0):
         a = np.asarray(sde.drift_block(t)) / float(sde.beta(t))
-        np.testing.assert_allclose(scipy.linalg.expm(float(sde.integrated_beta(t)) * a), sde.transition_block(t, 0.0),
-                                   rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            scipy.linalg.expm(float(sde.integrated_beta(t)) * a), sde.transition_block(t, 0.0), rtol=1e-12, atol=1e-15
+        )
     ev = np.linalg.eigvals(np.asarray(sde.drift_block(0.3)) / float(sde.beta(0.3)))
     np.testing.assert_allclose(ev, [-2 / sde.damping] * 2, atol=1e-6)  # double eigenvalue under Γ² = 4M
 
@@ -73,8 +84,9 @@ def test_cld_closed_forms(x64):
         f, g = np.asarray(sde.drift_block(t)), np.asarray(sde.diffusion_block(t))
         return (f @ c + c @ f.T + g @ g.T).ravel()
 
-    sol = scipy.integrate.solve_ivp(rhs, (0, 1), np.diag(sde.initial_cov).ravel(), method="DOP853", rtol=1e-12,
-                                    atol=1e-15, dense_output=True)
+    sol = scipy.integrate.solve_ivp(
+        rhs, (0, 1), np.diag(sde.initial_cov).ravel(), method="DOP853", rtol=1e-12, atol=1e-15, dense_output=True
+    )
     for t in (1e-4, 1e-3, 0.1, 1.0):
         np.testing.assert_allclose(sde.cov_block(t), sol.sol(t).reshape(2, 2), rtol=1e-8, atol=1e-14)
     # prior: Σ_T ≈ diag(1, M), Ψ_T ≈ 0
@@ -96,8 +108,13 @@ def test_cld_gddim_factor(x64):
     ts = np.array([1e-3, 0.1, 1.0])
     r = sde.gddim_factor(ts)
     np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), sde.cov_block(jnp.asarray(ts)), atol=1e-10)
-    expected = np.array([[[0.00085, 0.00186], [-0.02674, 0.12978]], [[0.11275, -0.45727], [0.42895, -0.17822]],
-                         [[0.99662, -0.08206], [0.04104, 0.49831]]])
+    expected = np.array(
+        [
+            [[0.00085, 0.00186], [-0.02674, 0.12978]],
+            [[0.11275, -0.45727], [0.42895, -0.17822]],
+            [[0.99662, -0.08206], [0.04104, 0.49831]],
+        ]
+    )
     np.testing.assert_allclose(r, expected, atol=6e-6)
 
 
@@ -110,7 +127,9 @@ def test_cld_state_and_samplers(x64):
     m, c = g.marginal_moments(sde, sde.t_min)
     np.testing.assert_allclose(np.asarray(x).mean(0), m, atol=0.04)
     np.testing.assert_allclose(np.asarray(x).var(0), np.diag(c), rtol=0.1)
-    full = dj.sample(jax.random.key(0), sde, g.score_fn(sde), solver="ode_heun", nfe=20, shape=(3, 2), return_state=True)
+    full = dj.sample(
+        jax.random.key(0), sde, g.score_fn(sde), solver="ode_heun", nfe=20, shape=(3, 2), return_state=True
+    )
     assert isinstance(full, tuple) and full[1].shape == (3, 2)
 
 
@@ -133,7 +152,9 @@ def test_blur_dc_is_vp_and_zero_blur_is_vp(x64):
     np.testing.assert_allclose(alpha[:, 0, 0, 0], a, rtol=1e-12)  # DC never blurs
     assert np.all(alpha[:, 1:, :, 0] < a[:, None, None] + 1e-15)
     flat = dj.Blur((4, 4, 1), sigma_blur_max=0.0)
-    np.testing.assert_allclose(np.exp(np.asarray(flat.log_alpha(t))), np.broadcast_to(a[:, None, None, None], alpha.shape), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.exp(np.asarray(flat.log_alpha(t))), np.broadcast_to(a[:, None, None, None], alpha.shape), rtol=1e-12
+    )
     np.testing.assert_allclose(a**2 + np.asarray(sde.sigma(t)) ** 2, 1.0, rtol=1e-12)
     g = np.asarray(sde.diffusion_block(jnp.linspace(0.01, 0.99, 99)))
     assert np.all(np.isfinite(g)) and g.min() >= 0
@@ -148,19 +169,25 @@ def test_blur_pixel_and_dct_kernels_agree(x64):
     eye = jnp.eye(16).reshape(16, 4, 4, 1)
     v = np.asarray(sde.to_blocks(eye)).reshape(16, 16)  # row i: DCT of basis vector e_i -> v = Vᵀ as a matrix
     alpha = np.exp(np.asarray(sde.log_alpha(t))).reshape(-1)
-    mean_pix = (v @ np.diag(alpha) @ v.T @ np.asarray(x0).reshape(-1))  # x-row convention: x·Vᵀ
-    np.testing.assert_allclose(np.asarray(y).reshape(30000, -1).mean(0), mean_pix, atol=4.5 * float(sde.sigma(t)) / np.sqrt(30000))
+    mean_pix = v @ np.diag(alpha) @ v.T @ np.asarray(x0).reshape(-1)  # x-row convention: x·Vᵀ
+    np.testing.assert_allclose(
+        np.asarray(y).reshape(30000, -1).mean(0), mean_pix, atol=4.5 * float(sde.sigma(t)) / np.sqrt(30000)
+    )
     np.testing.assert_allclose(np.asarray(y).reshape(30000, -1).std(0), float(sde.sigma(t)), rtol=0.03)
 
 
 def test_blur_testbed_scores_and_shape_errors(x64):
     sde = dj.Blur((4, 4, 1))
     rng = np.random.default_rng(0)
-    g = dj.testbed.GaussianMixture([0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)), basis="dct")
+    g = dj.testbed.GaussianMixture(
+        [0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)), basis="dct"
+    )
     y, _ = sde.perturb(jax.random.key(0), g.sample(jax.random.key(1), 3), 0.3)
     auto = jax.grad(lambda yy: g.log_prob(sde, yy, 0.3).sum())(y)
     np.testing.assert_allclose(g.score(sde, y, 0.3), auto, atol=1e-10)
-    np.testing.assert_allclose(sde.data_part(sde.clean_from_score(y, 0.3, g.score(sde, y, 0.3))), g.denoiser(sde, y, 0.3), atol=1e-9)
+    np.testing.assert_allclose(
+        sde.data_part(sde.clean_from_score(y, 0.3, g.score(sde, y, 0.3))), g.denoiser(sde, y, 0.3), atol=1e-9
+    )
     with pytest.raises(ValueError, match="built for images of shape"):
         sde.to_blocks(jnp.zeros((2, 8, 8, 1)))
     pixel = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(1, 16)))
@@ -185,12 +212,26 @@ def test_blur_ancestral_step_equals_stochastic_gddim(x64):
     g = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), [0.2])
     y_t = sde.prior_sample(jax.random.key(0), (6, 4, 4, 1))
     grid = dj.solvers.make_grid(sde, 5, "quadratic")
-    a = dj.sample(jax.random.key(3), sde, g.score_fn(sde), solver=dj.solvers.PredictorCorrector(n_corrector=0, predictor="ancestral"),
-                  init=y_t, grid=grid, return_state=True)
+    a = dj.sample(
+        jax.random.key(3),
+        sde,
+        g.score_fn(sde),
+        solver=dj.solvers.PredictorCorrector(n_corrector=0, predictor="ancestral"),
+        init=y_t,
+        grid=grid,
+        return_state=True,
+    )
     b = dj.sample(jax.random.key(3), sde, g.score_fn(sde), solver="gddim_sde", init=y_t, grid=grid)
     # PC returns the last mean; compare one full noisy step instead through trajectories
-    _, pa = dj.sample(jax.random.key(3), sde, g.score_fn(sde), solver=dj.solvers.PredictorCorrector(n_corrector=0, predictor="ancestral"),
-                      init=y_t, grid=grid, trajectory=True)
+    _, pa = dj.sample(
+        jax.random.key(3),
+        sde,
+        g.score_fn(sde),
+        solver=dj.solvers.PredictorCorrector(n_corrector=0, predictor="ancestral"),
+        init=y_t,
+        grid=grid,
+        trajectory=True,
+    )
     _, pb = dj.sample(jax.random.key(3), sde, g.score_fn(sde), solver="gddim_sde", init=y_t, grid=grid, trajectory=True)
     np.testing.assert_allclose(pa, pb, rtol=1e-6, atol=1e-7)
     assert a.shape == b.shape
@@ -199,8 +240,12 @@ def test_blur_ancestral_step_equals_stochastic_gddim(x64):
 # ---------------------------------------------------------------- FDM
 def test_fdm_mean_factor(x64):
     f1, f2 = dj.FDM("edm", gamma=1.0), dj.FDM("edm", gamma=2.0)
-    np.testing.assert_allclose([float(f1.mean_factor(s)) for s in (10.0, 40.0, 80.0)], [0.987, 0.280, 4.8e-4], rtol=1e-2)  # spec table, 3 s.f.
-    np.testing.assert_allclose([float(f2.mean_factor(s)) for s in (10.0, 40.0, 80.0)], [0.955, 0.038, 3.9e-8], rtol=2e-2)
+    np.testing.assert_allclose(
+        [float(f1.mean_factor(s)) for s in (10.0, 40.0, 80.0)], [0.987, 0.280, 4.8e-4], rtol=1e-2
+    )  # spec table, 3 s.f.
+    np.testing.assert_allclose(
+        [float(f2.mean_factor(s)) for s in (10.0, 40.0, 80.0)], [0.955, 0.038, 3.9e-8], rtol=2e-2
+    )
     for base in ("vp", "ve", "edm"):
         sde = dj.FDM(base)
         lo, hi = sde.sigma_range()
@@ -243,6 +288,8 @@ def test_every_generic_sampler_runs_and_converges(name):
     for solver in ["euler_maruyama", "pc", "ode_euler", "ode_heun", "gddim", "gddim_3", "gddim_sde"]:
         x = dj.sample(jax.random.key(1), sde, score, solver=solver, nfe=40, init=y_t)
         assert x.shape == (64,) + shape and bool(jnp.all(jnp.isfinite(x))), solver
-    err = lambda s, n: float(jnp.sqrt(jnp.mean((dj.sample(jax.random.key(1), sde, score, solver=s, nfe=n, init=y_t) - ref) ** 2)))
+    err = lambda s, n: float(
+        jnp.sqrt(jnp.mean((dj.sample(jax.random.key(1), sde, score, solver=s, nfe=n, init=y_t) - ref) ** 2))
+    )
     assert err("gddim_3", 40) < 0.5 * err("gddim_3", 10)
     assert err("gddim_3", 40) < 0.05

@@ -1,4 +1,5 @@
 """dj.sample compiles once per configuration: plain calls reuse the compiled sampler (counted, not timed)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,8 +46,12 @@ def test_new_weights_of_the_same_network_do_not_recompile():
     info = dj.solvers.cache_info()
     assert info["traces"] == 1 and info["hits"] == 1, info
     assert not np.allclose(a, b)  # the second call really used the second network's weights
-    np.testing.assert_allclose(b, jax.jit(lambda k: dj.sample(k, sde, models[1], "edm_heun", nfe=5, shape=(8, 2)))(jax.random.key(0)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        b,
+        jax.jit(lambda k: dj.sample(k, sde, models[1], "edm_heun", nfe=5, shape=(8, 2)))(jax.random.key(0)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     # guided (classifier-free guidance) models are PyTrees too
     labels = jnp.zeros((8,), jnp.int32)
     net = dj.models.MLP((2,), 32, 2, num_classes=3, rngs=nnx.Rngs(0))
@@ -78,14 +83,22 @@ def test_user_jit_and_vmap_still_work():
     f = jax.jit(lambda k: dj.sample(k, sde, score, "unipc", nfe=5, shape=(4, 2)))
     keys = jax.random.split(jax.random.key(0), 3)
     batched = jax.vmap(f)(keys)
-    np.testing.assert_allclose(batched[1], dj.sample(keys[1], sde, score, "unipc", nfe=5, shape=(4, 2)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        batched[1], dj.sample(keys[1], sde, score, "unipc", nfe=5, shape=(4, 2)), rtol=1e-5, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("sde,data,solver", [
-    (dj.VE(), dj.testbed.ring(), "dpmpp_2m"), (dj.FDM("vp"), dj.testbed.ring(), "edm_heun"),
-    (dj.FDM("edm"), dj.testbed.ring(), "ipndm"), (dj.CLD(), dj.testbed.ring(), "gddim"),
-    (dj.Blur((8, 8, 1)), dj.testbed.digits_dct(), "gddim_3"),
-], ids=["ve", "fdm-vp", "fdm-edm", "cld", "blur"])
+@pytest.mark.parametrize(
+    "sde,data,solver",
+    [
+        (dj.VE(), dj.testbed.ring(), "dpmpp_2m"),
+        (dj.FDM("vp"), dj.testbed.ring(), "edm_heun"),
+        (dj.FDM("edm"), dj.testbed.ring(), "ipndm"),
+        (dj.CLD(), dj.testbed.ring(), "gddim"),
+        (dj.Blur((8, 8, 1)), dj.testbed.digits_dct(), "gddim_3"),
+    ],
+    ids=["ve", "fdm-vp", "fdm-edm", "cld", "blur"],
+)
 def test_every_diffusion_samples_through_the_cache(sde, data, solver):
     """Every diffusion's constants are evaluated at trace time inside the cached sampler (a regression: FDM's
     prior std was converted with float() on a tracer)."""
@@ -102,9 +115,22 @@ def test_trainer_evaluations_reuse_one_compiled_sampler():
     """The trainer samples its EMA model at every evaluation: new weights, same network — one compilation."""
     from diffjax.training import LossConfig, TrainConfig, Trainer
 
-    tr = Trainer(dj.EDM(), dj.models.MLP((2,), 16, 1, rngs=nnx.Rngs(0)), dj.data.toy("ring", 256),
-                 TrainConfig(steps=4, batch_size=16, eval_every=2, eval_samples=32, eval_nfe=5, eval_solver="edm_heun",
-                             log_every=2, progress=False), LossConfig())
+    tr = Trainer(
+        dj.EDM(),
+        dj.models.MLP((2,), 16, 1, rngs=nnx.Rngs(0)),
+        dj.data.toy("ring", 256),
+        TrainConfig(
+            steps=4,
+            batch_size=16,
+            eval_every=2,
+            eval_samples=32,
+            eval_nfe=5,
+            eval_solver="edm_heun",
+            log_every=2,
+            progress=False,
+        ),
+        LossConfig(),
+    )
     tr.train()
     info = dj.solvers.cache_info()
     assert info["traces"] == 1 and info["hits"] >= 1, info
@@ -115,9 +141,12 @@ def test_wrong_model_output_shapes_raise_before_tracing():
     sde = dj.VP()
     g = dj.testbed.ring()
     k = jax.random.key(0)
-    for bad, what in [(lambda y, t: g.score(sde, y, t)[:, :1], r"\(4, 1\)"), (lambda y, t: jnp.sum(y), r"\(\)"),
-                      (lambda y, t: g.score(sde, y, t).T, r"\(2, 4\)"),
-                      (lambda y, t: jnp.concatenate([y, y[:, :1]], axis=1), r"\(4, 3\)")]:
+    for bad, what in [
+        (lambda y, t: g.score(sde, y, t)[:, :1], r"\(4, 1\)"),
+        (lambda y, t: jnp.sum(y), r"\(\)"),
+        (lambda y, t: g.score(sde, y, t).T, r"\(2, 4\)"),
+        (lambda y, t: jnp.concatenate([y, y[:, :1]], axis=1), r"\(4, 3\)"),
+    ]:
         with pytest.raises(ValueError, match=what + r" for states of shape \(4, 2\).*must return \(4, 2\)"):
             dj.sample(k, sde, bad, "dpmpp_2m", nfe=4, shape=(4, 2))
     with pytest.raises(ValueError, match="'x0' model must return"):

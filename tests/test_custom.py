@@ -1,4 +1,5 @@
 """User-defined diffusions from F and G alone, against the hand-written closed forms (float64)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +15,9 @@ def pairs():
     with jax.enable_x64(True):
         vp, cld = dj.VP(), dj.CLD()
         cvp = dj.diffusions.custom(lambda t: -0.5 * vp.beta(t), lambda t: jnp.sqrt(vp.beta(t)), t_min=vp.t_min)
-        ccld = dj.diffusions.custom(cld.drift_block, cld.diffusion_block, block_size=2, initial_cov=cld.initial_cov,
-                                    t_min=cld.t_min)
+        ccld = dj.diffusions.custom(
+            cld.drift_block, cld.diffusion_block, block_size=2, initial_cov=cld.initial_cov, t_min=cld.t_min
+        )
     return vp, cvp, cld, ccld
 
 
@@ -56,8 +58,14 @@ def test_cld_from_f_and_g(x64, pairs):
 def test_blur_from_f_and_g_in_the_dct_basis(x64):
     """Blurring re-declared from its per-frequency f_k(t), g_k(t) alone (initial variance σ(0)², as BDM's)."""
     blur = dj.Blur((4, 4, 1))
-    cb = dj.diffusions.custom(lambda t: blur.drift_block(t)[..., 0, 0], lambda t: blur.diffusion_block(t)[..., 0, 0],
-                              basis="dct", initial_cov=float(blur.sigma(0.0)) ** 2, t_min=blur.t_min, name="CustomBlur")
+    cb = dj.diffusions.custom(
+        lambda t: blur.drift_block(t)[..., 0, 0],
+        lambda t: blur.diffusion_block(t)[..., 0, 0],
+        basis="dct",
+        initial_cov=float(blur.sigma(0.0)) ** 2,
+        t_min=blur.t_min,
+        name="CustomBlur",
+    )
     assert isinstance(cb, dj.diffusions.CustomDCT) and cb.coef_ndim == 3
     ts = jnp.array([1e-3, 0.02, 0.3, 0.7, 1.0])
     np.testing.assert_allclose(cb.transition_block(ts, 0.3 * ts), blur.transition_block(ts, 0.3 * ts), rtol=1e-9)
@@ -65,8 +73,9 @@ def test_blur_from_f_and_g_in_the_dct_basis(x64):
     np.testing.assert_allclose(cb.cov_block(ts), full(blur.cov_block(ts)), rtol=1e-10)
     np.testing.assert_allclose(cb.gddim_factor(np.asarray(ts)), full(blur.gddim_factor(np.asarray(ts))), rtol=1e-10)
     rng = np.random.default_rng(0)
-    g = dj.testbed.GaussianMixture([0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)),
-                                   basis="dct")
+    g = dj.testbed.GaussianMixture(
+        [0.5, 0.5], rng.normal(size=(2, 4, 4, 1)), rng.uniform(0.05, 0.3, size=(2, 16)), basis="dct"
+    )
     x0 = g.sample(jax.random.key(1), 8)
     y, _ = blur.perturb(jax.random.key(0), x0, 0.3)
     np.testing.assert_allclose(cb.perturb(jax.random.key(0), x0, 0.3)[0], y, atol=1e-10)
@@ -93,7 +102,9 @@ def test_per_coordinate_rates_in_pixels(x64):
     a = vp.alpha(ts)[:, None] ** c
     np.testing.assert_allclose(sde.transition_block(ts, 0 * ts)[..., 0, 0], a, rtol=1e-9)
     np.testing.assert_allclose(sde.cov_block(ts)[..., 0, 0], 1 - a**2, rtol=1e-8)
-    g = dj.testbed.GaussianMixture([0.3, 0.7], np.array([[1.0, -1.0, 0.5], [-1.0, 0.0, 1.0]]), [[0.1, 0.2, 0.3], [0.2, 0.1, 0.05]])
+    g = dj.testbed.GaussianMixture(
+        [0.3, 0.7], np.array([[1.0, -1.0, 0.5], [-1.0, 0.0, 1.0]]), [[0.1, 0.2, 0.3], [0.2, 0.1, 0.05]]
+    )
     y, _ = sde.perturb(jax.random.key(0), g.sample(jax.random.key(1), 5), 0.4)
     auto = jax.grad(lambda yy: g.log_prob(sde, yy, 0.4).sum())(y)
     np.testing.assert_allclose(g.score(sde, y, 0.4), auto, atol=1e-10)
@@ -105,8 +116,9 @@ def test_per_coordinate_rates_in_pixels(x64):
     mu, var = np.array([0.3, -0.2, 0.1]), np.array([0.5, 0.2, 0.05])
     gauss = dj.testbed.GaussianMixture([1.0], mu[None], var[None])
     y, _ = sde.perturb(jax.random.key(3), gauss.sample(jax.random.key(4), 4), sde.t_min)
-    lp = dj.interop.log_likelihood(sde, gauss.score_fn(sde), y, prior_logp=lambda yT: gauss.log_prob(sde, yT, sde.T),
-                                   rtol=1e-10, atol=1e-10)
+    lp = dj.interop.log_likelihood(
+        sde, gauss.score_fn(sde), y, prior_logp=lambda yT: gauss.log_prob(sde, yT, sde.T), rtol=1e-10, atol=1e-10
+    )
     a = np.asarray(vp.alpha(sde.t_min)) ** np.asarray(c)
     p = a**2 * var + 1 - a**2
     ref = -0.5 * np.sum((np.asarray(y) - a * mu) ** 2 / p + np.log(2 * np.pi * p), axis=1)
@@ -119,11 +131,22 @@ def test_custom_diffusion_trains_and_samples():
     import diffjax.data as dd
     from diffjax.training import LossConfig, TrainConfig, Trainer
 
-    cos = dj.diffusions.custom(lambda t: -0.5 * jnp.pi * jnp.tan(0.5 * jnp.pi * t),
-                               lambda t: jnp.sqrt(jnp.pi * jnp.tan(0.5 * jnp.pi * t)), T=0.98, t_min=1e-3,
-                               initial_cov=1e-8, num_grid=2049, name="CosineVP")
-    tr = Trainer(cos, dj.models.MLP((2,), 32, 2, rngs=nnx.Rngs(0)), dd.toy("ring", 500),
-                 TrainConfig(steps=3, batch_size=32, progress=False, log_every=1), LossConfig())
+    cos = dj.diffusions.custom(
+        lambda t: -0.5 * jnp.pi * jnp.tan(0.5 * jnp.pi * t),
+        lambda t: jnp.sqrt(jnp.pi * jnp.tan(0.5 * jnp.pi * t)),
+        T=0.98,
+        t_min=1e-3,
+        initial_cov=1e-8,
+        num_grid=2049,
+        name="CosineVP",
+    )
+    tr = Trainer(
+        cos,
+        dj.models.MLP((2,), 32, 2, rngs=nnx.Rngs(0)),
+        dd.toy("ring", 500),
+        TrainConfig(steps=3, batch_size=32, progress=False, log_every=1),
+        LossConfig(),
+    )
     assert np.isfinite(tr.train()[-1]["loss"])
     x = dj.sample(jax.random.key(0), cos, tr.model(), "dpmpp_2m", nfe=5, shape=(8, 2))
     assert x.shape == (8, 2) and bool(jnp.all(jnp.isfinite(x)))
@@ -131,11 +154,22 @@ def test_custom_diffusion_trains_and_samples():
     np.testing.assert_allclose(cos.alpha(t), jnp.cos(0.5 * jnp.pi * t), rtol=1e-5)
     # a per-frequency process in the DCT basis (heat dissipation with VP noise) trains and samples with gDDIM
     lam = jnp.asarray(dj.Blur((4, 4, 1)).frequencies())
-    heat = dj.diffusions.custom(lambda t: -0.5 * (8.0 + 4.0 * lam), lambda t: jnp.sqrt(8.0 + 0 * lam), basis="dct",
-                                initial_cov=1e-4, num_grid=513, name="Heat")
+    heat = dj.diffusions.custom(
+        lambda t: -0.5 * (8.0 + 4.0 * lam),
+        lambda t: jnp.sqrt(8.0 + 0 * lam),
+        basis="dct",
+        initial_cov=1e-4,
+        num_grid=513,
+        name="Heat",
+    )
     data = dd.ArraySource(np.asarray(jax.random.uniform(jax.random.key(0), (64, 4, 4, 1), minval=-1, maxval=1)))
-    tr = Trainer(heat, dj.models.MLP((4, 4, 1), 16, 1, rngs=nnx.Rngs(0)), data,
-                 TrainConfig(steps=2, batch_size=8, progress=False, log_every=1), LossConfig())
+    tr = Trainer(
+        heat,
+        dj.models.MLP((4, 4, 1), 16, 1, rngs=nnx.Rngs(0)),
+        data,
+        TrainConfig(steps=2, batch_size=8, progress=False, log_every=1),
+        LossConfig(),
+    )
     assert np.isfinite(tr.train()[-1]["loss"])
     x = dj.sample(jax.random.key(0), heat, tr.model(), "gddim", nfe=5, shape=(3, 4, 4, 1))
     assert x.shape == (3, 4, 4, 1) and bool(jnp.all(jnp.isfinite(x)))

@@ -1,4 +1,5 @@
 """Oracles for VP, sub-VP, VE and EDM."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,5 +1,6 @@
 """Multi-process data-parallel training and sampling with JAX's own distributed runtime (two processes on
 localhost, CPU devices, gloo collectives) against a one-process run on the same global batch."""
+
 import os
 import socket
 import subprocess
@@ -25,13 +26,22 @@ def _env():
 def test_two_processes_train_and_sample_like_one(tmp_path):
     port = _free_port()
     multi, single = str(tmp_path / "multi.npz"), str(tmp_path / "single.npz")
-    procs = [subprocess.Popen([sys.executable, WORKER, multi, str(i), "2", str(port)], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKER, multi, str(i), "2", str(port)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
-    ref = subprocess.run([sys.executable, WORKER, single, "0", "1", "0"], env=_env(), capture_output=True, text=True,
-                         timeout=300)
+    ref = subprocess.run(
+        [sys.executable, WORKER, single, "0", "1", "0"], env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr[-3000:]
     a, b = np.load(multi), np.load(single)
     assert int(a["devices"]) == 2 and int(b["devices"]) == 1

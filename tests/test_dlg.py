@@ -1,4 +1,5 @@
 """DLG / DMCMC against independent oracles, and the driver's per-sample grids it relies on."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +43,9 @@ def test_per_sample_grid_errors():
     with pytest.raises(ValueError, match="give init"):
         dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table, shape=(2, 2))
     with pytest.raises(ValueError, match="grid_index selects"):
-        dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table[0], init=x, grid_index=jnp.zeros(2, int))
+        dj.sample(
+            jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table[0], init=x, grid_index=jnp.zeros(2, int)
+        )
     with pytest.raises(ValueError, match="per-sample grids for a batch of 3"):
         dj.sample(jax.random.key(0), SDE, data.score_fn(SDE), "edm_heun", grid=table, init=jnp.zeros((3, 2)))
     with pytest.raises(ValueError, match="same number of steps"):
@@ -55,7 +58,9 @@ def test_per_sample_grid_errors():
 def _stationary_chains(data_mu, c, sig, key, batch):
     k1, k2 = jax.random.split(key)
     j = jax.random.randint(k1, (batch,), 0, len(sig))
-    x = jnp.asarray(data_mu) + jnp.sqrt(c + jnp.asarray(sig)[j] ** 2)[:, None] * jax.random.normal(k2, (batch, len(data_mu)))
+    x = jnp.asarray(data_mu) + jnp.sqrt(c + jnp.asarray(sig)[j] ** 2)[:, None] * jax.random.normal(
+        k2, (batch, len(data_mu))
+    )
     return Chains(x, j.astype(jnp.int32))
 
 
@@ -65,8 +70,15 @@ def test_mala_gibbs_keeps_uniform_levels_and_exact_conditionals(x64):
     dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=k_levels, move="mala", sigma_update="sample", eta=0.3)
     ts, sig = dlg.times(SDE), dlg.sigmas(SDE)
     chains = _stationary_chains(mu, c, sig, jax.random.key(0), batch)
-    last, _, trace = dlg.sweeps(jax.random.key(1), SDE, data.score_fn(SDE), data.noise_level_logits(SDE, ts), chains, 40,
-                                log_density=data.log_prob_fn(SDE))
+    last, _, trace = dlg.sweeps(
+        jax.random.key(1),
+        SDE,
+        data.score_fn(SDE),
+        data.noise_level_logits(SDE, ts),
+        chains,
+        40,
+        log_density=data.log_prob_fn(SDE),
+    )
     counts = np.bincount(np.asarray(last.level), minlength=k_levels)
     assert stats.chisquare(counts).pvalue > 1e-3, counts
     assert len(np.unique(np.asarray(trace[:, 0]))) > 3  # the levels do move
@@ -80,8 +92,10 @@ def test_ula_at_a_fixed_level_has_the_predicted_bias(x64):
     dlg = DLG(integrator="edm_heun", integrator_nfe=5, levels=16, eta=0.25)
     sig2 = dlg.sigmas(SDE)[level] ** 2
     pinned = lambda x: jnp.zeros((x.shape[0], 16)).at[:, level].set(1.0)  # argmax always returns `level`
-    chains = Chains(jnp.asarray(mu) + jnp.sqrt(c + sig2) * jax.random.normal(jax.random.key(0), (batch, d)),
-                    jnp.full((batch,), level, jnp.int32))
+    chains = Chains(
+        jnp.asarray(mu) + jnp.sqrt(c + sig2) * jax.random.normal(jax.random.key(0), (batch, d)),
+        jnp.full((batch,), level, jnp.int32),
+    )
     last, _, _ = dlg.sweeps(jax.random.key(1), SDE, data.score_fn(SDE), pinned, chains, 60)
     v = c + sig2
     measured = float(jnp.mean(jnp.sum((last.x - mu) ** 2, -1)) / d)
@@ -117,17 +131,36 @@ def _counting(score, calls):
     return fn
 
 
-@pytest.mark.parametrize("integrator,nfe", [("edm_heun", 5), (dj.solvers.EDMHeun(s_churn=80.0, s_tmin=0.05, s_tmax=1.0), 7),
-                                            ("dpmpp_2m", 4), ("gddim", 3), ("scire", 4), ("euler_maruyama", 6), ("pc", 6)])
+@pytest.mark.parametrize(
+    "integrator,nfe",
+    [
+        ("edm_heun", 5),
+        (dj.solvers.EDMHeun(s_churn=80.0, s_tmin=0.05, s_tmax=1.0), 7),
+        ("dpmpp_2m", 4),
+        ("gddim", 3),
+        ("scire", 4),
+        ("euler_maruyama", 6),
+        ("pc", 6),
+    ],
+)
 @pytest.mark.parametrize("move", ["ula", "mala"])
 def test_dirac_data_denoised_exactly_and_nfe_formula(x64, integrator, nfe, move):
     mu = np.array([0.3, -0.7])
     data = dj.testbed.GaussianMixture([1.0], mu[None], [0.0])
     dlg = DLG(integrator=integrator, integrator_nfe=nfe, levels=30, n_skip=3, eta=1e-3, move=move)
     calls, batch = [], 6
-    chains = Chains(jnp.asarray(mu) + 0.5 * jax.random.normal(jax.random.key(0), (batch, 2)), jnp.full((batch,), 10, jnp.int32))
-    x, last, info = dlg.sample(jax.random.key(1), SDE, _counting(data.score_fn(SDE), calls), data.noise_level_logits(SDE, dlg.times(SDE)),
-                               chains, log_density=data.log_prob_fn(SDE), return_info=True)
+    chains = Chains(
+        jnp.asarray(mu) + 0.5 * jax.random.normal(jax.random.key(0), (batch, 2)), jnp.full((batch,), 10, jnp.int32)
+    )
+    x, last, info = dlg.sample(
+        jax.random.key(1),
+        SDE,
+        _counting(data.score_fn(SDE), calls),
+        data.noise_level_logits(SDE, dlg.times(SDE)),
+        chains,
+        log_density=data.log_prob_fn(SDE),
+        return_info=True,
+    )
     assert sum(calls) == batch * dlg.nfe == batch * ((2 if move == "mala" else 1) * 3 + nfe + 1)
     if not dj.solvers.get(integrator).stochastic:
         np.testing.assert_allclose(x, np.broadcast_to(mu, x.shape), atol=1e-9)  # Heun/DPM++/gDDIM + Tweedie
@@ -172,7 +205,8 @@ def test_bad_inputs():
         dlg.sample(jax.random.key(0), SDE, data.score_fn(SDE), wrong_k, chains)
     with pytest.raises(ValueError, match="needs log_density"):
         DLG(move="mala", levels=10, integrator="edm_heun", integrator_nfe=5).sample(
-            jax.random.key(0), SDE, data.score_fn(SDE), data.noise_level_logits(SDE, dlg.times(SDE)), chains)
+            jax.random.key(0), SDE, data.score_fn(SDE), data.noise_level_logits(SDE, dlg.times(SDE)), chains
+        )
     unstable = DLG(integrator="edm_heun", integrator_nfe=5, levels=10, eta=1e6, n_skip=3)
     with pytest.raises(FloatingPointError, match="eta"):
         unstable.sample(jax.random.key(0), SDE, lambda x, t: x / 0.0, lambda x: jnp.zeros((4, 10)), chains)
@@ -184,7 +218,9 @@ def test_trained_classifier_matches_the_exact_posterior():
     k_levels = 16
     ts = level_times(SDE, k_levels)
     clf = NoiseLevelMLP(2, k_levels, (64, 64), rngs=nnx.Rngs(0))
-    losses = train_noise_classifier(jax.random.key(0), clf, SDE, ts, data.sample, steps=800, batch_size=256, learning_rate=3e-3)
+    losses = train_noise_classifier(
+        jax.random.key(0), clf, SDE, ts, data.sample, steps=800, batch_size=256, learning_rate=3e-3
+    )
     assert np.mean(losses[-50:]) < losses[0]
     x0 = data.sample(jax.random.key(9), 4000)
     j = jax.random.randint(jax.random.key(8), (4000,), 0, k_levels)

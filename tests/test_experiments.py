@@ -1,4 +1,5 @@
 """The demo entry script runs end to end and writes its picture and table."""
+
 import json
 import os
 import pathlib
@@ -20,8 +21,13 @@ def _script_env():
 def test_demo_writes_picture_and_table(tmp_path):
     out = tmp_path / "demo"
     env = _script_env() | {"JAX_DISABLE_MOST_OPTIMIZATIONS": "0"}  # the main job as users run it: fully optimised
-    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "demo.py"), "--out", str(out), "--num", "200", "--nfe", "6"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "demo.py"), "--out", str(out), "--num", "200", "--nfe", "6"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     table = (out / "demo_table.md").read_text()
     assert "| dpmpp_2m | 6 |" in table and "unipc" in table
@@ -31,8 +37,13 @@ def test_demo_writes_picture_and_table(tmp_path):
 
 def _run(script, *args, timeout=600):
     env = _script_env()
-    return subprocess.run([sys.executable, str(ROOT / "experiments" / script), *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_train_resume_and_sample_scripts(tmp_path):
@@ -56,8 +67,24 @@ def test_train_resume_and_sample_scripts(tmp_path):
         x = np.load(tmp_path / "run" / f"samples_{solver}_nfe{nfe}_seed0.npz")["samples"]
         assert x.shape == (50, 2) and np.all(np.isfinite(x))
     # a learned solver fitted to the run, stored in it, then sampled by path
-    learn_solver.main(["--workdir", work, "--solver", "ipndm", "--nfe", "4", "--num-fit", "32", "--num-heldout", "32",
-                       "--steps", "10", "--teacher", "unipc:40"])
+    learn_solver.main(
+        [
+            "--workdir",
+            work,
+            "--solver",
+            "ipndm",
+            "--nfe",
+            "4",
+            "--num-fit",
+            "32",
+            "--num-heldout",
+            "32",
+            "--steps",
+            "10",
+            "--teacher",
+            "unipc:40",
+        ]
+    )
     learned = tmp_path / "run" / "solvers" / "ipndm_nfe4.json"
     info = json.load(open(learned))["info"]
     assert info["heldout_rmse"] <= info["heldout_rmse_base"] and info["checkpoint_step"] == 30
@@ -81,14 +108,38 @@ def test_image_configs_build(tmp_path):
     import train
 
     cfg = str(ROOT / "experiments" / "configs" / "default.py")
-    tiny = ["--set", "train.steps=1", "--set", "train.batch_size=4", "--set", "model.channels=4",
-            "--set", "model.channel_mult=[1]", "--set", "model.attn_resolutions=[]", "--set", "data.size=8",
-            "--set", "train.log_every=1", "--set", "train.eval_samples=16"]
+    tiny = [
+        "--set",
+        "train.steps=1",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "model.channels=4",
+        "--set",
+        "model.channel_mult=[1]",
+        "--set",
+        "model.attn_resolutions=[]",
+        "--set",
+        "data.size=8",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.eval_samples=16",
+    ]
     for spec in ("digits-cld", "digits-blur"):
         train.main(["--config", f"{cfg}:{spec}", "--workdir", str(tmp_path / spec), *tiny])
         assert [json.loads(line)["step"] for line in open(tmp_path / spec / "metrics.jsonl")] == [1]
     with pytest.raises(SystemExit, match="not prepared|tensorflow-datasets"):
-        train.main(["--config", f"{cfg}:cifar10-edm", "--workdir", str(tmp_path / "c"), "--set", "data.data_dir=" + str(tmp_path)])
+        train.main(
+            [
+                "--config",
+                f"{cfg}:cifar10-edm",
+                "--workdir",
+                str(tmp_path / "c"),
+                "--set",
+                "data.data_dir=" + str(tmp_path),
+            ]
+        )
 
 
 def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, capsys):
@@ -103,9 +154,28 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, cap
 
     cfg = str(ROOT / "experiments" / "configs" / "default.py")
     work = str(tmp_path / "run")
-    train.main(["--config", cfg + ":digits-flow", "--workdir", work, "--set", "train.steps=20", "--set", "model.kind=mlp",
-                "--set", "model.width=32", "--set", "data.size=8", "--set", "train.log_every=10",
-                "--set", "train.ckpt_every=20", "--set", "train.eval_samples=0"])
+    train.main(
+        [
+            "--config",
+            cfg + ":digits-flow",
+            "--workdir",
+            work,
+            "--set",
+            "train.steps=20",
+            "--set",
+            "model.kind=mlp",
+            "--set",
+            "model.width=32",
+            "--set",
+            "data.size=8",
+            "--set",
+            "train.log_every=10",
+            "--set",
+            "train.ckpt_every=20",
+            "--set",
+            "train.eval_samples=0",
+        ]
+    )
     weights = str(tmp_path / "inception_random.npz")
     np.savez(weights, **inception.random_weights(0))
     args = ["--workdir", work, "--num", "8", "--chunk", "4", "--feature-batch", "4", "--quiet"]

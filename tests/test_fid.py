@@ -1,6 +1,7 @@
 """FID: the Inception feature extractor's pieces and weight handling (random weights; the comparison with
 pytorch-fid's network is `make fid-crosscheck`, recorded in experiments/results/fid_crosscheck.json), the Fréchet
 distance against closed forms, batch-size independent moments and cached reference statistics."""
+
 import json
 import os
 
@@ -28,7 +29,11 @@ def test_resize_matches_half_pixel_bilinear():
     np.testing.assert_allclose(inception.resize_matrix(7, 7), np.eye(7), atol=1e-15)
     x = np.random.default_rng(0).uniform(size=(8, 8))
     up = inception.resize_matrix(8, 20) @ x @ inception.resize_matrix(8, 20).T
-    np.testing.assert_allclose(up, jax.image.resize(jnp.asarray(x, jnp.float64) if jax.config.x64_enabled else x, (20, 20), "bilinear"), atol=1e-6)
+    np.testing.assert_allclose(
+        up,
+        jax.image.resize(jnp.asarray(x, jnp.float64) if jax.config.x64_enabled else x, (20, 20), "bilinear"),
+        atol=1e-6,
+    )
     down = inception.resize_matrix(4, 2)  # source coordinates 0.5 and 2.5
     np.testing.assert_allclose(down, [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])
 
@@ -38,7 +43,7 @@ def test_exclusive_average_pool_counts_only_valid_pixels():
     out = np.asarray(inception.avg_pool_exclusive(jnp.asarray(x)))
     for i in range(5):
         for j in range(4):
-            win = x[0, max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]
+            win = x[0, max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
             np.testing.assert_allclose(out[0, i, j], win.reshape(-1, 2).mean(0), rtol=1e-5)
 
 
@@ -71,7 +76,7 @@ def test_features_batch_size_independent_and_gray_equals_repeated_rgb(net):
     f = jax.jit(lambda x: net(x))
     whole = np.asarray(f(imgs))
     assert whole.shape == (3, 2048) and np.all(np.isfinite(whole))
-    single = np.concatenate([np.asarray(f(imgs[i:i + 1])) for i in range(3)])
+    single = np.concatenate([np.asarray(f(imgs[i : i + 1])) for i in range(3)])
     np.testing.assert_allclose(single, whole, rtol=1e-5, atol=1e-6 * np.abs(whole).max())
     np.testing.assert_allclose(np.asarray(f(np.repeat(imgs, 3, -1))), whole, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="C in"):
@@ -88,7 +93,9 @@ def test_frechet_distance_closed_forms():
     closed = float(np.sum(mu**2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2))  # diagonal (commuting) covariances
     assert abs(frechet_distance_moments(mu, np.diag(a), np.zeros(6), np.diag(b)) - closed) < 1e-10
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))  # invariant under a common rotation
-    assert abs(frechet_distance_moments(q @ mu, q @ np.diag(a) @ q.T, np.zeros(6), q @ np.diag(b) @ q.T) - closed) < 1e-9
+    assert (
+        abs(frechet_distance_moments(q @ mu, q @ np.diag(a) @ q.T, np.zeros(6), q @ np.diag(b) @ q.T) - closed) < 1e-9
+    )
     with pytest.raises(ValueError, match="shapes"):
         frechet_distance_moments(mu, np.diag(a), np.zeros(5), np.eye(5))
 
@@ -98,7 +105,7 @@ def test_moments_do_not_depend_on_batching_and_match_numpy():
     whole = fid.Moments(5).add(f)
     chunked = fid.Moments(5)
     for i in range(0, 101, 7):
-        chunked.add(f[i:i + 7])
+        chunked.add(f[i : i + 7])
     np.testing.assert_allclose(chunked.mean, f.mean(0), rtol=1e-12)
     np.testing.assert_allclose(chunked.cov, np.cov(f, rowvar=False), rtol=1e-10)
     np.testing.assert_allclose(chunked.cov, whole.cov, rtol=1e-12)

@@ -1,5 +1,6 @@
 """Flow matching (rectified flow) and the velocity / v predictions: exact conversions, solver orders on the
 flow, learned discretizations, and a toy flow-matching (and v-prediction) model that trains and samples."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,7 +60,10 @@ def test_v_and_velocity_models_convert_exactly(sde, kind, x64):
     eps = exact.eps(y, t)
     a, s = sde.bcast(sde.alpha(t), y), sde.bcast(sde.sigma(t), y)
     if kind == "v":
-        fn = lambda yy, tt: sde.bcast(sde.alpha(tt), yy) * MIX.eps(sde, yy, tt) - sde.bcast(sde.sigma(tt), yy) * MIX.denoiser(sde, yy, tt)
+        fn = lambda yy, tt: (
+            sde.bcast(sde.alpha(tt), yy) * MIX.eps(sde, yy, tt)
+            - sde.bcast(sde.sigma(tt), yy) * MIX.denoiser(sde, yy, tt)
+        )
     else:
         fn = MIX.velocity_fn(sde)
     m = Model(sde, fn, kind)
@@ -67,7 +71,9 @@ def test_v_and_velocity_models_convert_exactly(sde, kind, x64):
     np.testing.assert_allclose(m.eps(y, t), eps, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(m.score(y, t), MIX.score(sde, y, t), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(exact.v(y, t), a * eps - s * x0, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(getattr(exact, "v" if kind == "v" else "velocity")(y, t), fn(y, t), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        getattr(exact, "v" if kind == "v" else "velocity")(y, t), fn(y, t), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_velocity_kinds_need_a_scalar_diffusion():
@@ -76,8 +82,20 @@ def test_velocity_kinds_need_a_scalar_diffusion():
 
 
 # one member per family and order (every deterministic name was checked once; the others share these updates)
-FLOW_SOLVERS = ["ddim", "dpmpp_2m", "dpmpp_3m", "unipc_2", "unipc_3", "ipndm", "ipndm_v", "edm_heun", "ode_heun",
-                "gddim_3", "scire_phi1", "scire_2m"]
+FLOW_SOLVERS = [
+    "ddim",
+    "dpmpp_2m",
+    "dpmpp_3m",
+    "unipc_2",
+    "unipc_3",
+    "ipndm",
+    "ipndm_v",
+    "edm_heun",
+    "ode_heun",
+    "gddim_3",
+    "scire_phi1",
+    "scire_2m",
+]
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +114,28 @@ def test_every_deterministic_solver_converges_on_the_flow_at_its_order(name, flo
     of 64/128/256 steps; the slope of the two finest lies within [declared − 0.3, declared + 1.1] (UniPC-2's
     corrector raises it to 3.0 at these step counts)."""
     sde, f, y, ref = flow_problem
-    errs = [float(jnp.sqrt(jnp.mean((dj.sample(jax.random.key(0), sde, f, solver=name, init=y, kind="velocity",
-                                               grid=dj.solvers.make_grid(sde, m, "logsnr")) - ref) ** 2)))
-            for m in (64, 128, 256)]
+    errs = [
+        float(
+            jnp.sqrt(
+                jnp.mean(
+                    (
+                        dj.sample(
+                            jax.random.key(0),
+                            sde,
+                            f,
+                            solver=name,
+                            init=y,
+                            kind="velocity",
+                            grid=dj.solvers.make_grid(sde, m, "logsnr"),
+                        )
+                        - ref
+                    )
+                    ** 2
+                )
+            )
+        )
+        for m in (64, 128, 256)
+    ]
     d = dj.solvers.get(name).convergence_order
     slope = np.log2(errs[1] / errs[2])
     assert errs[2] < 1e-2 and d - 0.3 <= slope <= d + 1.1, (name, d, slope, errs)
@@ -121,8 +158,19 @@ def test_learned_discretization_on_the_flow():
     """dj.solvers.learn runs on a velocity model and is never worse than its base on held-out draws."""
     sde = dj.Flow()
     model = Model(sde, MIX.velocity_fn(sde), "velocity")
-    learned = dj.solvers.learn(jax.random.key(0), sde, model, "dpmpp_2m", 4, (2,), num_fit=64, num_heldout=64,
-                               steps=30, progress=False, teacher=("unipc", 60))
+    learned = dj.solvers.learn(
+        jax.random.key(0),
+        sde,
+        model,
+        "dpmpp_2m",
+        4,
+        (2,),
+        num_fit=64,
+        num_heldout=64,
+        steps=30,
+        progress=False,
+        teacher=("unipc", 60),
+    )
     assert learned.info["heldout_rmse"] <= learned.info["heldout_rmse_base"]
     x = dj.sample(jax.random.key(1), sde, model, solver=learned, nfe=4, shape=(64, 2))
     assert x.shape == (64, 2) and bool(jnp.all(jnp.isfinite(x)))
@@ -151,7 +199,8 @@ def test_loss_is_minimized_by_the_exact_prediction(sde, prediction, x64):
 
 @pytest.mark.parametrize("spec", ["flow", "vp-v"])
 def test_toy_flow_matching_model_trains_and_samples_with_every_alpha_sigma_solver(spec, tmp_path):
-    """A small MLP trained by the Trainer for 400 steps (flow matching with velocity prediction; VP with v-prediction) gives
+    """A small MLP trained by the Trainer for 400 steps (flow matching with velocity prediction; VP with v-prediction)
+    gives
     samples with every α/σ solver that are finite and far closer to the data than the prior is (sliced W2)."""
     from flax import nnx
 
@@ -160,9 +209,23 @@ def test_toy_flow_matching_model_trains_and_samples_with_every_alpha_sigma_solve
     sde = dj.Flow() if spec == "flow" else dj.VP()
     src = dj.data.toy("ring", 4096, seed=0)
     net = dj.models.MLP((2,), 128, 3, rngs=nnx.Rngs(0))
-    tr = Trainer(sde, net, src, TrainConfig(steps=400, batch_size=256, lr=3e-3, warmup_steps=50, ema_half_life=40.0,
-                                            log_every=100, eval_every=0, ckpt_every=0, progress=False),
-                 LossConfig(prediction="" if spec == "flow" else "v"))
+    tr = Trainer(
+        sde,
+        net,
+        src,
+        TrainConfig(
+            steps=400,
+            batch_size=256,
+            lr=3e-3,
+            warmup_steps=50,
+            ema_half_life=40.0,
+            log_every=100,
+            eval_every=0,
+            ckpt_every=0,
+            progress=False,
+        ),
+        LossConfig(prediction="" if spec == "flow" else "v"),
+    )
     rows = tr.train()
     assert np.isfinite(rows[-1]["loss"])
     model = tr.model()

@@ -1,4 +1,5 @@
 """gDDIM against independent oracles."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,8 +24,9 @@ def test_cld_gaussian_data_is_exact_with_R_and_not_with_L(x64):
     g = dj.testbed.GaussianMixture([1.0], [[0.3, -0.7]], [0.0])
     y_t = sde.prior_sample(jax.random.key(0), (8, 2))
     ref = interop.reference_sample(sde, g.score_fn(sde), y_t, rtol=1e-11, atol=1e-11, return_state=True)
-    run = lambda solver, nfe: dj.sample(jax.random.key(1), sde, g.score_fn(sde), solver=solver, nfe=nfe, init=y_t,
-                                        return_state=True)
+    run = lambda solver, nfe: dj.sample(
+        jax.random.key(1), sde, g.score_fn(sde), solver=solver, nfe=nfe, init=y_t, return_state=True
+    )
     assert _max_err(run(GDDIM(), 1), ref) < 1e-5  # R_T's solve tolerance × ‖Ψ(t_min, T)‖ ≈ 5e4
     for order in (0, 1, 2):
         assert _max_err(run(GDDIM(order=order), 10), ref) < 1e-8
@@ -47,7 +49,9 @@ def test_coefficient_identities(sde, x64):
     c0 = gddim_coefficients(sde, ts, 0)
     r = sde.gddim_factor(ts)
     psi = np.asarray(sde.transition_block(jnp.asarray(ts[1:]), jnp.asarray(ts[:-1])))
-    np.testing.assert_allclose(*np.broadcast_arrays(c0[:, 0], r[1:] - np.einsum("...ij,...jk->...ik", psi, r[:-1])), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        *np.broadcast_arrays(c0[:, 0], r[1:] - np.einsum("...ij,...jk->...ik", psi, r[:-1])), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_allclose(gddim_coefficients(sde, ts, 0, method="quadrature")[2:], c0[2:], rtol=1e-6, atol=1e-9)
     c2 = gddim_coefficients(sde, ts, 2)
     np.testing.assert_allclose(c2.sum(axis=1), c0[:, 0], rtol=1e-8, atol=1e-10)
@@ -62,9 +66,27 @@ def test_measured_order(sde, order, x64):
     y_t = sde.prior_sample(jax.random.key(5), (16, 2))
     ref = interop.reference_sample(sde, score, y_t, rtol=1e-12, atol=1e-12)
     ms = [32, 64, 128, 256]
-    errs = [float(jnp.sqrt(jnp.mean((dj.sample(jax.random.key(0), sde, score, solver=GDDIM(order=order), init=y_t,
-                                                grid=dj.solvers.make_grid(sde, m, "quadratic")) - ref) ** 2)))
-            for m in ms]
+    errs = [
+        float(
+            jnp.sqrt(
+                jnp.mean(
+                    (
+                        dj.sample(
+                            jax.random.key(0),
+                            sde,
+                            score,
+                            solver=GDDIM(order=order),
+                            init=y_t,
+                            grid=dj.solvers.make_grid(sde, m, "quadratic"),
+                        )
+                        - ref
+                    )
+                    ** 2
+                )
+            )
+        )
+        for m in ms
+    ]
     slope = -np.polyfit(np.log(ms), np.log(errs), 1)[0]
     assert order + 0.6 < slope < order + 1.5, (slope, errs)
 
@@ -78,7 +100,9 @@ def test_stochastic_step_preserves_gaussian_marginals(x64):
         psi_hat, chol = _stochastic_tables(sde, ts, lam)
         cov = np.asarray(sde.cov_block(jnp.asarray(ts)))
         p = mm(chol, np.swapaxes(chol, -1, -2))
-        np.testing.assert_allclose(mm(mm(psi_hat, cov[:-1]), np.swapaxes(psi_hat, -1, -2)) + p, cov[1:], rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(
+            mm(mm(psi_hat, cov[:-1]), np.swapaxes(psi_hat, -1, -2)) + p, cov[1:], rtol=1e-7, atol=1e-10
+        )
     psi_hat, chol = _stochastic_tables(sde, ts, 0.0)
     r = sde.gddim_factor(ts)
     np.testing.assert_allclose(mm(psi_hat, r[:-1]), r[1:], rtol=1e-6, atol=1e-8)

@@ -1,4 +1,5 @@
 """The code examples of docs/GUIDE.md run as written."""
+
 import pathlib
 import re
 

@@ -1,4 +1,5 @@
 """diffrax interop: PF-ODE transport, reverse SDE terms and exact likelihoods."""
+
 import diffrax
 import jax
 import jax.numpy as jnp
@@ -53,8 +54,9 @@ def test_log_likelihood_exact_on_a_gaussian(x64):
     lp_prior = interop.log_likelihood(sde, g.score_fn(sde), y)
     np.testing.assert_allclose(lp_prior, ref, atol=1e-2)  # N(0, I) vs p_T: |2 y α_T μ| ≈ 5e-3
     # Hutchinson: unbiased, close with many probes
-    lp_h = interop.log_likelihood(sde, g.score_fn(sde), y, exact=False, key=jax.random.key(5), num_probes=256,
-                                  prior_logp=exact_end)
+    lp_h = interop.log_likelihood(
+        sde, g.score_fn(sde), y, exact=False, key=jax.random.key(5), num_probes=256, prior_logp=exact_end
+    )
     np.testing.assert_allclose(lp_h, ref, atol=0.15)
 
 

@@ -1,4 +1,5 @@
 """Metrics against closed forms and obvious orderings."""
+
 import numpy as np
 import pytest
 

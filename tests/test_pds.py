@@ -1,11 +1,12 @@
 """PDS against independent oracles."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import diffjax as dj
-from diffjax.solvers import PDS, PredictorCorrector, Preconditioner, preconditioner_from_images
+from diffjax.solvers import PDS, Preconditioner, PredictorCorrector, preconditioner_from_images
 
 
 def _random_precond(shape, seed=0):
@@ -48,8 +49,22 @@ def test_filters_from_images():
 def test_identity_preconditioner_reproduces_pc_bit_for_bit():
     sde = dj.VE()
     g = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 2)), [0.5])
-    a = dj.sample(jax.random.key(0), sde, g.score_fn(sde), PDS(precond=Preconditioner.identity((4, 4, 2))), nfe=20, shape=(3, 4, 4, 2))
-    b = dj.sample(jax.random.key(0), sde, g.score_fn(sde), PredictorCorrector(predictor="reverse_diffusion"), nfe=20, shape=(3, 4, 4, 2))
+    a = dj.sample(
+        jax.random.key(0),
+        sde,
+        g.score_fn(sde),
+        PDS(precond=Preconditioner.identity((4, 4, 2))),
+        nfe=20,
+        shape=(3, 4, 4, 2),
+    )
+    b = dj.sample(
+        jax.random.key(0),
+        sde,
+        g.score_fn(sde),
+        PredictorCorrector(predictor="reverse_diffusion"),
+        nfe=20,
+        shape=(3, 4, 4, 2),
+    )
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
@@ -76,7 +91,14 @@ def test_predictor_bias(mode, x64):
     pc = Preconditioner(np.full((4, 4, 1), r), np.ones((4, 4, 1)))
     g = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), [c])
     sde = dj.VE(sigma_max=100.0)
-    x = dj.sample(jax.random.key(1), sde, g.score_fn(sde), PDS(precond=pc, n_corrector=0, mode=mode), nfe=1000, shape=(3000, 4, 4, 1))
+    x = dj.sample(
+        jax.random.key(1),
+        sde,
+        g.score_fn(sde),
+        PDS(precond=pc, n_corrector=0, mode=mode),
+        nfe=1000,
+        shape=(3000, 4, 4, 1),
+    )
     a = r**2
     target = c * a / (2 * a - 1) if mode == "official" else c
     np.testing.assert_allclose(float(np.var(np.asarray(x))), target, rtol=0.04)
@@ -92,4 +114,11 @@ def test_bad_inputs():
     sde = dj.VE()
     g = dj.testbed.GaussianMixture([1.0], np.zeros((1, 4, 4, 1)), [0.5])
     with pytest.raises(ValueError, match="images of shape"):
-        dj.sample(jax.random.key(0), sde, g.score_fn(sde), PDS(precond=Preconditioner.identity((8, 8, 1))), nfe=4, shape=(2, 4, 4, 1))
+        dj.sample(
+            jax.random.key(0),
+            sde,
+            g.score_fn(sde),
+            PDS(precond=Preconditioner.identity((8, 8, 1))),
+            nfe=4,
+            shape=(2, 4, 4, 1),
+        )

@@ -1,6 +1,7 @@
 """Published checkpoints: the ports equal the originals (golden fixtures made by experiments/pretrained_crosscheck.py
 from diffusers, EDM's and score_sde's own code with random weights), the loaders refuse bad files precisely, EDM's
 pickles are read without running code, and the loaded models sample and fit learned solvers."""
+
 import json
 import os
 import pickle
@@ -37,8 +38,9 @@ def test_diffusers_port_equals_diffusers(folder):
     assert pm.info["format"] == "diffusers" and len(pm.info["digest"]) == 64
 
 
-@pytest.mark.parametrize("name", ["edm_vp_ddpmpp", "edm_ve_ncsnpp", "edm_edm_ncsnpp_skip_cond", "edm_iddpm_adm",
-                                  "edm_edm_adm_cond"])
+@pytest.mark.parametrize(
+    "name", ["edm_vp_ddpmpp", "edm_ve_ncsnpp", "edm_edm_ncsnpp_skip_cond", "edm_iddpm_adm", "edm_edm_adm_cond"]
+)
 def test_edm_port_equals_edm(name):
     io = io_of(name + ".io.npz")
     pm = dj.models.load_pretrained(os.path.join(FIX, name + ".pkl"))
@@ -50,7 +52,9 @@ def test_edm_port_equals_edm(name):
 @pytest.mark.parametrize("name", ["score_sde_vp_ddpmpp", "score_sde_ve_ncsnpp", "score_sde_ve_ncsnpp_skip"])
 def test_score_sde_port_equals_score_sde(name):
     io = io_of(name + ".io.npz")
-    pm = dj.models.load_pretrained(os.path.join(FIX, name + ".msgpack"), config=os.path.join(FIX, name + ".config.json"))
+    pm = dj.models.load_pretrained(
+        os.path.join(FIX, name + ".msgpack"), config=os.path.join(FIX, name + ".config.json")
+    )
     assert rel(score_sde.original_output(pm, io["x"], io["cond"]), io["out"]) < TOL
     assert pm.info["config"]["name"] == str(io["config"])
 
@@ -58,8 +62,9 @@ def test_score_sde_port_equals_score_sde(name):
 def test_score_sde_model_is_the_originals_score():
     """diffjax's [−1, 1] model of a VE checkpoint: s(y, t) = ½ s_[0,1]((y + 1)/2, σ(t)/2) of the original network."""
     io = io_of("score_sde_ve_ncsnpp.io.npz")
-    pm = dj.models.load_pretrained(os.path.join(FIX, "score_sde_ve_ncsnpp.msgpack"),
-                                   config=os.path.join(FIX, "score_sde_ve_ncsnpp.config.json"))
+    pm = dj.models.load_pretrained(
+        os.path.join(FIX, "score_sde_ve_ncsnpp.msgpack"), config=os.path.join(FIX, "score_sde_ve_ncsnpp.config.json")
+    )
     t = jnp.array([0.3, 0.6, 0.9])
     sigma01 = np.asarray(pm.sde.sigma(t)) / 2
     y = jnp.asarray(2 * io["x"] - 1)
@@ -80,7 +85,9 @@ def test_edm_conversion_round_trip(tmp_path):
     assert a.conditioning == b.conditioning
     assert b.info["spec"]["source"]["digest"] == P.file_digest(src)
     assert a.sde == b.sde == dj.EDM(sigma_min=0.002, sigma_max=80.0)
-    assert a.info["dropped"] == [] and dj.models.load_pretrained(os.path.join(FIX, "edm_vp_ddpmpp.pkl")).info["dropped"] == ["model.map_augment"]
+    assert a.info["dropped"] == [] and dj.models.load_pretrained(os.path.join(FIX, "edm_vp_ddpmpp.pkl")).info[
+        "dropped"
+    ] == ["model.map_augment"]
 
 
 # ---- the restricted unpickler ----------------------------------------------------------------------------------
@@ -104,7 +111,9 @@ def _persistence_pickle(obj_meta, wrap_in_dict):
     fake = types.ModuleType("torch_utils.persistence")
     fake._reconstruct_persistent_obj = lambda meta: None
     fake._reconstruct_persistent_obj.__module__, fake._reconstruct_persistent_obj.__qualname__ = (
-        "torch_utils.persistence", "_reconstruct_persistent_obj")
+        "torch_utils.persistence",
+        "_reconstruct_persistent_obj",
+    )
 
     class Record:
         def __reduce__(self):
@@ -120,8 +129,13 @@ def _persistence_pickle(obj_meta, wrap_in_dict):
 def test_unpickler_never_executes_persistence_source(tmp_path):
     """EDM's persistence records carry module source that plain pickle would exec; here it stays text."""
     marker = tmp_path / "executed"
-    meta = {"type": "class", "version": 6, "class_name": "EDMPrecond", "state": {"_modules": {}},
-            "module_src": f"open({str(marker)!r}, 'w').write('x')\nclass EDMPrecond: pass\n"}
+    meta = {
+        "type": "class",
+        "version": 6,
+        "class_name": "EDMPrecond",
+        "state": {"_modules": {}},
+        "module_src": f"open({str(marker)!r}, 'w').write('x')\nclass EDMPrecond: pass\n",
+    }
     path = tmp_path / "net.pkl"
     path.write_bytes(_persistence_pickle(meta, wrap_in_dict=False))
     record = unpickle.load(str(path))
@@ -166,7 +180,9 @@ def test_diffusers_folder_errors(tmp_path):
     (d / "config.json").write_text(json.dumps(dict(cfg, block_out_channels=[8, 16, 32])))
     with pytest.raises(ValueError, match=r"has shape .* the network expects"):
         dj.models.load_pretrained(str(d))
-    (d / "config.json").write_text(json.dumps(dict(cfg, up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"])))
+    (d / "config.json").write_text(
+        json.dumps(dict(cfg, up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]))
+    )
     with pytest.raises(ValueError, match="up_block_types"):
         dj.models.load_pretrained(str(d))
     (d / "config.json").write_text("{not json")
@@ -263,8 +279,9 @@ def test_discrete_vp_interpolates_the_trained_steps(x64):
     # cosine schedule: ᾱ(s) = cos²((s + 0.008)/1.008 · π/2) up to the β cap
     cos = dj.diffusions.DiscreteVP.from_schedule("squaredcos_cap_v2", num_train_timesteps=100)
     f = lambda s: np.cos((s + 0.008) / 1.008 * np.pi / 2) ** 2
-    np.testing.assert_allclose(np.asarray(cos.alpha(np.arange(1, 100) / 100)) ** 2, f(np.arange(1, 100) / 100) / f(0),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(cos.alpha(np.arange(1, 100) / 100)) ** 2, f(np.arange(1, 100) / 100) / f(0), rtol=1e-10
+    )
     with pytest.raises(ValueError, match="decrease strictly"):
         dj.diffusions.DiscreteVP((0.5, 0.6))
 
@@ -276,7 +293,9 @@ def test_ddim_on_the_trained_steps_is_ddim(x64):
     steps = np.array([999, 749, 499, 249, 99, 0])
     eps = lambda y, t: jnp.sin(y) * 0.3 + 0.1 * jnp.reshape(t, (-1,) + (1,) * (y.ndim - 1))  # any smooth ε-model
     y0 = jax.random.normal(jax.random.key(0), (5, 3))
-    ours = dj.sample(jax.random.key(1), sde, eps, "ddim", nfe=len(steps) - 1, init=y0, grid=(steps + 1) / 1000.0, kind="eps")
+    ours = dj.sample(
+        jax.random.key(1), sde, eps, "ddim", nfe=len(steps) - 1, init=y0, grid=(steps + 1) / 1000.0, kind="eps"
+    )
     y = np.asarray(y0)
     for i, j in zip(steps[:-1], steps[1:]):
         e = np.asarray(eps(jnp.asarray(y), jnp.full((5,), (i + 1) / 1000.0)))
@@ -327,22 +346,58 @@ def test_scripts_sample_learn_evaluate_a_checkpoint(tmp_path, name, capsys):
     out = tmp_path / (os.path.splitext(name)[0] + "_diffjax")
     sample.main(["--pretrained", str(ckpt), "--solver", "unipc", "--nfe", "5", "--num", "3"])
     assert np.load(out / "samples_unipc_nfe5_seed0.npz")["samples"].shape == (3, 16, 16, 3)
-    learn_solver.main(["--pretrained", str(ckpt), "--solver", "dpmpp_2m", "--nfe", "4", "--teacher", "dpmpp_2m:10",
-                       "--num-fit", "4", "--num-heldout", "4", "--steps", "2", "--init-grid", "base"])
+    learn_solver.main(
+        [
+            "--pretrained",
+            str(ckpt),
+            "--solver",
+            "dpmpp_2m",
+            "--nfe",
+            "4",
+            "--teacher",
+            "dpmpp_2m:10",
+            "--num-fit",
+            "4",
+            "--num-heldout",
+            "4",
+            "--steps",
+            "2",
+            "--init-grid",
+            "base",
+        ]
+    )
     fitted = out / "solvers" / "dpmpp_2m_nfe4.json"
     assert json.loads(fitted.read_text())["info"]["model"].startswith("sha")
     sample.main(["--pretrained", str(ckpt), "--solver", str(fitted), "--num", "2"])
     assert (out / "samples_learned_dpmpp_2m_nfe4_nfe4_seed0.png").exists()
     ref = tmp_path / "ref.npz"
     np.savez(ref, images=np.random.default_rng(0).integers(0, 256, (20, 16, 16, 3)).astype(np.uint8))
-    evaluate.main(["--pretrained", str(ckpt), "--ref", str(ref), "--sweep", "--solvers", f"ddim,{fitted}",
-                   "--nfes", "4", "--num", "8", "--chunk", "4", "--quiet"])
+    evaluate.main(
+        [
+            "--pretrained",
+            str(ckpt),
+            "--ref",
+            str(ref),
+            "--sweep",
+            "--solvers",
+            f"ddim,{fitted}",
+            "--nfes",
+            "4",
+            "--num",
+            "8",
+            "--chunk",
+            "4",
+            "--quiet",
+        ]
+    )
     rows = [json.loads(line) for line in open(out / "eval" / "results.jsonl")]
     assert {r["solver"] for r in rows} == {"ddim", "learned_dpmpp_2m_nfe4"} and all(r["fd_pixels"] > 0 for r in rows)
     assert (out / "eval" / "sweep.md").exists()
-    for argv, match in [(["--pretrained", str(tmp_path / "missing.pkl")], "does not exist"),
-                        (["--pretrained", str(ckpt), "--raw"], "--raw is for trained runs"),
-                        (["--pretrained", str(ckpt), "--label", "3"], "unconditional")]:
+    for argv, match in [
+        (["--pretrained", str(tmp_path / "missing.pkl")], "does not exist"),
+        (["--pretrained", str(ckpt), "--raw"], "--raw is for trained runs"),
+        (["--pretrained", str(ckpt), "--label", "3"], "unconditional"),
+    ]:
         with pytest.raises(SystemExit, match=match):
             sample.main(argv + ["--num", "2"])
     with pytest.raises(SystemExit, match="give --ref"):
@@ -350,10 +405,27 @@ def test_scripts_sample_learn_evaluate_a_checkpoint(tmp_path, name, capsys):
 
 
 RECIPE_FIXTURES = {  # the variables of each docs/GUIDE.md recipe, set to small stand-ins of the same formats
-    "edm-cifar10": dict(NET="edm_vp_ddpmpp.pkl", REF="ref.npz", WEIGHTS="no_inception_here.npz", NUM="4", NFE="3",
-                        SOLVERS="dpmpp_3m", NFES="3", FIT="4", STEPS="2", INIT="base"),
-    "score-sde-scire": dict(CKPT="score_sde_ve_ncsnpp.msgpack", CONFIG="score_sde_ve_ncsnpp.config.json", REF="ref.npz",
-                            WEIGHTS="no_inception_here.npz", NUM="4", SOLVERS="scire_2m", NFES="6"),
+    "edm-cifar10": dict(
+        NET="edm_vp_ddpmpp.pkl",
+        REF="ref.npz",
+        WEIGHTS="no_inception_here.npz",
+        NUM="4",
+        NFE="3",
+        SOLVERS="dpmpp_3m",
+        NFES="3",
+        FIT="4",
+        STEPS="2",
+        INIT="base",
+    ),
+    "score-sde-scire": dict(
+        CKPT="score_sde_ve_ncsnpp.msgpack",
+        CONFIG="score_sde_ve_ncsnpp.config.json",
+        REF="ref.npz",
+        WEIGHTS="no_inception_here.npz",
+        NUM="4",
+        SOLVERS="scire_2m",
+        NFES="6",
+    ),
 }
 
 
@@ -389,10 +461,17 @@ def test_reproduction_recipe_runs(tmp_path, name):
     bindir.mkdir()
     (bindir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # `python` is this interpreter
     (bindir / "python").chmod(0o755)
-    env = {"PATH": f"{bindir}:/usr/bin:/bin", "PYTHONPATH": root, "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg",
-           **{k: v for k, v in os.environ.items() if k == "JAX_DISABLE_MOST_OPTIMIZATIONS"}, **RECIPE_FIXTURES[name]}
-    res = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=900)
+    env = {
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "PYTHONPATH": root,
+        "JAX_PLATFORMS": "cpu",
+        "MPLBACKEND": "Agg",
+        **{k: v for k, v in os.environ.items() if k == "JAX_DISABLE_MOST_OPTIMIZATIONS"},
+        **RECIPE_FIXTURES[name],
+    }
+    res = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-3000:]
     assert "FID skipped" in res.stderr  # no Inception weights here: pixel metrics only
     out = next(p for p in tmp_path.iterdir() if p.name.endswith("_diffjax"))

@@ -1,5 +1,6 @@
 """Rows of docs/RELIABILITY.md not covered elsewhere: bfloat16 states on EDM, EDM with a huge σ_max, degenerate
 custom diffusions named at construction."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +11,21 @@ import diffjax as dj
 RING = dj.testbed.ring()
 
 
-ONE_PER_FAMILY = ["ddim", "ddpm", "dpmpp_3m", "unipc_3", "ipndm", "edm_heun", "edm_heun_sde", "ode_heun", "gddim_3",
-                  "scire_3", "scire_v2", "euler_maruyama", "pc"]
+ONE_PER_FAMILY = [
+    "ddim",
+    "ddpm",
+    "dpmpp_3m",
+    "unipc_3",
+    "ipndm",
+    "edm_heun",
+    "edm_heun_sde",
+    "ode_heun",
+    "gddim_3",
+    "scire_3",
+    "scire_v2",
+    "euler_maruyama",
+    "pc",
+]
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
@@ -38,8 +52,9 @@ def test_huge_sigma_max_is_not_a_float32_problem():
     init = np.asarray(sde.prior_sample(jax.random.key(0), (1000, 2)))
     x32 = dj.sample(jax.random.key(0), sde, RING.score_fn(sde), solver="dpmpp_2m", nfe=40, init=init)
     with jax.enable_x64(True):
-        x64 = dj.sample(jax.random.key(0), sde, RING.score_fn(sde), solver="dpmpp_2m", nfe=40,
-                        init=jnp.asarray(init, jnp.float64))
+        x64 = dj.sample(
+            jax.random.key(0), sde, RING.score_fn(sde), solver="dpmpp_2m", nfe=40, init=jnp.asarray(init, jnp.float64)
+        )
     assert float(jnp.median(jnp.abs(x32 - x64.astype(jnp.float32)))) < 1e-3
     w = dj.metrics.sliced_wasserstein(x32, data, jax.random.key(2))
     w_ref = dj.metrics.sliced_wasserstein(RING.sample(jax.random.key(3), 1000), data, jax.random.key(2))

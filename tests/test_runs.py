@@ -1,5 +1,6 @@
 """Never lose a run: no non-finite checkpoint, no keep=0 wipe, one writer per folder, caches tied to their model,
 atomic outputs, one-paragraph failures, graceful interrupts (docs/RELIABILITY.md, "Runs")."""
+
 import json
 import os
 import pathlib
@@ -17,19 +18,40 @@ from diffjax.files import FolderInUse, FolderLock
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CFG = str(ROOT / "experiments" / "configs" / "default.py")
-SMALL = ["--set", "model.width=16", "--set", "train.batch_size=32", "--set", "train.log_every=10",
-         "--set", "train.eval_samples=0"]
+SMALL = [
+    "--set",
+    "model.width=16",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.eval_samples=0",
+]
 sys.path.insert(0, str(ROOT / "experiments"))
 
 
 def _env():
-    return {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin",
-            **{k: v for k, v in os.environ.items() if k == "JAX_DISABLE_MOST_OPTIMIZATIONS"}}
+    return {
+        "PYTHONPATH": str(ROOT),
+        "JAX_PLATFORMS": "cpu",
+        "MPLBACKEND": "Agg",
+        "PATH": "/usr/bin:/bin",
+        **{k: v for k, v in os.environ.items() if k == "JAX_DISABLE_MOST_OPTIMIZATIONS"},
+    }
 
 
 def _train_cmd(workdir, *extra):
-    return [sys.executable, str(ROOT / "experiments" / "train.py"), "--config", CFG + ":toy-edm", "--workdir",
-            str(workdir), *SMALL, *extra]
+    return [
+        sys.executable,
+        str(ROOT / "experiments" / "train.py"),
+        "--config",
+        CFG + ":toy-edm",
+        "--workdir",
+        str(workdir),
+        *SMALL,
+        *extra,
+    ]
 
 
 def _checkpoints(workdir):
@@ -50,10 +72,29 @@ def test_divergence_never_replaces_good_checkpoints(tmp_path):
     good = {s: _digest(work, s) for s in _checkpoints(work)}
     assert sorted(good) == [10, 20, 30]
     # lr 1e6: the parameters blow up within a few steps; the loss is logged only every 100 steps
-    with pytest.raises(SystemExit, match=r"training diverged: the (loss|parameters) became non-finite by step 40\. "
-                                         r"Nothing was saved after checkpoint 30, which is kept"):
-        train.main(["--config", CFG + ":toy-edm", "--workdir", str(work), *SMALL, *ck, "--set", "train.steps=100",
-                    "--set", "train.lr=1e6", "--set", "train.grad_clip=0.0", "--set", "train.log_every=100"])
+    with pytest.raises(
+        SystemExit,
+        match=r"training diverged: the (loss|parameters) became non-finite by step 40\. "
+        r"Nothing was saved after checkpoint 30, which is kept",
+    ):
+        train.main(
+            [
+                "--config",
+                CFG + ":toy-edm",
+                "--workdir",
+                str(work),
+                *SMALL,
+                *ck,
+                "--set",
+                "train.steps=100",
+                "--set",
+                "train.lr=1e6",
+                "--set",
+                "train.grad_clip=0.0",
+                "--set",
+                "train.log_every=100",
+            ]
+        )
     assert {s: _digest(work, s) for s in _checkpoints(work)} == good  # nothing written, nothing deleted
     trainer = __import__("common").open_run(str(work))[1]  # the latest checkpoint is still the good one
     assert int(trainer.state["step"]) == 30
@@ -74,8 +115,13 @@ def test_trainer_with_fewer_steps_than_its_checkpoint_raises(tmp_path):
 
     from diffjax.training import TrainConfig, Trainer
 
-    make = lambda: Trainer(dj.EDM(), dj.models.MLP((2,), 16, 1, rngs=nnx.Rngs(0)), dj.data.toy("ring", 256),
-                           TrainConfig(steps=20, batch_size=16, ckpt_every=10, progress=False), workdir=str(tmp_path))
+    make = lambda: Trainer(
+        dj.EDM(),
+        dj.models.MLP((2,), 16, 1, rngs=nnx.Rngs(0)),
+        dj.data.toy("ring", 256),
+        TrainConfig(steps=20, batch_size=16, ckpt_every=10, progress=False),
+        workdir=str(tmp_path),
+    )
     make().train()
     with pytest.raises(ValueError, match="holds a checkpoint at step 20 > steps=10: nothing to do"):
         make().train(steps=10)
@@ -84,16 +130,22 @@ def test_trainer_with_fewer_steps_than_its_checkpoint_raises(tmp_path):
 # ---- 3: one writer per folder ----------------------------------------------------------------------------------
 def test_second_training_on_a_workdir_is_refused_at_once(tmp_path):
     work = tmp_path / "run"
-    a = subprocess.Popen(_train_cmd(work, "--set", "train.steps=100000", "--set", "train.ckpt_every=50"),
-                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    a = subprocess.Popen(
+        _train_cmd(work, "--set", "train.steps=100000", "--set", "train.ckpt_every=50"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 300
         while not (work / "checksums").exists() and time.time() < deadline and a.poll() is None:
             time.sleep(0.5)
         assert a.poll() is None, a.stderr.read()[-2000:]
         t0 = time.time()
-        b = subprocess.run(_train_cmd(work, "--set", "train.steps=300"), env=_env(), capture_output=True, text=True,
-                           timeout=300)
+        b = subprocess.run(
+            _train_cmd(work, "--set", "train.steps=300"), env=_env(), capture_output=True, text=True, timeout=300
+        )
         assert b.returncode != 0 and "is in use: training by PID" in b.stderr and time.time() - t0 < 120
         assert len(b.stderr.strip().splitlines()) <= 2, b.stderr  # one line (after the config note, if any)
         assert json.loads((work / "config.json").read_text())["train"]["steps"] == 100000  # A's config kept
@@ -102,15 +154,32 @@ def test_second_training_on_a_workdir_is_refused_at_once(tmp_path):
         a.wait(timeout=300)
     # the same chunk folder, two writers: the second is refused at once
     folder = tmp_path / "chunks"
-    holder = subprocess.Popen([sys.executable, "-c", f"from diffjax.files import FolderLock; import time; "
-                               f"FolderLock({str(folder)!r}, 'test').acquire(); print('held', flush=True); time.sleep(60)"],
-                              env=_env(), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from diffjax.files import FolderLock; import time; "
+            f"FolderLock({str(folder)!r}, 'test').acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         sde = dj.EDM()
         with pytest.raises(FolderInUse, match="is in use: test by PID"):
-            dj.sample_chunked(jax.random.key(1), sde, dj.testbed.ring().score_fn(sde), "dpmpp_2m", 4, (8, 2), 4,
-                              str(folder), progress=False)
+            dj.sample_chunked(
+                jax.random.key(1),
+                sde,
+                dj.testbed.ring().score_fn(sde),
+                "dpmpp_2m",
+                4,
+                (8, 2),
+                4,
+                str(folder),
+                progress=False,
+            )
     finally:
         holder.kill()
         holder.wait()
@@ -120,8 +189,16 @@ def test_second_training_on_a_workdir_is_refused_at_once(tmp_path):
 
 def test_two_trainings_started_together_one_wins(tmp_path):
     work = tmp_path / "run"
-    procs = [subprocess.Popen(_train_cmd(work, "--set", "train.steps=20", "--set", "train.ckpt_every=10"),
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            _train_cmd(work, "--set", "train.steps=20", "--set", "train.ckpt_every=10"),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes[0] == 0 and codes[1] != 0, outs
@@ -136,7 +213,9 @@ def test_chunk_folder_refuses_samples_of_another_model(tmp_path):
     sde = dj.EDM()
     nets = [dj.models.MLP((2,), 8, 1, rngs=nnx.Rngs(seed)) for seed in (0, 1)]
     models = [dj.models.precondition(sde, n) for n in nets]
-    run = lambda m: dj.sample_chunked(jax.random.key(0), sde, m, "dpmpp_2m", 4, (8, 2), 4, str(tmp_path), progress=False)
+    run = lambda m: dj.sample_chunked(
+        jax.random.key(0), sde, m, "dpmpp_2m", 4, (8, 2), 4, str(tmp_path), progress=False
+    )
     first = run(models[0])
     np.testing.assert_array_equal(run(models[0]), first)  # same weights: the chunks are reused
     with pytest.raises(ValueError, match=r"differs in model \(its weights or structure\)"):
@@ -168,10 +247,24 @@ def test_grid_below_T_needs_init(tmp_path):
     with pytest.raises(ValueError, match="grid starts at t=20, below EDM's T=80.*pass init="):
         dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=10, shape=(8, 2), grid=grid)
     init = 20.0 * jax.random.normal(jax.random.key(1), (8, 2))
-    assert np.all(np.isfinite(np.asarray(dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=10, init=init, grid=grid))))
+    assert np.all(
+        np.isfinite(np.asarray(dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=10, init=init, grid=grid)))
+    )
     # a hand-edited learned solver whose grid starts at 10
-    learned = dj.solvers.learn(jax.random.key(0), sde, score, "dpmpp_2m", 4, (2,), num_fit=8, num_heldout=8, steps=2,
-                               init_grid="base", teacher=("dpmpp_2m", 16), progress=False)
+    learned = dj.solvers.learn(
+        jax.random.key(0),
+        sde,
+        score,
+        "dpmpp_2m",
+        4,
+        (2,),
+        num_fit=8,
+        num_heldout=8,
+        steps=2,
+        init_grid="base",
+        teacher=("dpmpp_2m", 16),
+        progress=False,
+    )
     obj = json.loads(json.dumps(learned.to_json()))
     obj["grid"][0] = 10.0
     (tmp_path / "edited.json").write_text(json.dumps(obj))
@@ -182,12 +275,27 @@ def test_grid_below_T_needs_init(tmp_path):
 def test_learned_solver_file_with_wrong_values_is_named(tmp_path):
     sde = dj.EDM()
     score = dj.testbed.ring().score_fn(sde)
-    learned = dj.solvers.learn(jax.random.key(0), sde, score, "dpmpp_2m", 4, (2,), num_fit=8, num_heldout=8, steps=2,
-                               init_grid="base", teacher=("dpmpp_2m", 16), progress=False)
+    learned = dj.solvers.learn(
+        jax.random.key(0),
+        sde,
+        score,
+        "dpmpp_2m",
+        4,
+        (2,),
+        num_fit=8,
+        num_heldout=8,
+        steps=2,
+        init_grid="base",
+        teacher=("dpmpp_2m", 16),
+        progress=False,
+    )
     good = json.loads(json.dumps(learned.to_json()))
     (table,) = good["corrections"]
-    for value, match in [([[1, 2], [3]], "rectangular array of numbers"), ("abc", "rectangular array of numbers"),
-                         ([[0.0, 0.0], [0.0, 0.0]], r"has shape \(2, 2\); 'dpmpp_2m' at nfe=4 has a table of shape")]:
+    for value, match in [
+        ([[1, 2], [3]], "rectangular array of numbers"),
+        ("abc", "rectangular array of numbers"),
+        ([[0.0, 0.0], [0.0, 0.0]], r"has shape \(2, 2\); 'dpmpp_2m' at nfe=4 has a table of shape"),
+    ]:
         path = tmp_path / "bad.json"
         path.write_text(json.dumps(dict(good, corrections={table: value})))
         with pytest.raises(ValueError, match=match):
@@ -205,8 +313,12 @@ def test_sample_script_outputs_are_atomic_and_distinct(tmp_path, monkeypatch):
     sample.main(base)
     sample.main(base + ["--seed", "1"])
     files = sorted(p.name for p in pathlib.Path(work).glob("samples_*"))
-    assert files == ["samples_dpmpp_2m_nfe4_seed0.npz", "samples_dpmpp_2m_nfe4_seed0.png",
-                     "samples_dpmpp_2m_nfe4_seed1.npz", "samples_dpmpp_2m_nfe4_seed1.png"]
+    assert files == [
+        "samples_dpmpp_2m_nfe4_seed0.npz",
+        "samples_dpmpp_2m_nfe4_seed0.png",
+        "samples_dpmpp_2m_nfe4_seed1.npz",
+        "samples_dpmpp_2m_nfe4_seed1.png",
+    ]
     good = np.load(pathlib.Path(work) / "samples_dpmpp_2m_nfe4_seed0.npz")["samples"]
 
     def disk_full(path, **arrays):  # writes half a file, then the disk is full
@@ -220,9 +332,12 @@ def test_sample_script_outputs_are_atomic_and_distinct(tmp_path, monkeypatch):
     monkeypatch.undo()
     np.testing.assert_array_equal(np.load(pathlib.Path(work) / "samples_dpmpp_2m_nfe4_seed0.npz")["samples"], good)
     assert not list(pathlib.Path(work).glob("*.tmp*"))
-    for argv, match in [(["--num", "0"], "--num must be >= 1"), (["--nfe", "0"], "--nfe must be >= 1"),
-                        (["--label", "3"], "--label 3: the model is unconditional"),
-                        (["--guidance", "2"], "--guidance needs --label")]:
+    for argv, match in [
+        (["--num", "0"], "--num must be >= 1"),
+        (["--nfe", "0"], "--nfe must be >= 1"),
+        (["--label", "3"], "--label 3: the model is unconditional"),
+        (["--guidance", "2"], "--guidance needs --label"),
+    ]:
         with pytest.raises(SystemExit, match=match):
             sample.main(["--workdir", work] + argv)
 
@@ -231,25 +346,45 @@ def test_sample_script_outputs_are_atomic_and_distinct(tmp_path, monkeypatch):
 def test_disk_full_during_training_is_one_paragraph_and_resumes(tmp_path):
     """A file-size limit (RLIMIT_FSIZE) makes the third checkpoint's write fail like a full disk."""
     work = tmp_path / "run"
-    ok = subprocess.run(_train_cmd(work, "--set", "train.steps=20", "--set", "train.ckpt_every=10"), env=_env(),
-                        capture_output=True, text=True, timeout=600)
+    ok = subprocess.run(
+        _train_cmd(work, "--set", "train.steps=20", "--set", "train.ckpt_every=10"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     size = max(p.stat().st_size for p in (work / "checkpoints").rglob("*") if p.is_file())
-    limit = ("import resource, signal, runpy, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
-             f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size // 2}, {size // 2})); "
-             f"sys.argv = {_train_cmd(work, '--set', 'train.steps=30', '--set', 'train.ckpt_every=10')[1:]!r}; "
-             "runpy.run_path(sys.argv[0], run_name='__main__')")
+    limit = (
+        "import resource, signal, runpy, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size // 2}, {size // 2})); "
+        f"sys.argv = {_train_cmd(work, '--set', 'train.steps=30', '--set', 'train.ckpt_every=10')[1:]!r}; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
     full = subprocess.run([sys.executable, "-c", limit], env=_env(), capture_output=True, text=True, timeout=600)
     assert full.returncode == 1, full.stderr[-3000:]
     err = [ln for ln in full.stderr.strip().splitlines() if ln and not ln.startswith(("train:", "note:"))]
-    assert "could not write checkpoint 30" in err[-1] and "the last complete checkpoint is 20" in err[-1], full.stderr[-3000:]
+    assert "could not write checkpoint 30" in err[-1] and "the last complete checkpoint is 20" in err[-1], full.stderr[
+        -3000:
+    ]
     assert "Traceback" not in full.stderr and len(err) == 1, full.stderr[-3000:]  # one paragraph, nothing else
-    again = subprocess.run(_train_cmd(work, "--set", "train.steps=30", "--set", "train.ckpt_every=10"), env=_env(),
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        _train_cmd(work, "--set", "train.steps=30", "--set", "train.ckpt_every=10"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     fresh = tmp_path / "fresh"
-    subprocess.run(_train_cmd(fresh, "--set", "train.steps=30", "--set", "train.ckpt_every=10"), env=_env(),
-                   capture_output=True, text=True, timeout=600, check=True)
+    subprocess.run(
+        _train_cmd(fresh, "--set", "train.steps=30", "--set", "train.ckpt_every=10"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     assert _digest(work, 30) == _digest(fresh, 30)  # the resumed run equals an uninterrupted one, bit for bit
 
 
@@ -276,8 +411,13 @@ def test_read_only_workdir_fails_at_once(tmp_path, monkeypatch):
 
 def test_ctrl_c_saves_the_step_exits_130_and_resumes_exactly(tmp_path):
     work = tmp_path / "run"
-    p = subprocess.Popen(_train_cmd(work, "--set", "train.steps=100000", "--set", "train.ckpt_every=1000"), env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        _train_cmd(work, "--set", "train.steps=100000", "--set", "train.ckpt_every=1000"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 300
     while not (work / "metrics.jsonl").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.2)
@@ -290,12 +430,23 @@ def test_ctrl_c_saves_the_step_exits_130_and_resumes_exactly(tmp_path):
     step = int(last.split()[3].rstrip(":"))
     assert _checkpoints(work)[-1] == step
     target = step + 10
-    cont = subprocess.run(_train_cmd(work, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000"),
-                          env=_env(), capture_output=True, text=True, timeout=600)
+    cont = subprocess.run(
+        _train_cmd(work, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert cont.returncode == 0, cont.stderr[-2000:]
     fresh = tmp_path / "fresh"
-    subprocess.run(_train_cmd(fresh, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000"), env=_env(),
-                   capture_output=True, text=True, timeout=600, check=True)
+    subprocess.run(
+        _train_cmd(fresh, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     assert _digest(work, target) == _digest(fresh, target)
 
 
@@ -320,7 +471,18 @@ def test_foreign_truncated_or_mistyped_configs_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit, match="config file 'experiments/configs/defualt.py' does not exist"):
         train.main(["--config", "experiments/configs/defualt.py:toy-edm", "--workdir", str(tmp_path / "c")])
     capsys.readouterr()
-    train.main(["--config", CFG, "--workdir", str(tmp_path / "d"), *SMALL, "--set", "train.steps=1",
-                "--set", "train.log_every=1"])
+    train.main(
+        [
+            "--config",
+            CFG,
+            "--workdir",
+            str(tmp_path / "d"),
+            *SMALL,
+            "--set",
+            "train.steps=1",
+            "--set",
+            "train.log_every=1",
+        ]
+    )
     err = capsys.readouterr().err
     assert "no :NAME after" in err and "its default config 'toy-edm'" in err

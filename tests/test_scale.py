@@ -1,4 +1,5 @@
 """Sharded, chunked and compiled-once sampling; data-parallel training (issue: speed and scale)."""
+
 import pathlib
 import subprocess
 import sys
@@ -19,12 +20,24 @@ def test_chunked_equals_one_shot_and_resumes(tmp_path):
     score = RING.score_fn(sde)
     one = dj.sample(jax.random.key(3), sde, score, "dpmpp_2m", nfe=8, shape=(50, 2))
     out = tmp_path / "chunks"
-    run = lambda **kw: dj.sample_chunked(kw.pop("key", jax.random.key(3)), sde, score, kw.pop("solver", "dpmpp_2m"), 8,
-                                         (50, 2), chunk=16, out_dir=str(out), progress=False, **kw)
+    run = lambda **kw: dj.sample_chunked(
+        kw.pop("key", jax.random.key(3)),
+        sde,
+        score,
+        kw.pop("solver", "dpmpp_2m"),
+        8,
+        (50, 2),
+        chunk=16,
+        out_dir=str(out),
+        progress=False,
+        **kw,
+    )
     x = run()
     np.testing.assert_allclose(x, one, atol=1e-6)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([".lock", "manifest.json"] + [f"chunk_{i:05d}.{e}" for i in range(4) for e in ("npy", "sha256")])
+    assert names == sorted(
+        [".lock", "manifest.json"] + [f"chunk_{i:05d}.{e}" for i in range(4) for e in ("npy", "sha256")]
+    )
     # an interrupted / damaged run: chunk 2 lost, chunk 0 altered, chunk 3 truncated; the rerun recomputes exactly
     # those (chunk 1 is verified and kept)
     kept = (out / "chunk_00001.npy").stat().st_mtime_ns
@@ -45,7 +58,9 @@ def test_chunked_equals_one_shot_and_resumes(tmp_path):
     stray.mkdir()
     np.save(stray / "chunk_00000.npy", np.zeros((16, 2), np.float32))
     with pytest.raises(ValueError, match="no manifest"):
-        dj.sample_chunked(jax.random.key(3), sde, score, "dpmpp_2m", 8, (50, 2), chunk=16, out_dir=str(stray), progress=False)
+        dj.sample_chunked(
+            jax.random.key(3), sde, score, "dpmpp_2m", 8, (50, 2), chunk=16, out_dir=str(stray), progress=False
+        )
 
 
 def test_no_recompilation_when_only_key_or_data_change():
@@ -110,17 +125,30 @@ print("OK")
 
 
 def test_sharded_sampling_and_training_on_8_fake_devices(tmp_path):
-    env = {"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    res = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "JAX_PLATFORMS": "cpu",
+        "PATH": "/usr/bin:/bin",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    }
+    res = subprocess.run(
+        [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path
+    )
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
     # the same three steps on one device give the same losses
     from flax import nnx
+
     import diffjax.data as dd
     from diffjax.training import LossConfig, TrainConfig, Trainer
 
     net = dj.models.MLP((2,), 32, 2, rngs=nnx.Rngs(0))
-    tr = Trainer(dj.VP(), net, dd.toy("ring", 500), TrainConfig(steps=3, batch_size=64, progress=False, log_every=1), LossConfig())
+    tr = Trainer(
+        dj.VP(),
+        net,
+        dd.toy("ring", 500),
+        TrainConfig(steps=3, batch_size=64, progress=False, log_every=1),
+        LossConfig(),
+    )
     losses1 = [r["loss"] for r in tr.train()]
     losses8 = eval((tmp_path / "ONE_DEVICE_LOSSES").read_text())
     np.testing.assert_allclose(losses8, losses1, rtol=1e-4)

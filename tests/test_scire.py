@@ -1,4 +1,5 @@
 """SciRE-Solver against independent oracles."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +24,9 @@ def test_nsr_grid_endpoints_and_monotone(x64):
         for k in (0.0, 3.1, 7.0):
             g = dj.solvers.make_grid(sde, 10, "nsr", nsr_k=k)
             assert g[0] == sde.T and g[-1] == sde.t_min and np.all(np.diff(g) < 0)
-    np.testing.assert_allclose(dj.solvers.make_grid(dj.VP(), 10, "nsr", nsr_k=0.0), dj.solvers.make_grid(dj.VP(), 10, "logsnr"), rtol=1e-10)
+    np.testing.assert_allclose(
+        dj.solvers.make_grid(dj.VP(), 10, "nsr", nsr_k=0.0), dj.solvers.make_grid(dj.VP(), 10, "logsnr"), rtol=1e-10
+    )
 
 
 def test_scire1_is_ddim(x64):
@@ -38,9 +41,18 @@ def test_scire1_is_ddim(x64):
 
 
 @pytest.mark.parametrize("sde", [dj.VP(), dj.EDM()], ids=["vp", "edm"])
-@pytest.mark.parametrize("solver", [SciRE(), SciRE(version="v2"), SciRE(order=3), SciRE(order=3, version="v2", phi="schedule_2024"),
-                                    SciRE(method="multistep"), SciRE(method="multistep", order=3, version="v2")],
-                         ids=["v1-2", "v2-2", "v1-3", "v2-3-sched", "2M", "3M-v2"])
+@pytest.mark.parametrize(
+    "solver",
+    [
+        SciRE(),
+        SciRE(version="v2"),
+        SciRE(order=3),
+        SciRE(order=3, version="v2", phi="schedule_2024"),
+        SciRE(method="multistep"),
+        SciRE(method="multistep", order=3, version="v2"),
+    ],
+    ids=["v1-2", "v2-2", "v1-3", "v2-3-sched", "2M", "3M-v2"],
+)
 def test_dirac_data_exact_for_any_phi(sde, solver, x64):
     mu = jnp.array([0.4, -1.2])
     g = dj.testbed.GaussianMixture([1.0], mu[None], [0.0])
@@ -51,23 +63,41 @@ def test_dirac_data_exact_for_any_phi(sde, solver, x64):
     np.testing.assert_allclose(x, exact, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver,lo,hi", [
-    (SciRE(order=2, phi="one", method="singlestep_fixed"), 1.8, 2.3),
-    (SciRE(order=2, phi="one", version="v2", method="singlestep_fixed"), 1.8, 2.3),
-    (SciRE(order=3, phi="one", intermediate="taylor", method="singlestep_fixed"), 2.7, 3.3),
-    (SciRE(order=3, phi="one", intermediate="code", method="singlestep_fixed"), 1.6, 2.2),
-    (SciRE(order=2, method="singlestep_fixed"), 0.6, 1.2),  # φ = 2/3 as published: first order
-    (SciRE(order=3, method="singlestep_fixed"), 0.6, 1.2),
-    (SciRE(method="multistep", phi="one"), 1.8, 2.3),
-], ids=["2-phi1", "2-phi1-v2", "3-taylor", "3-code", "2-phi23", "3-phi23", "2M-phi1"])
+@pytest.mark.parametrize(
+    "solver,lo,hi",
+    [
+        (SciRE(order=2, phi="one", method="singlestep_fixed"), 1.8, 2.3),
+        (SciRE(order=2, phi="one", version="v2", method="singlestep_fixed"), 1.8, 2.3),
+        (SciRE(order=3, phi="one", intermediate="taylor", method="singlestep_fixed"), 2.7, 3.3),
+        (SciRE(order=3, phi="one", intermediate="code", method="singlestep_fixed"), 1.6, 2.2),
+        (SciRE(order=2, method="singlestep_fixed"), 0.6, 1.2),  # φ = 2/3 as published: first order
+        (SciRE(order=3, method="singlestep_fixed"), 0.6, 1.2),
+        (SciRE(method="multistep", phi="one"), 1.8, 2.3),
+    ],
+    ids=["2-phi1", "2-phi1-v2", "3-taylor", "3-code", "2-phi23", "3-phi23", "2M-phi1"],
+)
 def test_measured_orders(solver, lo, hi, x64):
     sde = dj.VP(t_min=1e-2)
     score = MIX.score_fn(sde)
     y = sde.prior_sample(jax.random.key(5), (16, 2))
     ref = interop.reference_sample(sde, score, y, rtol=1e-12, atol=1e-12)
     ms = [32, 64, 128, 256]
-    errs = [float(jnp.sqrt(jnp.mean((dj.sample(jax.random.key(0), sde, score, solver, init=y,
-                                                grid=dj.solvers.make_grid(sde, m, "logsnr")) - ref) ** 2))) for m in ms]
+    errs = [
+        float(
+            jnp.sqrt(
+                jnp.mean(
+                    (
+                        dj.sample(
+                            jax.random.key(0), sde, score, solver, init=y, grid=dj.solvers.make_grid(sde, m, "logsnr")
+                        )
+                        - ref
+                    )
+                    ** 2
+                )
+            )
+        )
+        for m in ms
+    ]
     slope = -np.polyfit(np.log(ms), np.log(errs), 1)[0]
     assert lo < slope < hi, (slope, errs)
 
@@ -76,7 +106,12 @@ def test_nfe_accounting_and_allocation():
     assert agile_orders(12, 3) == [3, 3, 3, 2, 1] and sum(agile_orders(13, 3)) == 13 and sum(agile_orders(11, 2)) == 11
     sde = dj.VP()
     g = dj.testbed.ring()
-    for solver, nfe in [(SciRE(order=3), 10), (SciRE(), 7), (SciRE(order=3, method="singlestep_fixed"), 9), (SciRE(method="multistep"), 5)]:
+    for solver, nfe in [
+        (SciRE(order=3), 10),
+        (SciRE(), 7),
+        (SciRE(order=3, method="singlestep_fixed"), 9),
+        (SciRE(method="multistep"), 5),
+    ]:
         calls = []
 
         def score(y, t):
@@ -86,7 +121,9 @@ def test_nfe_accounting_and_allocation():
         jax.block_until_ready(dj.sample(jax.random.key(0), sde, score, solver=solver, nfe=nfe, shape=(2, 2)))
         assert len(calls) == nfe, (solver, len(calls))
     with pytest.raises(ValueError, match="divisible"):
-        dj.sample(jax.random.key(0), sde, g.score_fn(sde), SciRE(order=3, method="singlestep_fixed"), nfe=10, shape=(2, 2))
+        dj.sample(
+            jax.random.key(0), sde, g.score_fn(sde), SciRE(order=3, method="singlestep_fixed"), nfe=10, shape=(2, 2)
+        )
 
 
 def test_bad_parameters():

@@ -1,4 +1,5 @@
 """The exact-score test bed."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +34,9 @@ def test_score_equals_autodiff_and_tweedie(sde, mix, x64):
     auto = jax.vmap(jax.grad(lambda yy: g.log_prob(sde, yy[None], t)[0]))(y)
     np.testing.assert_allclose(score, auto, rtol=1e-9, atol=1e-9)
     # Tweedie: Ψ E[x0|y] = y + Σ ∇log p
-    np.testing.assert_allclose(sde.alpha(t) * g.denoiser(sde, y, t), y + sde.sigma(t) ** 2 * score, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        sde.alpha(t) * g.denoiser(sde, y, t), y + sde.sigma(t) ** 2 * score, rtol=1e-9, atol=1e-9
+    )
     # per-sample times agree with the shared time
     np.testing.assert_allclose(g.score(sde, y, jnp.full((6,), t)), score, rtol=1e-12, atol=1e-12)
 

@@ -1,4 +1,5 @@
 """Models, preconditioning, losses, trainer, checkpoints."""
+
 import os
 import pathlib
 import shutil
@@ -11,8 +12,8 @@ from flax import nnx
 
 import diffjax as dj
 import diffjax.data as dd
-from diffjax.models import MLP, UNet, count_params, ddpmpp_cifar10, guided, precondition
 from diffjax.diffusions.recipes import edm_preconditioning, fdm_preconditioning
+from diffjax.models import MLP, UNet, count_params, ddpmpp_cifar10, guided, precondition
 from diffjax.training import LossConfig, TrainConfig, Trainer, diffusion_loss, fdm_weight_cap
 
 RING = dj.testbed.ring()
@@ -76,7 +77,9 @@ def test_cld_parameterizations_recover_the_exact_score(x64):
     eps_net = lambda x, c, l: jnp.concatenate(RING.eps(sde, (x[:, :2], x[:, 2:]), c / 999.0), -1)
     np.testing.assert_allclose(precondition(sde, eps_net).score(u, t)[1], exact[1], atol=1e-9)
     ell, svv = sde.hsm_scales(t)
-    hsm_net = lambda x, c, l: -(RING.score(sde, (x[:, :2], x[:, 2:]), c / 999.0)[1] + x[:, 2:] / svv[:, None]) / ell[:, None]
+    hsm_net = lambda x, c, l: (
+        -(RING.score(sde, (x[:, :2], x[:, 2:]), c / 999.0)[1] + x[:, 2:] / svv[:, None]) / ell[:, None]
+    )
     np.testing.assert_allclose(precondition(sde, hsm_net, cld_param="hsm").score(u, t)[1], exact[1], atol=1e-9)
     # ℓ_t is the v-row of L⁻ᵀ: the conditional v-score −Σ⁻¹(u − mean) has v-part −ℓ z_v
     x0 = RING.sample(jax.random.key(2), 8)
@@ -114,13 +117,19 @@ def test_fdm_weight_cap_schedule():
 def test_vefdm_gamma_is_the_official_one(x64):
     """VE-FDM hard-wires γ = 1 in the official network (VP/EDM use the multiplier 2): s_F at σ = 40 is
     e^{−B}(1 + B) with B = 0.1τ + ½·19.9τ², τ = (40 − 0.02)/(100 − 0.02) — about 0.515 (0.163 with γ = 2)."""
-    for base, sigma, lo, hi, gamma in (("ve", 40.0, 0.02, 100.0, 1.0), ("ve", 1.0, 0.02, 100.0, 1.0),
-                                       ("edm", 10.0, 0.002, 80.0, 2.0), ("edm", 0.5, 0.002, 80.0, 2.0)):
+    for base, sigma, lo, hi, gamma in (
+        ("ve", 40.0, 0.02, 100.0, 1.0),
+        ("ve", 1.0, 0.02, 100.0, 1.0),
+        ("edm", 10.0, 0.002, 80.0, 2.0),
+        ("edm", 0.5, 0.002, 80.0, 2.0),
+    ):
         sde = dj.FDM(base=base)
         tau = (sigma - lo) / (hi - lo)
         gb = gamma * (0.1 * tau + 0.5 * 19.9 * tau**2)
         np.testing.assert_allclose(float(sde.mean_factor(sde.t_of_rho(sigma))), np.exp(-gb) * (1 + gb), rtol=1e-12)
-    assert dj.FDM(base="ve").gamma == 1.0 and dj.FDM(base="vp").gamma == 2.0 and dj.FDM(base="ve", gamma=2.0).gamma == 2.0
+    assert (
+        dj.FDM(base="ve").gamma == 1.0 and dj.FDM(base="vp").gamma == 2.0 and dj.FDM(base="ve", gamma=2.0).gamma == 2.0
+    )
     assert abs(float(dj.FDM(base="ve").mean_factor(40.0**2)) - 0.515) < 1e-3
 
 
@@ -135,7 +144,7 @@ def test_ema_schedule_in_images_with_rampup():
         h = min(6400.0, 0.05 * (step + 1) * 64)
         assert float(tr.ema_decay(step)) == pytest.approx(0.5 ** (64 / h), rel=1e-5)
     plain = Trainer(dj.EDM(), net, src, TrainConfig(steps=1, ema_half_life=100.0, progress=False), LossConfig())
-    assert float(plain.ema_decay(0)) == pytest.approx(0.1) and float(plain.ema_decay(10**6)) == pytest.approx(0.5 ** 0.01)
+    assert float(plain.ema_decay(0)) == pytest.approx(0.1) and float(plain.ema_decay(10**6)) == pytest.approx(0.5**0.01)
     with pytest.raises(ValueError, match="ema_rampup >= 0"):
         TrainConfig(ema_rampup=-1.0)
 
@@ -144,14 +153,30 @@ def _trainer(sde, workdir=None, steps=4, width=32, loss_cfg=LossConfig(), data=N
     cld = isinstance(sde, dj.CLD)
     out = 2 if cld and loss_cfg.cld_param == "eps" else 1
     net = MLP((2,), width, 2, in_mult=2 if cld else 1, out_mult=out, rngs=nnx.Rngs(params=0, dropout=1))
-    cfg = TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup_steps=2, log_every=1, progress=False,
-                      ckpt_every=kw.pop("ckpt_every", 2), async_checkpoint=False, **kw)
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=64,
+        lr=2e-3,
+        warmup_steps=2,
+        log_every=1,
+        progress=False,
+        ckpt_every=kw.pop("ckpt_every", 2),
+        async_checkpoint=False,
+        **kw,
+    )
     return Trainer(sde, net, data or dd.toy("ring", 1000), cfg, loss_cfg, workdir)
 
 
-@pytest.mark.parametrize("sde,loss_cfg", [(s, LossConfig()) for s in FAMILIES] + [
-    (dj.CLD(), LossConfig()), (dj.CLD(), LossConfig(cld_param="hsm")), (dj.Blur(shape=(4, 4, 1)), LossConfig())],
-    ids=lambda v: getattr(v, "name", "") + getattr(v, "base", "") + (getattr(v, "cld_param", "") if isinstance(v, LossConfig) else ""))
+@pytest.mark.parametrize(
+    "sde,loss_cfg",
+    [(s, LossConfig()) for s in FAMILIES]
+    + [(dj.CLD(), LossConfig()), (dj.CLD(), LossConfig(cld_param="hsm")), (dj.Blur(shape=(4, 4, 1)), LossConfig())],
+    ids=lambda v: (
+        getattr(v, "name", "")
+        + getattr(v, "base", "")
+        + (getattr(v, "cld_param", "") if isinstance(v, LossConfig) else "")
+    ),
+)
 def test_one_train_step_per_diffusion(sde, loss_cfg):
     if isinstance(sde, dj.Blur):
         net = MLP((4, 4, 1), 16, 1, rngs=nnx.Rngs(0))
@@ -173,7 +198,9 @@ def test_loss_decreases_and_the_trained_model_samples_the_ring():
     x = dj.sample(jax.random.key(0), dj.EDM(), tr.model(), "edm_heun", nfe=19, shape=(500, 2))
     ref = RING.sample(jax.random.key(1), 4000)
     noise = dj.sample(jax.random.key(0), dj.EDM(), lambda y, t: -y / (t**2 + 1.0), "edm_heun", nfe=19, shape=(500, 2))
-    assert dj.metrics.sliced_wasserstein(x, ref, jax.random.key(2)) < 0.5 * dj.metrics.sliced_wasserstein(noise, ref, jax.random.key(2))
+    assert dj.metrics.sliced_wasserstein(x, ref, jax.random.key(2)) < 0.5 * dj.metrics.sliced_wasserstein(
+        noise, ref, jax.random.key(2)
+    )
 
 
 @pytest.mark.parametrize("sde", [dj.FDM(base="edm"), dj.VP()], ids=lambda s: s.name)
@@ -202,8 +229,8 @@ def _tensorboard_scalars(folder):
     for path in sorted(pathlib.Path(folder).glob("events.out.tfevents.*")):
         data, i = path.read_bytes(), 0
         while i < len(data):
-            n = struct.unpack("<Q", data[i:i + 8])[0]
-            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            n = struct.unpack("<Q", data[i : i + 8])[0]
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
             i += 12 + n + 4
             for v in event.summary.value:
                 out.setdefault(v.tag, []).append((event.step, v.simple_value))
@@ -243,8 +270,9 @@ def test_bad_training_config():
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="divisible"):
-        Trainer(dj.EDM(), MLP((2,), 8, 1, rngs=nnx.Rngs(0)), dd.toy("ring", 100),
-                TrainConfig(batch_size=3), LossConfig()) if jax.device_count() > 1 else dd.toy("ring", 100).batch(0, 3, 0, 2)
+        Trainer(
+            dj.EDM(), MLP((2,), 8, 1, rngs=nnx.Rngs(0)), dd.toy("ring", 100), TrainConfig(batch_size=3), LossConfig()
+        ) if jax.device_count() > 1 else dd.toy("ring", 100).batch(0, 3, 0, 2)
 
 
 def test_classifier_free_guidance():
@@ -256,11 +284,19 @@ def test_classifier_free_guidance():
     np.testing.assert_allclose(guided(sde, net, labels, 0.0, 3).eps(y, t), cond.eps(y, t), atol=1e-6)
     uncond = precondition(sde, net, jnp.full((4,), 3))
     w = 2.0
-    np.testing.assert_allclose(guided(sde, net, labels, w, 3).eps(y, t), (1 + w) * cond.eps(y, t) - w * uncond.eps(y, t), atol=1e-5)
+    np.testing.assert_allclose(
+        guided(sde, net, labels, w, 3).eps(y, t), (1 + w) * cond.eps(y, t) - w * uncond.eps(y, t), atol=1e-5
+    )
     src = dd.digits(8)
     x0, lab = src.batch(0, 32)
-    l_drop = diffusion_loss(sde, MLP((8, 8, 1), 16, 1, num_classes=10, rngs=nnx.Rngs(0)), jax.random.key(0), jnp.asarray(x0),
-                            jnp.asarray(lab), cfg=LossConfig(label_dropout=0.5, num_classes=10))
+    l_drop = diffusion_loss(
+        sde,
+        MLP((8, 8, 1), 16, 1, num_classes=10, rngs=nnx.Rngs(0)),
+        jax.random.key(0),
+        jnp.asarray(x0),
+        jnp.asarray(lab),
+        cfg=LossConfig(label_dropout=0.5, num_classes=10),
+    )
     assert np.isfinite(float(l_drop))
 
 
@@ -314,9 +350,15 @@ def test_tfds_fails_clearly_and_reads_a_prepared_builder(tmp_path):
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(4, 4, 1), dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=3)}))
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Tensor(shape=(4, 4, 1), dtype=np.uint8),
+                        "label": tfds.features.ClassLabel(num_classes=3),
+                    }
+                ),
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples()}

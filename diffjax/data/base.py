@@ -5,6 +5,7 @@ permutations of the data set; process ``p`` of ``P`` gets the ``p``-th slice of 
 of its arguments (training resumes exactly from a step count) and the global batch does not depend on the number of
 processes. A source subclasses :class:`IndexedSource` and gives ``__len__`` and ``examples(indices)``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ def shuffled_indices(n: int, seed: int, start: int, count: int) -> np.ndarray:
         epoch, off = divmod(pos, n)
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         take = min(count - len(out), n - off)
-        out.extend(perm[off:off + take])
+        out.extend(perm[off : off + take])
         pos += take
     return np.asarray(out, np.int64)
 
@@ -26,7 +27,7 @@ def random_flip(x: np.ndarray, seed: int, step: int, batch_size: int, process_in
     """Mirror images of this process's slice left-right with probability ½; the mask is drawn for the whole
     global batch ``step`` from ``(seed, step)``, so it does not depend on the number of processes."""
     local = len(x)
-    mask = np.random.default_rng([seed, step, 7]).random(batch_size)[process_index * local:][:local] < 0.5
+    mask = np.random.default_rng([seed, step, 7]).random(batch_size)[process_index * local :][:local] < 0.5
     return np.where(mask[:, None, None, None], x[:, :, ::-1], x)
 
 

@@ -1,4 +1,5 @@
 """In-memory data sources: 2-D toy sets, scikit-learn digits, and any array."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +41,9 @@ class ArraySource(IndexedSource):
 
     def examples(self, indices):
         """The examples at ``indices`` (float32) and their labels (int32 or None)."""
-        return self.x[indices].astype(np.float32), (None if self.labels is None else self.labels[indices].astype(np.int32))
+        return self.x[indices].astype(np.float32), (
+            None if self.labels is None else self.labels[indices].astype(np.int32)
+        )
 
     def split(self, holdout: int) -> tuple["ArraySource", "ArraySource"]:
         """(train, held-out) with the last ``holdout`` examples of a fixed permutation held out."""
@@ -49,8 +52,10 @@ class ArraySource(IndexedSource):
         perm = np.random.default_rng([self.seed, 12345]).permutation(len(self.x))
         tr, ho = perm[:-holdout], perm[-holdout:]
         lab = lambda i: None if self.labels is None else self.labels[i]
-        return (dataclasses.replace(self, x=self.x[tr], labels=lab(tr)),
-                dataclasses.replace(self, x=self.x[ho], labels=lab(ho), flip=False))
+        return (
+            dataclasses.replace(self, x=self.x[tr], labels=lab(tr)),
+            dataclasses.replace(self, x=self.x[ho], labels=lab(ho), flip=False),
+        )
 
 
 def _toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:

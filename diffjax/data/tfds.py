@@ -3,6 +3,7 @@
 ``tfds.data_source(name, data_dir=..., download=False)`` gives random access to array_record data without
 TensorFlow. Missing or unprepared data fail at once with instructions (a download attempt would hang offline).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,12 +58,21 @@ class TFDSSource(IndexedSource):
         return self._decode(recs), labels
 
 
-def tfds_source(name: str, data_dir: str | None = None, split: str = "train", seed: int = 0, flip: bool = False,
-                image_key: str = "image", label_key: str | None = "label") -> TFDSSource:
+def tfds_source(
+    name: str,
+    data_dir: str | None = None,
+    split: str = "train",
+    seed: int = 0,
+    flip: bool = False,
+    image_key: str = "image",
+    label_key: str | None = "label",
+) -> TFDSSource:
     """A prepared TFDS data set as a batch source. Raises with a preparation recipe when it is not there."""
     if not data_dir:
-        raise ValueError(f"TFDS data set {name!r} needs data_dir= (a directory with the prepared data set); "
-                         "diffjax never downloads at run time")
+        raise ValueError(
+            f"TFDS data set {name!r} needs data_dir= (a directory with the prepared data set); "
+            "diffjax never downloads at run time"
+        )
     tfds = _import_tfds()
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"data_dir {data_dir!r} does not exist")
@@ -75,7 +85,7 @@ def tfds_source(name: str, data_dir: str | None = None, split: str = "train", se
         raise FileNotFoundError(
             f"TFDS data set {name!r} is not prepared in {data_dir!r}. On a machine with internet run:\n"
             f"  python -c \"import tensorflow_datasets as tfds; tfds.data_source('{name}', data_dir='{data_dir}', "
-            f"download=True)\"\n(or `tfds build {name} --data_dir {data_dir} --file_format array_record`), then copy "
+            f'download=True)"\n(or `tfds build {name} --data_dir {data_dir} --file_format array_record`), then copy '
             "the directory here."
         )
     src = tfds.data_source(name, data_dir=data_dir, split=split, download=False)

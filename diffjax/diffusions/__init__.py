@@ -1,9 +1,10 @@
 """Forward diffusions: each a frozen PyTree of hyperparameters with closed-form kernels."""
+
 from .base import LinearDiffusion, ScalarDiffusion
 from .blur import Blur
 from .cld import CLD, PhaseSpace
-from .discrete import DiscreteVP
 from .custom import CustomDCT, CustomDiagonal, CustomPhaseSpace, CustomScalar, custom
+from .discrete import DiscreteVP
 from .edm import EDM
 from .fdm import FDM
 from .flow import Flow
@@ -11,9 +12,17 @@ from .ve import VE
 from .vp import VP
 
 _REGISTRY = {
-    "vp": VP, "subvp": lambda **kw: VP(sub_vp=True, **kw), "ve": VE, "edm": EDM, "cld": CLD, "blur": Blur,
-    "fdm_vp": lambda **kw: FDM(base="vp", **kw), "fdm_ve": lambda **kw: FDM(base="ve", **kw),
-    "fdm_edm": lambda **kw: FDM(base="edm", **kw), "flow": Flow, "discrete_vp": DiscreteVP.from_schedule,
+    "vp": VP,
+    "subvp": lambda **kw: VP(sub_vp=True, **kw),
+    "ve": VE,
+    "edm": EDM,
+    "cld": CLD,
+    "blur": Blur,
+    "fdm_vp": lambda **kw: FDM(base="vp", **kw),
+    "fdm_ve": lambda **kw: FDM(base="ve", **kw),
+    "fdm_edm": lambda **kw: FDM(base="edm", **kw),
+    "flow": Flow,
+    "discrete_vp": DiscreteVP.from_schedule,
 }
 
 
@@ -43,4 +52,25 @@ def get(name: str, **kwargs) -> LinearDiffusion:
     return factory(name)(**kwargs)
 
 
-__all__ = ["LinearDiffusion", "ScalarDiffusion", "PhaseSpace", "custom", "CustomScalar", "CustomDiagonal", "CustomDCT", "CustomPhaseSpace", "VP", "VE", "EDM", "CLD", "DiscreteVP", "Blur", "FDM", "Flow", "available", "get", "register", "factory"]
+__all__ = [
+    "LinearDiffusion",
+    "ScalarDiffusion",
+    "PhaseSpace",
+    "custom",
+    "CustomScalar",
+    "CustomDiagonal",
+    "CustomDCT",
+    "CustomPhaseSpace",
+    "VP",
+    "VE",
+    "EDM",
+    "CLD",
+    "DiscreteVP",
+    "Blur",
+    "FDM",
+    "Flow",
+    "available",
+    "get",
+    "register",
+    "factory",
+]

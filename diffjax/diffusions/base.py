@@ -13,6 +13,7 @@ initial part), plus the map between the user-facing state and block form. Everyt
 kernels, ``perturb``, the prior, reverse-time drifts for any λ, conversions between score and ε — is written
 once here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -155,8 +156,10 @@ class LinearDiffusion:
     def check_state(self, y: Any) -> None:
         """Raise ValueError when ``y`` is not a batch of states of this diffusion."""
         if isinstance(y, (tuple, list)) or jnp.ndim(y) < 2:
-            raise ValueError(f"{self.name} states are arrays (B, *data_shape); got {type(y).__name__} "
-                             f"of shape {jax.tree.map(jnp.shape, y)}")
+            raise ValueError(
+                f"{self.name} states are arrays (B, *data_shape); got {type(y).__name__} "
+                f"of shape {jax.tree.map(jnp.shape, y)}"
+            )
 
     def check_data_shape(self, shape: tuple) -> None:
         """Raise ValueError when data of ``shape`` (trailing axes of a batch) do not fit this diffusion (diffusions
@@ -197,7 +200,7 @@ class LinearDiffusion:
         if t.ndim == 0:
             return coef
         pad = data_ndim - self.coef_ndim
-        return coef.reshape(t.shape + (1,) * pad + coef.shape[t.ndim:])
+        return coef.reshape(t.shape + (1,) * pad + coef.shape[t.ndim :])
 
     def _coef(self, fn, t, data_ndim, *args):
         return self.align(fn(jnp.asarray(t), *args), t, data_ndim)
@@ -294,7 +297,9 @@ class LinearDiffusion:
         ``R_0R_0ᵀ = Σ_0``, so ``R_tR_tᵀ = Σ_t`` and ``ε = −R_tᵀ∇log p_t`` is constant along PF-ODE paths of
         Gaussian data. For 1×1 blocks ``R_t = √Σ_t``; diffusions with 2×2 blocks override this."""
         if self.block_size != 1:
-            raise NotImplementedError(f"{self.name} must provide gddim_factor for {self.block_size}×{self.block_size} blocks")
+            raise NotImplementedError(
+                f"{self.name} must provide gddim_factor for {self.block_size}×{self.block_size} blocks"
+            )
         with jax.ensure_compile_time_eval(), jax.enable_x64(True):
             return np.sqrt(np.array(self.cov_block(jnp.asarray(ts, jnp.float64)), np.float64))
 
@@ -305,14 +310,16 @@ class LinearDiffusion:
         """How a network is trained for this diffusion and wrapped as its model (:mod:`.recipes`). Default, for
         1×1 blocks: ``net(y, 999 t)`` predicts ``prediction`` (default ``default_prediction``: ε) with
         ``t ~ U[t_eps, T]``. Diffusions with other needs override this method; ``options`` are the loss options
-        (``sigma_data``, ``p_mean``, ``p_std``, ``cld_param``, ``cld_mixed``, ``fdm_warmup_images``) a recipe may use."""
+        (``sigma_data``, ``p_mean``, ``p_std``, ``cld_param``, ``cld_mixed``, ``fdm_warmup_images``) a recipe may
+        use."""
         from .recipes import EpsRecipe, check_options
 
         check_options(options, f"{self.name}.training_recipe")
         if self.block_size != 1:
             raise NotImplementedError(
                 f"{self.name} has {self.block_size}×{self.block_size} blocks and no training recipe: give its class a "
-                "training_recipe method (docs/GUIDE.md, 'Adding a diffusion')")
+                "training_recipe method (docs/GUIDE.md, 'Adding a diffusion')"
+            )
         return EpsRecipe(prediction or self.default_prediction)
 
     # ---- misc ----------------------------------------------------------------------------------
@@ -426,6 +433,4 @@ class ScalarDiffusion(LinearDiffusion):
 def diffusion_dataclass(cls):
     """Frozen dataclass registered as a PyTree with every field static (hyperparameters are hashable)."""
     cls = dataclasses.dataclass(frozen=True)(cls)
-    return jax.tree_util.register_dataclass(
-        cls, data_fields=[], meta_fields=[f.name for f in dataclasses.fields(cls)]
-    )
+    return jax.tree_util.register_dataclass(cls, data_fields=[], meta_fields=[f.name for f in dataclasses.fields(cls)])

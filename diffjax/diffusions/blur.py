@@ -1,4 +1,5 @@
 """Blurring diffusion (Hoogeboom & Salimans 2022): per-frequency scalar SDEs in the DCT basis."""
+
 from __future__ import annotations
 
 import math

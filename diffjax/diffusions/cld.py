@@ -1,4 +1,5 @@
 """Critically-damped Langevin diffusion (Dockhorn et al. 2022): state ``(x, v)``, 2×2 blocks."""
+
 from __future__ import annotations
 
 import functools
@@ -43,7 +44,9 @@ class PhaseSpace(LinearDiffusion):
 
     def check_state(self, y) -> None:
         if not (isinstance(y, (tuple, list)) and len(y) == 2):
-            raise ValueError(f"a phase-space state is a pair (x, v) of arrays with the same shape, got {type(y).__name__}")
+            raise ValueError(
+                f"a phase-space state is a pair (x, v) of arrays with the same shape, got {type(y).__name__}"
+            )
         if jnp.shape(y[0]) != jnp.shape(y[1]):
             raise ValueError(f"x and v must have the same shape, got {jnp.shape(y[0])} and {jnp.shape(y[1])}")
 
@@ -54,8 +57,10 @@ class PhaseSpace(LinearDiffusion):
 
         check_options(options, f"{self.name}.training_recipe")
         if prediction not in (None, "", "eps"):
-            raise ValueError(f"{self.name} trains ε (cld_param='eps') or the velocity score (cld_param='hsm'); "
-                             f"prediction={prediction!r} is not offered")
+            raise ValueError(
+                f"{self.name} trains ε (cld_param='eps') or the velocity score (cld_param='hsm'); "
+                f"prediction={prediction!r} is not offered"
+            )
         return PhaseSpaceRecipe(param=cld_param, mixed=cld_mixed)
 
     def hsm_scales(self, t):

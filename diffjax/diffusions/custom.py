@@ -20,6 +20,7 @@
 
 Solvers that need a scalar α and σ (DPM-Solver++, SciRE, EDM Heun, UniPC) raise a clear error on the last two.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,9 +69,12 @@ def _time_grid(T: float, num_grid: int) -> np.ndarray:
 
 def _coefficients(F: Callable, G: Callable, shape: tuple, T: float, what: str) -> Callable:
     """``t ↦ (F(t), G(t))`` as float64 jnp arrays of ``shape`` (call under ``enable_x64``)."""
+
     def coef(t):
-        return (jnp.broadcast_to(jnp.asarray(F(t), jnp.float64), shape),
-                jnp.broadcast_to(jnp.asarray(G(t), jnp.float64), shape))
+        return (
+            jnp.broadcast_to(jnp.asarray(F(t), jnp.float64), shape),
+            jnp.broadcast_to(jnp.asarray(G(t), jnp.float64), shape),
+        )
 
     with jax.enable_x64(True):
         try:
@@ -91,19 +95,30 @@ def _integrate(rhs: Callable, y0, ts: np.ndarray, coef: Callable):
     for label, values in zip("FG", on_grid):
         bad = ~np.all(np.isfinite(values.reshape(len(ts), -1)), axis=1)
         if bad.any():
-            raise ValueError(f"{label}(t) is not finite at t = {ts[bad.argmax()]:.6g} (first of {int(bad.sum())} grid "
-                             f"times in [0, T={ts[-1]:.6g}]): the coefficients must be finite on the whole time range")
+            raise ValueError(
+                f"{label}(t) is not finite at t = {ts[bad.argmax()]:.6g} (first of {int(bad.sum())} grid "
+                f"times in [0, T={ts[-1]:.6g}]): the coefficients must be finite on the whole time range"
+            )
     with jax.enable_x64(True):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(lambda t, y, args: rhs(t, y)), diffrax.Dopri8(), 0.0, float(ts[-1]), None,
-            jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), y0), saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-            stepsize_controller=diffrax.PIDController(rtol=1e-13, atol=1e-20, step_ts=jnp.asarray(ts)), max_steps=200_000,
-            throw=False)
+            diffrax.ODETerm(lambda t, y, args: rhs(t, y)),
+            diffrax.Dopri8(),
+            0.0,
+            float(ts[-1]),
+            None,
+            jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), y0),
+            saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+            stepsize_controller=diffrax.PIDController(rtol=1e-13, atol=1e-20, step_ts=jnp.asarray(ts)),
+            max_steps=200_000,
+            throw=False,
+        )
         ys = jax.tree.map(np.asarray, sol.ys)
     if sol.result != diffrax.RESULTS.successful or not all(np.all(np.isfinite(a)) for a in jax.tree.leaves(ys)):
         mag = np.max(np.abs(on_grid[0].reshape(len(ts), -1)), axis=1)
-        raise ValueError(f"integrating the kernel ODEs of the custom diffusion failed ({sol.result}); is F(t) singular "
-                         f"on [0, T]? max |F| on the grid is {mag.max():.3g}, at t = {ts[mag.argmax()]:.6g}")
+        raise ValueError(
+            f"integrating the kernel ODEs of the custom diffusion failed ({sol.result}); is F(t) singular "
+            f"on [0, T]? max |F| on the grid is {mag.max():.3g}, at t = {ts[mag.argmax()]:.6g}"
+        )
     return ys, on_grid
 
 
@@ -113,9 +128,11 @@ def _check_float32_range(ts: np.ndarray, phi: np.ndarray, cov: np.ndarray, limit
         per_t = arr.reshape(len(ts), -1).max(axis=1)
         if per_t.max() > limit:
             i = int(np.argmax(per_t > limit))
-            raise ValueError(f"the custom diffusion's {name} reaches {per_t.max():.3g} (> {limit:.0e} from t = {ts[i]:.4g} "
-                             f"on): F(t) is explosive on [0, T={ts[-1]:.4g}] and float32 sampling would overflow; "
-                             "shorten T or damp F")
+            raise ValueError(
+                f"the custom diffusion's {name} reaches {per_t.max():.3g} (> {limit:.0e} from t = {ts[i]:.4g} "
+                f"on): F(t) is explosive on [0, T={ts[-1]:.4g}] and float32 sampling would overflow; "
+                "shorten T or damp F"
+            )
 
 
 NOISE_DOMINATION = 3.0  # the noise-to-signal ratio σ/α a process must reach at T (every coordinate)
@@ -130,11 +147,16 @@ def _check_noise_dominates(ts: np.ndarray, log_phi: np.ndarray, cov: np.ndarray)
     worst = float(rho[-1].min())
     if not worst >= NOISE_DOMINATION:
         grows = bool(np.any(rho[-1] > rho[1] * (1 + 1e-9)))
-        why = ("it adds no noise (G(t) = 0: σ/α never grows; an initial covariance alone is not a diffusion)" if not grows
-               else "the signal still dominates at T (raise G, lower F, or lengthen T)")
-        raise ValueError(f"the custom diffusion is never noise-dominated: its noise-to-signal ratio σ/α at T={ts[-1]:.4g} "
-                         f"is {worst:.4g} (< {NOISE_DOMINATION:g} needed for the prior N(0, Σ_T) to stand in for the "
-                         f"marginal): {why}")
+        why = (
+            "it adds no noise (G(t) = 0: σ/α never grows; an initial covariance alone is not a diffusion)"
+            if not grows
+            else "the signal still dominates at T (raise G, lower F, or lengthen T)"
+        )
+        raise ValueError(
+            f"the custom diffusion is never noise-dominated: its noise-to-signal ratio σ/α at T={ts[-1]:.4g} "
+            f"is {worst:.4g} (< {NOISE_DOMINATION:g} needed for the prior N(0, Σ_T) to stand in for the "
+            f"marginal): {why}"
+        )
 
 
 def _check_positive_cov(cov_diag_or_blocks: np.ndarray, blocks: bool) -> None:
@@ -201,8 +223,10 @@ def _check_closed_forms(sde, shape: tuple, log_phi: bool) -> None:
         scale = np.max(np.abs(tab), axis=0, keepdims=True)
         dev = float(np.max(np.abs(got - tab) / np.maximum(np.abs(tab), 1e-3 * scale)))
         if not dev < 1e-6:
-            raise ValueError(f"the given closed-form {label} does not solve the kernel ODEs of F and G (max relative "
-                             f"deviation {dev:.2e}); fix it or leave it out to use the numerical solution")
+            raise ValueError(
+                f"the given closed-form {label} does not solve the kernel ODEs of F and G (max relative "
+                f"deviation {dev:.2e}); fix it or leave it out to use the numerical solution"
+            )
 
 
 def _check_times(T, t_min, t_eps):
@@ -283,8 +307,9 @@ class CustomScalar(_IndependentCoordinates, ScalarDiffusion):
         grid = jnp.asarray(tb.ts, rho.dtype)  # (linear interpolation of the derivative suffices for Newton)
         for _ in range(2):  # Newton on log ρ(t) = log σ − log α, d log ρ/dt = Σ'/(2Σ) − F
             lr = jnp.log(self.sigma(t)) - self.log_alpha(t)
-            d = 0.5 * jnp.interp(t, grid, jnp.asarray(tb.dcov, rho.dtype)) / self.sigma(t) ** 2 \
-                - jnp.interp(t, grid, jnp.asarray(tb.dphi, rho.dtype))
+            d = 0.5 * jnp.interp(t, grid, jnp.asarray(tb.dcov, rho.dtype)) / self.sigma(t) ** 2 - jnp.interp(
+                t, grid, jnp.asarray(tb.dphi, rho.dtype)
+            )
             t = jnp.clip(t - (lr - target) / d, tb.ts[1], self.T)
         return t
 
@@ -395,15 +420,17 @@ class CustomDiagonal(_PerCoordinate):
 
     def check_data_shape(self, shape: tuple) -> None:
         nd, shape = self.coef_ndim, tuple(shape)
-        tail = shape[len(shape) - nd:]
+        tail = shape[len(shape) - nd :]
         ok = len(shape) >= nd
         try:
             ok = ok and np.broadcast_shapes(self.coef_shape, tail) == tail
         except ValueError:
             ok = False
         if not ok:
-            raise ValueError(f"{self.name} has coefficients of shape {self.coef_shape}, which must match the trailing "
-                             f"data axes; got an array of shape {shape}")
+            raise ValueError(
+                f"{self.name} has coefficients of shape {self.coef_shape}, which must match the trailing "
+                f"data axes; got an array of shape {shape}"
+            )
 
 
 @jax.tree_util.register_static
@@ -426,9 +453,20 @@ class CustomDCT(DCTBasis, _PerCoordinate):
 BASES = ("pixel", "dct")
 
 
-def custom(F: Callable, G: Callable, T: float = 1.0, t_min: float = 1e-3, t_eps: float = 1e-5, block_size: int = 1,
-           initial_cov=None, num_grid: int = 4097, name: str | None = None, basis: str = "pixel",
-           transition: Callable | None = None, covariance: Callable | None = None) -> LinearDiffusion:
+def custom(
+    F: Callable,
+    G: Callable,
+    T: float = 1.0,
+    t_min: float = 1e-3,
+    t_eps: float = 1e-5,
+    block_size: int = 1,
+    initial_cov=None,
+    num_grid: int = 4097,
+    name: str | None = None,
+    basis: str = "pixel",
+    transition: Callable | None = None,
+    covariance: Callable | None = None,
+) -> LinearDiffusion:
     """A diffusion ``du = F(t) u dt + G(t) dW`` from its coefficients, pure jnp functions of a scalar ``t``:
 
     * ``block_size=1``: ``F(t)``, ``G(t)`` scalars (one process for every coordinate → a

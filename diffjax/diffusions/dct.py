@@ -1,5 +1,6 @@
 """The orthonormal 2-D DCT basis over an image's ``(H, W)`` axes, per channel: ``y = Vᵀx`` with
 ``V`` the DCT-II basis (``norm="ortho"``), the basis in which blurring is diagonal (Hoogeboom & Salimans 2022)."""
+
 from __future__ import annotations
 
 from jax.scipy.fft import dctn, idctn
@@ -33,8 +34,9 @@ class DCTBasis:
         h, w, c = self.image_shape
         got = tuple(shape)[-3:]
         if len(got) < 3 or got[:2] != (h, w) or c not in (1, got[2]):
-            raise ValueError(f"{self.name} was built for images of shape {self.image_shape}, got an array of shape "
-                             f"{tuple(shape)}")
+            raise ValueError(
+                f"{self.name} was built for images of shape {self.image_shape}, got an array of shape {tuple(shape)}"
+            )
 
     def to_blocks(self, y):
         """Pixels → DCT coefficients ``Vᵀx`` (orthonormal, over H and W), block form ``(…, 1)``."""

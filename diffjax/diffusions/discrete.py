@@ -6,6 +6,7 @@ DPM-Solver's treatment of discrete models (Lu et al. 2022), time ``t_i = (i + 1)
 ``σ = √(1 − α²)``. The network takes the step index, fractional between grid points: ``N·t − 1``
 (:meth:`DiscreteVP.timestep`), which is the trained integer i at ``t_i``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,7 +18,9 @@ import numpy as np
 from .base import ScalarDiffusion, diffusion_dataclass
 
 
-def betas(schedule: str, n: int, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = 0.999) -> np.ndarray:
+def betas(
+    schedule: str, n: int, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = 0.999
+) -> np.ndarray:
     """The β_i of a DDPM schedule (float64): 'linear' (Ho et al.), 'scaled_linear' (linear in √β, latent diffusion),
     'squaredcos_cap_v2' (Nichol & Dhariwal's cosine ``ᾱ(s) = cos²((s + 0.008)/1.008 · π/2)``, β capped at
     ``max_beta``)."""
@@ -66,8 +69,14 @@ class DiscreteVP(ScalarDiffusion):
         return cls(tuple(float(a) for a in np.cumprod(1.0 - b)), **kw)
 
     @classmethod
-    def from_schedule(cls, schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02,
-                      num_train_timesteps: int = 1000, **kw) -> "DiscreteVP":
+    def from_schedule(
+        cls,
+        schedule: str = "linear",
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        num_train_timesteps: int = 1000,
+        **kw,
+    ) -> "DiscreteVP":
         """From a named schedule (:func:`betas`); the defaults are DDPM's (linear 1e-4 → 0.02, 1000 steps)."""
         return cls.from_betas(betas(schedule, num_train_timesteps, beta_start, beta_end), **kw)
 

@@ -1,4 +1,5 @@
 """The EDM diffusion of Karras et al. (2022) with ``s ≡ 1, σ(t) = t``."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -53,8 +54,9 @@ class EDM(ScalarDiffusion):
         check_options(options, "EDM.training_recipe")
         if prediction not in (None, "", "x0"):
             raise ValueError(f"EDM trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
-        return EDMRecipe(sigma_data=self.sigma_data if sigma_data is None else float(sigma_data), p_mean=p_mean,
-                         p_std=p_std)
+        return EDMRecipe(
+            sigma_data=self.sigma_data if sigma_data is None else float(sigma_data), p_mean=p_mean, p_std=p_std
+        )
 
     def log_alpha(self, t):
         return jnp.zeros_like(jnp.asarray(t, dtype=jnp.zeros(()).dtype))

@@ -1,4 +1,5 @@
 """Fast Diffusion Model (Wu et al. 2023): the base process with the momentum mean factor s_F."""
+
 from __future__ import annotations
 
 import jax
@@ -50,8 +51,9 @@ class FDM(ScalarDiffusion):
         CIFAR-10 recipe clamps for W = 200 (EDM) / 400 (VP, VE) iterations of batch 512 within a 10 Mimg ramp."""
         return (200 if self.base == "edm" else 400) * 512 / 10e6
 
-    def training_recipe(self, prediction=None, sigma_data=None, p_mean=-1.2, p_std=1.2, fdm_warmup_images=0.0,
-                        **options):
+    def training_recipe(
+        self, prediction=None, sigma_data=None, p_mean=-1.2, p_std=1.2, fdm_warmup_images=0.0, **options
+    ):
         """The base's recipe on ``x̃ = y/s_F`` with ``c_in = s_F`` and the warm-up clamp over
         ``fdm_warmup_images`` training images (:class:`.recipes.FDMRecipe`)."""
         from .recipes import FDMRecipe, check_options
@@ -60,10 +62,16 @@ class FDM(ScalarDiffusion):
         if prediction not in (None, "", "x0"):
             raise ValueError(f"FDM trains a x0 model (its preconditioning); prediction={prediction!r} is not offered")
         if fdm_warmup_images < 0:
-            raise ValueError("fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
-                             "does; give W in training images (0: no clamp)")
-        return FDMRecipe(sigma_data=self.sigma_data if sigma_data is None else float(sigma_data), p_mean=p_mean,
-                         p_std=p_std, warmup_images=float(fdm_warmup_images))
+            raise ValueError(
+                "fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
+                "does; give W in training images (0: no clamp)"
+            )
+        return FDMRecipe(
+            sigma_data=self.sigma_data if sigma_data is None else float(sigma_data),
+            p_mean=p_mean,
+            p_std=p_std,
+            warmup_images=float(fdm_warmup_images),
+        )
 
     # ---- the base's time and noise level --------------------------------------------------
     @property

@@ -1,4 +1,5 @@
 """Flow matching with the linear (rectified-flow) interpolant of Liu et al. (2023) and Lipman et al. (2023)."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp

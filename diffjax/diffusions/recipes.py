@@ -23,6 +23,7 @@ Recipes here (the published objectives):
 * :class:`PhaseSpaceRecipe` — CLD (Dockhorn et al. 2022): ``'eps'``: a 2-channel ε for ``K_t = L_t``;
   ``'hsm'``: hybrid score matching, the velocity score ``s_v = −ℓ_t F(u, 999 t)`` (``− v/Σ_vv`` with ``mixed``).
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Variance-exploding diffusion (score_sde VESDE)."""
+
 from __future__ import annotations
 
 import math

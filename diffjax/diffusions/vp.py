@@ -1,4 +1,5 @@
 """Variance-preserving diffusion (score_sde VPSDE) and sub-VP."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -33,8 +34,10 @@ class VP(ScalarDiffusion):
         check_positive("beta_max", self.beta_max)
         b_T = self.beta_min * self.T + 0.5 * (self.beta_max - self.beta_min) * self.T**2
         if b_T >= 700.0:  # e^{B} overflows float64: ρ(T) and log-SNR grids are no longer representable
-            raise ValueError(f"∫_0^T β = {b_T:.4g} ≥ 700 (beta_max={self.beta_max}, T={self.T}): α(T) = e^(−B/2) underflows; "
-                             "lower beta_max or T")
+            raise ValueError(
+                f"∫_0^T β = {b_T:.4g} ≥ 700 (beta_max={self.beta_max}, T={self.T}): α(T) = e^(−B/2) underflows; "
+                "lower beta_max or T"
+            )
         if not self.t_min < self.T:
             raise ValueError(f"t_min must be < T={self.T}, got {self.t_min}")
 

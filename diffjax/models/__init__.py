@@ -1,19 +1,40 @@
 """Models: networks (MLP, DDPM++/NCSN++ UNet, ADM, diffusers' UNet2DModel, DLG's noise classifier), a registry of them,
 their preconditioning, and loaders of published checkpoints (:mod:`.pretrained`)."""
-from .classifier import NoiseLevelCNN, NoiseLevelMLP
-from .mlp import MLP
+
 from ..diffusions.recipes import edm_preconditioning, fdm_preconditioning
 from ..prediction import Model, as_model, edm_denoiser
+from .adm import ADMUNet, adm_imagenet64
+from .classifier import NoiseLevelCNN, NoiseLevelMLP
+from .diffusers_unet import DiffusersUNet2D
+from .mlp import MLP
 from .precond import guided, precondition
+from .pretrained import Pretrained, load_pretrained
 from .registry import available as available_networks
 from .registry import build as build_network
 from .registry import register as register_network
 from .unet import UNet, count_params, ddpmpp_cifar10, ncsnpp_cifar10
-from .adm import ADMUNet, adm_imagenet64
-from .diffusers_unet import DiffusersUNet2D
-from .pretrained import Pretrained, load_pretrained
 
-__all__ = ["Model", "as_model", "edm_denoiser", "edm_preconditioning", "fdm_preconditioning", "MLP", "UNet",
-           "ddpmpp_cifar10", "ncsnpp_cifar10", "ADMUNet", "adm_imagenet64",
-           "DiffusersUNet2D", "Pretrained", "load_pretrained", "count_params", "precondition", "guided", "NoiseLevelCNN", "NoiseLevelMLP", "available_networks", "build_network",
-           "register_network"]
+__all__ = [
+    "Model",
+    "as_model",
+    "edm_denoiser",
+    "edm_preconditioning",
+    "fdm_preconditioning",
+    "MLP",
+    "UNet",
+    "ddpmpp_cifar10",
+    "ncsnpp_cifar10",
+    "ADMUNet",
+    "adm_imagenet64",
+    "DiffusersUNet2D",
+    "Pretrained",
+    "load_pretrained",
+    "count_params",
+    "precondition",
+    "guided",
+    "NoiseLevelCNN",
+    "NoiseLevelMLP",
+    "available_networks",
+    "build_network",
+    "register_network",
+]

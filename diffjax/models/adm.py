@@ -6,6 +6,7 @@ resampling of the skip path without a projection, multi-head attention (64 chann
 the ``attn_resolutions`` (decoder included), the class label added *after* the noise MLP, and sinusoids without
 the endpoint. ``adm_imagenet64()`` is EDM's ImageNet-64 configuration (≈296 M parameters).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -25,15 +26,32 @@ class ADMUNet(nnx.Module):
     attention at 32, 16 and 8.
     """
 
-    def __init__(self, image_shape: Sequence[int], model_channels: int = 192, channel_mult: Sequence[int] = (1, 2, 3, 4),
-                 num_blocks: int = 3, attn_resolutions: Sequence[int] = (32, 16, 8), dropout: float = 0.0,
-                 num_classes: int = 0, in_mult: int = 1, out_mult: int = 1, dtype=jnp.float32, *,
-                 channels_per_head: int = 64, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        model_channels: int = 192,
+        channel_mult: Sequence[int] = (1, 2, 3, 4),
+        num_blocks: int = 3,
+        attn_resolutions: Sequence[int] = (32, 16, 8),
+        dropout: float = 0.0,
+        num_classes: int = 0,
+        in_mult: int = 1,
+        out_mult: int = 1,
+        dtype=jnp.float32,
+        *,
+        channels_per_head: int = 64,
+        rngs: nnx.Rngs,
+    ):
         h, w, c = (int(s) for s in image_shape)
         factor = 2 ** (len(channel_mult) - 1)
         if h % factor or w % factor:
             raise ValueError(f"image size {(h, w)} must be divisible by {factor} for {len(channel_mult)} resolutions")
-        self.image_shape, self.dtype, self.model_channels, self.num_classes = (h, w, c), dtype, model_channels, num_classes
+        self.image_shape, self.dtype, self.model_channels, self.num_classes = (
+            (h, w, c),
+            dtype,
+            model_channels,
+            num_classes,
+        )
         emb = 4 * model_channels
         kw = dict(rngs=rngs, dtype=dtype)
         self.map_layer0 = nnx.Linear(model_channels, emb, rngs=rngs)
@@ -42,8 +60,21 @@ class ADMUNet(nnx.Module):
 
         def block(cin, cout, res, resample=None, attention=None):
             attn = (res in attn_resolutions) if attention is None else attention
-            return ResBlock(cin, cout, emb, resample, attn, dropout, dtype, adaptive_scale=True, skip_scale=1.0,
-                            eps=1e-5, resample_proj=False, heads=max(cout // channels_per_head, 1), rngs=rngs)
+            return ResBlock(
+                cin,
+                cout,
+                emb,
+                resample,
+                attn,
+                dropout,
+                dtype,
+                adaptive_scale=True,
+                skip_scale=1.0,
+                eps=1e-5,
+                resample_proj=False,
+                heads=max(cout // channels_per_head, 1),
+                rngs=rngs,
+            )
 
         cout = model_channels * channel_mult[0]
         self.conv_in = nnx.Conv(c * in_mult, cout, (3, 3), **kw)
@@ -76,11 +107,14 @@ class ADMUNet(nnx.Module):
         self.norm_out = nnx.GroupNorm(cout, num_groups=_groups(cout), epsilon=1e-5, **kw)
         self.conv_out = nnx.Conv(cout, c * out_mult, (3, 3), **kw)
 
-    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
         out_dtype, b = x.dtype, x.shape[0]
         c = jnp.broadcast_to(jnp.asarray(c_noise, jnp.float32).reshape(-1), (b,))
-        emb = self.map_layer1(jax.nn.silu(self.map_layer0(positional_embedding(c, self.model_channels, endpoint=False))))
+        emb = self.map_layer1(
+            jax.nn.silu(self.map_layer0(positional_embedding(c, self.model_channels, endpoint=False)))
+        )
         if self.label is not None:
             if labels is None:
                 labels = jnp.full((b,), self.num_classes, jnp.int32)
@@ -93,28 +127,53 @@ class ADMUNet(nnx.Module):
         for block, k in zip(self.enc, keys):
             h = block(h, emb, k)
             skips.append(h)
-        for block, k in zip(self.mid, keys[len(self.enc):]):
+        for block, k in zip(self.mid, keys[len(self.enc) :]):
             h = block(h, emb, k)
-        for block, takes_skip, k in zip(self.dec, self.dec_layout, keys[len(self.enc) + len(self.mid):]):
+        for block, takes_skip, k in zip(self.dec, self.dec_layout, keys[len(self.enc) + len(self.mid) :]):
             if takes_skip:
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
             h = block(h, emb, k)
         return self.conv_out(jax.nn.silu(self.norm_out(h))).astype(out_dtype)
 
 
-def adm_imagenet64(num_classes: int = 1000, dropout: float = 0.1, out_mult: int = 1, dtype=jnp.float32,
-                   rngs: nnx.Rngs | None = None) -> ADMUNet:
+def adm_imagenet64(
+    num_classes: int = 1000, dropout: float = 0.1, out_mult: int = 1, dtype=jnp.float32, rngs: nnx.Rngs | None = None
+) -> ADMUNet:
     """EDM's ImageNet-64 ADM network: channels 192, multipliers (1, 2, 3, 4), 3 blocks, attention at 32/16/8."""
-    return ADMUNet((64, 64, 3), 192, (1, 2, 3, 4), 3, (32, 16, 8), dropout, num_classes, out_mult=out_mult, dtype=dtype,
-                   rngs=rngs or nnx.Rngs(0))
+    return ADMUNet(
+        (64, 64, 3),
+        192,
+        (1, 2, 3, 4),
+        3,
+        (32, 16, 8),
+        dropout,
+        num_classes,
+        out_mult=out_mult,
+        dtype=dtype,
+        rngs=rngs or nnx.Rngs(0),
+    )
 
 
-OPTIONS = {"channels": 192, "channel_mult": (1, 2, 3, 4), "num_blocks": 3, "attn_resolutions": (32, 16, 8),
-           "dropout": 0.0, "channels_per_head": 64}
+OPTIONS = {
+    "channels": 192,
+    "channel_mult": (1, 2, 3, 4),
+    "num_blocks": 3,
+    "attn_resolutions": (32, 16, 8),
+    "dropout": 0.0,
+    "channels_per_head": 64,
+}
 
 
 def build(data_shape, options: dict, **common) -> ADMUNet:
     """The registry's builder (``options``: the keys of ``OPTIONS``)."""
     o = {k: options.get(k, v) for k, v in OPTIONS.items()}
-    return ADMUNet(data_shape, o["channels"], tuple(o["channel_mult"]), o["num_blocks"], tuple(o["attn_resolutions"]),
-                   o["dropout"], channels_per_head=o["channels_per_head"], **common)
+    return ADMUNet(
+        data_shape,
+        o["channels"],
+        tuple(o["channel_mult"]),
+        o["num_blocks"],
+        tuple(o["attn_resolutions"]),
+        o["dropout"],
+        channels_per_head=o["channels_per_head"],
+        **common,
+    )

@@ -1,6 +1,7 @@
 """DLG's noise-level classifier ``c_φ(x) ∈ R^K``: logits over the K levels of the noise grid,
 trained by cross-entropy on ``(x_0 perturbed to t_j, j)`` with j uniform, so ``softmax c_φ`` estimates
 ``π(j | x) ∝ p_{t_j}(x)``. Not counted in NFE."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,8 +15,15 @@ class NoiseLevelCNN(nnx.Module):
     ``Linear(·, K)``. Input ``(B, H, W, C)``; ``pool_strides`` gives each block's pooling stride with window 2
     (32×32 input: all 2; 256×256: (4, 4, 4, 2)). About 1.4 M parameters for 32×32×3 and K = 1000."""
 
-    def __init__(self, image_shape: Sequence[int], num_levels: int, channels: Sequence[int] = (32, 64, 128, 256),
-                 pool_strides: Sequence[int] | None = None, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        num_levels: int,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        pool_strides: Sequence[int] | None = None,
+        *,
+        rngs: nnx.Rngs,
+    ):
         h, w, c = (int(s) for s in image_shape)
         pool_strides = tuple(pool_strides or (2,) * len(channels))
         if len(pool_strides) != len(channels):

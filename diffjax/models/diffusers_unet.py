@@ -15,6 +15,7 @@ Supported: the four plain and the four skip block types, ``time_embedding_type``
 labels through ``num_class_embeds``, ``downsample_type``/``upsample_type`` conv or resnet. Anything else in a config
 is refused by :func:`check_config` with the field's name.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,15 +34,33 @@ FIR = (1, 3, 3, 1)
 
 # UNet2DModel's defaults (diffusers) for fields a config.json may leave out
 DEFAULTS: dict[str, Any] = {
-    "sample_size": None, "in_channels": 3, "out_channels": 3, "center_input_sample": False,
-    "time_embedding_type": "positional", "time_embedding_dim": None, "freq_shift": 0, "flip_sin_to_cos": True,
+    "sample_size": None,
+    "in_channels": 3,
+    "out_channels": 3,
+    "center_input_sample": False,
+    "time_embedding_type": "positional",
+    "time_embedding_dim": None,
+    "freq_shift": 0,
+    "flip_sin_to_cos": True,
     "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
     "mid_block_type": "UNetMidBlock2D",
     "up_block_types": ("AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    "block_out_channels": (224, 448, 672, 896), "layers_per_block": 2, "mid_block_scale_factor": 1.0,
-    "downsample_padding": 1, "downsample_type": "conv", "upsample_type": "conv", "dropout": 0.0, "act_fn": "silu",
-    "attention_head_dim": 8, "norm_num_groups": 32, "attn_norm_num_groups": None, "norm_eps": 1e-5,
-    "resnet_time_scale_shift": "default", "add_attention": True, "class_embed_type": None, "num_class_embeds": None,
+    "block_out_channels": (224, 448, 672, 896),
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1.0,
+    "downsample_padding": 1,
+    "downsample_type": "conv",
+    "upsample_type": "conv",
+    "dropout": 0.0,
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+    "attn_norm_num_groups": None,
+    "norm_eps": 1e-5,
+    "resnet_time_scale_shift": "default",
+    "add_attention": True,
+    "class_embed_type": None,
+    "num_class_embeds": None,
     "num_train_timesteps": None,
 }
 IGNORED = ("_class_name", "_diffusers_version", "_name_or_path", "_use_default_values")
@@ -60,14 +79,21 @@ def check_config(config: dict, where: str = "config.json") -> dict:
         ("time_embedding_type", c["time_embedding_type"] in ("positional", "fourier"), "'positional' or 'fourier'"),
         ("act_fn", c["act_fn"] in ("silu", "swish"), "'silu'"),
         ("mid_block_type", c["mid_block_type"] == "UNetMidBlock2D", "'UNetMidBlock2D'"),
-        ("resnet_time_scale_shift", c["resnet_time_scale_shift"] in ("default", "scale_shift"), "'default' or 'scale_shift'"),
+        (
+            "resnet_time_scale_shift",
+            c["resnet_time_scale_shift"] in ("default", "scale_shift"),
+            "'default' or 'scale_shift'",
+        ),
         ("class_embed_type", c["class_embed_type"] is None, "null (labels through num_class_embeds)"),
         ("downsample_type", c["downsample_type"] in ("conv", "resnet"), "'conv' or 'resnet'"),
         ("upsample_type", c["upsample_type"] in ("conv", "resnet"), "'conv' or 'resnet'"),
         ("down_block_types", all(t in DOWN for t in c["down_block_types"]), f"each one of {DOWN}"),
         ("up_block_types", all(t in UP for t in c["up_block_types"]), f"each one of {UP}"),
-        ("block_out_channels", len(c["block_out_channels"]) == len(c["down_block_types"]) == len(c["up_block_types"]),
-         "as many entries as down_block_types and up_block_types"),
+        (
+            "block_out_channels",
+            len(c["block_out_channels"]) == len(c["down_block_types"]) == len(c["up_block_types"]),
+            "as many entries as down_block_types and up_block_types",
+        ),
         ("time_embedding_dim", c["time_embedding_dim"] in (None, 4 * c["block_out_channels"][0]), "null"),
     ]
     for field, ok, expected in checks:
@@ -98,8 +124,23 @@ class Resnet(nnx.Module):
     """``ResnetBlock2D``; ``resample`` 'up'/'down' resamples both paths after the first norm (nearest / 2×2 mean,
     or the [1, 3, 3, 1] filter with ``fir``)."""
 
-    def __init__(self, cin, cout, temb, groups, eps, scale=1.0, groups_out=None, shift=False, resample=None,
-                 fir=False, shortcut=None, dropout=0.0, *, rngs):
+    def __init__(
+        self,
+        cin,
+        cout,
+        temb,
+        groups,
+        eps,
+        scale=1.0,
+        groups_out=None,
+        shift=False,
+        resample=None,
+        fir=False,
+        shortcut=None,
+        dropout=0.0,
+        *,
+        rngs,
+    ):
         self.norm1 = _gn(cin, groups, eps)
         self.conv1 = _conv(cin, cout, 3, rngs)
         self.time_emb_proj = nnx.Linear(temb, cout * (2 if shift else 1), rngs=rngs)
@@ -151,8 +192,15 @@ def _block_setup(kind, cout, c, rngs):
     """What the four down/up block kinds share: (skip?, attention?, eps, groups, head size, output scale, resnet kw)."""
     skip = "Skip" in kind
     kw = dict(shift=c["resnet_time_scale_shift"] == "scale_shift", dropout=c["dropout"], rngs=rngs)
-    return (skip, kind.startswith("Attn"), c["norm_eps"], c["norm_num_groups"], c["attention_head_dim"] or cout,
-            math.sqrt(2.0) if skip else 1.0, kw)
+    return (
+        skip,
+        kind.startswith("Attn"),
+        c["norm_eps"],
+        c["norm_num_groups"],
+        c["attention_head_dim"] or cout,
+        math.sqrt(2.0) if skip else 1.0,
+        kw,
+    )
 
 
 class Down(nnx.Module):
@@ -167,24 +215,45 @@ class Down(nnx.Module):
             res.append(Resnet(ci, cout, temb, g[0], eps, scale, g[1], **kw))
         self.resnets = nnx.List(res)
         agroups = 32 if skip else groups
-        self.attentions = nnx.List([Attention(cout, cout // head, agroups, eps, scale, rngs=rngs)
-                                    for _ in range(layers)]) if attn else None
+        self.attentions = (
+            nnx.List([Attention(cout, cout // head, agroups, eps, scale, rngs=rngs) for _ in range(layers)])
+            if attn
+            else None
+        )
         self.skip, self.pad = skip, c["downsample_padding"]
         downsample = downsamplers = resnet_down = skip_conv = None
         if last:
             pass
         elif skip:
-            resnet_down = Resnet(cout, cout, temb, min(cout // 4, 32), eps, scale, resample="down", fir=True,
-                                 shortcut=True, **kw)
+            resnet_down = Resnet(
+                cout, cout, temb, min(cout // 4, 32), eps, scale, resample="down", fir=True, shortcut=True, **kw
+            )
             skip_conv = _conv(c["in_channels"], cout, 1, rngs)
         elif attn and c["downsample_type"] == "resnet":
             downsample = "resnet"
             downsamplers = nnx.List([Resnet(cout, cout, temb, groups, eps, resample="down", **kw)])
         else:
             downsample = "conv"
-            downsamplers = nnx.List([Holder(nnx.Conv(cout, cout, (3, 3), strides=2,
-                                                     padding=((self.pad, self.pad), (self.pad, self.pad)), rngs=rngs))])
-        self.downsample, self.downsamplers, self.resnet_down, self.skip_conv = downsample, downsamplers, resnet_down, skip_conv
+            downsamplers = nnx.List(
+                [
+                    Holder(
+                        nnx.Conv(
+                            cout,
+                            cout,
+                            (3, 3),
+                            strides=2,
+                            padding=((self.pad, self.pad), (self.pad, self.pad)),
+                            rngs=rngs,
+                        )
+                    )
+                ]
+            )
+        self.downsample, self.downsamplers, self.resnet_down, self.skip_conv = (
+            downsample,
+            downsamplers,
+            resnet_down,
+            skip_conv,
+        )
 
     def __call__(self, h, temb, skip_sample):
         out = []
@@ -228,13 +297,27 @@ class Up(nnx.Module):
         self.resnets = nnx.List(res)
         self.skip, self.kind = skip, kind
         n = 1 if skip else layers
-        self.attentions = nnx.List([Attention(cout, cout // head, 32 if skip else groups, eps, scale, rngs=rngs)
-                                    for _ in range(n)]) if attn else None
+        self.attentions = (
+            nnx.List([Attention(cout, cout // head, 32 if skip else groups, eps, scale, rngs=rngs) for _ in range(n)])
+            if attn
+            else None
+        )
         upsample = upsamplers = resnet_up = skip_conv = skip_norm = None
         if skip:
             if not last:
-                resnet_up = Resnet(cout, cout, temb, min(cout // 4, 32), eps, scale, min(cout // 4, 32), resample="up",
-                                   fir=True, shortcut=True, **kw)
+                resnet_up = Resnet(
+                    cout,
+                    cout,
+                    temb,
+                    min(cout // 4, 32),
+                    eps,
+                    scale,
+                    min(cout // 4, 32),
+                    resample="up",
+                    fir=True,
+                    shortcut=True,
+                    **kw,
+                )
                 skip_norm = _gn(cout, min(cout // 4, 32), eps)
                 skip_conv = _conv(cout, c["out_channels"], 3, rngs)
         elif not last:
@@ -314,12 +397,15 @@ class DiffusersUNet2D(nnx.Module):
             cin, cout = cout, ch[i]
             down.append(Down(kind, cin, cout, temb, layers, i == n - 1, c, rngs=rngs))
         self.down_blocks = nnx.List(down)
-        mid_groups = c["attn_norm_num_groups"] or (c["norm_num_groups"] if c["resnet_time_scale_shift"] == "default" else None)
+        mid_groups = c["attn_norm_num_groups"] or (
+            c["norm_num_groups"] if c["resnet_time_scale_shift"] == "default" else None
+        )
         head = c["attention_head_dim"] or ch[-1]
         kw = dict(shift=c["resnet_time_scale_shift"] == "scale_shift", dropout=c["dropout"], rngs=rngs)
         s = c["mid_block_scale_factor"]
-        self.mid_block = MidBlock(ch[-1], temb, c["norm_num_groups"], c["norm_eps"], s, head, mid_groups,
-                                  c["add_attention"], kw, rngs=rngs)
+        self.mid_block = MidBlock(
+            ch[-1], temb, c["norm_num_groups"], c["norm_eps"], s, head, mid_groups, c["add_attention"], kw, rngs=rngs
+        )
         rev = ch[::-1]
         up, cout = [], rev[0]
         for i, kind in enumerate(c["up_block_types"]):
@@ -340,8 +426,14 @@ class DiffusersUNet2D(nnx.Module):
             e = timestep_embedding(t, self.channels0, self.flip_sin_to_cos, self.freq_shift)
         return t, self.time_embedding(e)
 
-    def __call__(self, x: jax.Array, timestep: jax.Array, labels: jax.Array | None = None, *,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        timestep: jax.Array,
+        labels: jax.Array | None = None,
+        *,
+        dropout_key: jax.Array | None = None,
+    ) -> jax.Array:
         """``dropout_key`` is accepted for the network protocol; the port runs deterministically (inference)."""
         out_dtype = x.dtype
         x = x.astype(jnp.float32)
@@ -378,7 +470,9 @@ class MidBlock(nnx.Module):
     def __init__(self, c, temb, groups, eps, scale, head, attn_groups, add_attention, kw, *, rngs):
         groups = groups or min(c // 4, 32)
         self.resnets = nnx.List([Resnet(c, c, temb, groups, eps, scale, **kw) for _ in range(2)])
-        self.attentions = nnx.List([Attention(c, c // head, attn_groups, eps, scale, rngs=rngs)]) if add_attention else None
+        self.attentions = (
+            nnx.List([Attention(c, c // head, attn_groups, eps, scale, rngs=rngs)]) if add_attention else None
+        )
 
     def __call__(self, h, temb):
         h = self.resnets[0](h, temb)

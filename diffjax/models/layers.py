@@ -1,4 +1,5 @@
 """Building blocks shared by the networks: noise embeddings, the conditioning MLP and FIR resampling."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,9 @@ import numpy as np
 from flax import nnx
 
 
-def positional_embedding(c_noise: jax.Array, channels: int, max_positions: float = 10000.0,
-                         endpoint: bool = True) -> jax.Array:
+def positional_embedding(
+    c_noise: jax.Array, channels: int, max_positions: float = 10000.0, endpoint: bool = True
+) -> jax.Array:
     """Transformer sinusoids of the noise label: ``[cos(c·f_k), sin(c·f_k)]`` with
     ``f_k = max_positions^{−k/(channels/2 − 1)}`` (``endpoint``, DDPM++) or ``^{−k/(channels/2)}`` (ADM),
     k = 0…channels/2 − 1."""
@@ -46,13 +48,23 @@ class NoiseEmbedding(nnx.Module):
     classifier-free guidance.
     """
 
-    def __init__(self, channels: int, emb_channels: int, kind: str = "positional", num_classes: int = 0,
-                 fourier_scale: float = 16.0, fourier_premultiplied: bool = True, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        channels: int,
+        emb_channels: int,
+        kind: str = "positional",
+        num_classes: int = 0,
+        fourier_scale: float = 16.0,
+        fourier_premultiplied: bool = True,
+        *,
+        rngs: nnx.Rngs,
+    ):
         if kind not in ("positional", "fourier"):
             raise ValueError(f"noise embedding must be 'positional' or 'fourier', got {kind!r}")
         self.channels, self.kind, self.num_classes = channels, kind, num_classes
-        self.fourier = (FourierEmbedding(channels, fourier_scale, fourier_premultiplied, rngs=rngs)
-                        if kind == "fourier" else None)
+        self.fourier = (
+            FourierEmbedding(channels, fourier_scale, fourier_premultiplied, rngs=rngs) if kind == "fourier" else None
+        )
         self.label = nnx.Embed(num_classes + 1, channels, rngs=rngs) if num_classes else None
         self.lin0 = nnx.Linear(channels, emb_channels, rngs=rngs)
         self.lin1 = nnx.Linear(emb_channels, emb_channels, rngs=rngs)
@@ -72,7 +84,9 @@ def fir_kernel(taps, gain: float = 1.0) -> np.ndarray:
     """The 2-D filter ``gain · f fᵀ / (Σf)²`` of a 1-D tap list ``f`` (float64, NumPy)."""
     f = np.asarray(taps, np.float64)
     if f.ndim != 1 or f.size < 1 or not np.all(np.isfinite(f)) or f.sum() == 0:
-        raise ValueError(f"a resampling filter is a non-empty 1-D list of finite taps with a non-zero sum; got {taps!r}")
+        raise ValueError(
+            f"a resampling filter is a non-empty 1-D list of finite taps with a non-zero sum; got {taps!r}"
+        )
     return gain * np.outer(f, f) / f.sum() ** 2
 
 
@@ -86,8 +100,15 @@ def upfirdn2d(x: jax.Array, kernel, up: int = 1, down: int = 1, pad: tuple[int, 
     k = jnp.asarray(np.asarray(kernel)[::-1, ::-1], x.dtype)  # correlation with the flipped kernel = convolution
     w = jnp.tile(k[:, :, None, None], (1, 1, 1, c))
     p0, p1 = pad
-    return jax.lax.conv_general_dilated(x, w, (down, down), [(p0, p1 + up - 1)] * 2, lhs_dilation=(up, up),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        (down, down),
+        [(p0, p1 + up - 1)] * 2,
+        lhs_dilation=(up, up),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+    )
 
 
 def resample_down(x: jax.Array, taps=(1, 1)) -> jax.Array:

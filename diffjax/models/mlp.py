@@ -1,4 +1,5 @@
 """A residual MLP with a noise embedding, for low-dimensional data (2-D toys, flattened 8×8 digits)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,11 +13,23 @@ from .layers import NoiseEmbedding
 
 class MLP(nnx.Module):
     """``F_θ(x, c_noise[, label])`` for data of shape ``(B, *data_shape)`` (last axis = channels). Input and
-    output may carry ``in_mult``/``out_mult`` times the channels, concatenated on the last axis (CLD's (x, v)). Residual blocks ``h ← h + W₂ SiLU(W₁ SiLU(h) + emb)``."""
+    output may carry ``in_mult``/``out_mult`` times the channels, concatenated on the last axis (CLD's (x, v)).
+    Residual blocks ``h ← h + W₂ SiLU(W₁ SiLU(h) + emb)``."""
 
-    def __init__(self, data_shape: Sequence[int], width: int = 256, depth: int = 3, emb_channels: int | None = None,
-                 embedding: str = "positional", num_classes: int = 0, in_mult: int = 1, out_mult: int = 1,
-                 dtype=jnp.float32, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        width: int = 256,
+        depth: int = 3,
+        emb_channels: int | None = None,
+        embedding: str = "positional",
+        num_classes: int = 0,
+        in_mult: int = 1,
+        out_mult: int = 1,
+        dtype=jnp.float32,
+        *,
+        rngs: nnx.Rngs,
+    ):
         self.data_shape = tuple(int(s) for s in data_shape)
         dim = 1
         for s in self.data_shape:
@@ -31,8 +44,9 @@ class MLP(nnx.Module):
         self.lin2 = nnx.List([nnx.Linear(width, width, rngs=rngs, dtype=dtype) for _ in range(depth)])
         self.out = nnx.Linear(width, dim * out_mult, rngs=rngs, dtype=dtype)
 
-    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, *, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
         """``dropout_key`` is part of the network protocol (the MLP has no dropout and ignores it)."""
         b = x.shape[0]
         emb = jax.nn.silu(self.embed(c_noise, b, labels))
@@ -45,5 +59,10 @@ class MLP(nnx.Module):
 
 def build(data_shape, options: dict, **common) -> MLP:
     """The registry's builder: ``options`` from a config's ``model`` section (width, depth, embedding)."""
-    return MLP(data_shape, options.get("width", 256), options.get("depth", 3),
-               embedding=options.get("embedding", "positional"), **common)
+    return MLP(
+        data_shape,
+        options.get("width", 256),
+        options.get("depth", 3),
+        embedding=options.get("embedding", "positional"),
+        **common,
+    )

@@ -7,6 +7,7 @@ and the losses train: VP/blurring/custom ε-prediction ``F(x, 999 t)``, flow mat
 preconditioned denoisers, FDM's ``c_in = s_F``, CLD's 2-channel ε or hybrid score matching — whatever the
 diffusion's own file says. Nothing here depends on the concrete diffusion class.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -38,18 +39,32 @@ jax.tree_util.register_pytree_node(
 )
 
 
-def recipe_of(sde: LinearDiffusion, cld_param: str = "eps", mixed: bool = True, sigma_data: float | None = None,
-              prediction: str | None = None, **options) -> Recipe:
+def recipe_of(
+    sde: LinearDiffusion,
+    cld_param: str = "eps",
+    mixed: bool = True,
+    sigma_data: float | None = None,
+    prediction: str | None = None,
+    **options,
+) -> Recipe:
     """The diffusion's training recipe for these options (a clear error when it defines none); ``sigma_data`` None
     is the diffusion's own."""
     if not isinstance(sde, LinearDiffusion):
         raise TypeError(f"expected a diffjax diffusion, got {type(sde).__name__}")
-    return sde.training_recipe(prediction=prediction or None, cld_param=cld_param, cld_mixed=mixed,
-                               sigma_data=sigma_data, **options)
+    return sde.training_recipe(
+        prediction=prediction or None, cld_param=cld_param, cld_mixed=mixed, sigma_data=sigma_data, **options
+    )
 
 
-def precondition(sde: LinearDiffusion, net: Callable, labels: Any = None, cld_param: str = "eps",
-                 mixed: bool = True, sigma_data: float | None = None, prediction: str | None = None) -> Model:
+def precondition(
+    sde: LinearDiffusion,
+    net: Callable,
+    labels: Any = None,
+    cld_param: str = "eps",
+    mixed: bool = True,
+    sigma_data: float | None = None,
+    prediction: str | None = None,
+) -> Model:
     """Wrap ``net`` as the model of ``sde`` (module docstring); ``labels`` conditions a class model;
     ``prediction`` chooses what an ε-family network predicts ('eps', 'v', 'velocity', 'x0')."""
     recipe = recipe_of(sde, cld_param, mixed, sigma_data, prediction, fdm_warmup_images=0.0)

@@ -9,6 +9,7 @@ Adding one: a file with the module and a builder ``build(data_shape, options, *,
 dtype, rngs)`` (``options``: the config's ``model`` section), and one line in ``NETWORKS`` below — or
 ``register(name, build)`` from your own code.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -20,7 +21,9 @@ def _diffusers(data_shape, options: dict, *, num_classes=0, in_mult=1, out_mult=
     """diffusers' ``UNet2DModel`` from its config fields (``options``; image size and channels from the data)."""
     h, w, c = data_shape
     cfg = {k: v for k, v in options.items() if k in diffusers_unet.DEFAULTS}
-    cfg.update(sample_size=[h, w], in_channels=c * in_mult, out_channels=c * out_mult, num_class_embeds=num_classes or None)
+    cfg.update(
+        sample_size=[h, w], in_channels=c * in_mult, out_channels=c * out_mult, num_class_embeds=num_classes or None
+    )
     return diffusers_unet.DiffusersUNet2D(cfg, rngs=rngs)
 
 
@@ -35,7 +38,9 @@ NETWORKS: dict[str, Callable] = {
 def register(name: str, build: Callable) -> None:
     """Make ``build`` available as the network ``name``."""
     if not isinstance(name, str) or not name or not callable(build):
-        raise ValueError(f"register(name, build) needs a non-empty name and a callable builder; got {name!r}, {build!r}")
+        raise ValueError(
+            f"register(name, build) needs a non-empty name and a callable builder; got {name!r}, {build!r}"
+        )
     NETWORKS[name] = build
 
 

@@ -17,6 +17,7 @@ up-filtered and summed), Gaussian Fourier features of the noise label and a twic
 ``dtype`` is the compute dtype (``jnp.bfloat16`` for mixed precision; parameters stay float32). Attention uses
 ``jax.nn.dot_product_attention`` (cuDNN flash attention on GPUs when available).
 """
+
 from __future__ import annotations
 
 import math
@@ -51,10 +52,24 @@ class ResBlock(nnx.Module):
     ``(x + attn(x))·skip_scale``. The skip path is resampled, and projected by a 1×1 conv when the channels change
     or (``resample_proj``) when it is resampled."""
 
-    def __init__(self, cin: int, cout: int, emb: int, resample: str | None = None, attention: bool = False,
-                 dropout: float = 0.0, dtype=jnp.float32, *, resample_filter: Sequence[int] = (1, 1),
-                 adaptive_scale: bool = False, skip_scale: float = 1 / math.sqrt(2), eps: float = 1e-6,
-                 resample_proj: bool = True, heads: int = 1, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        emb: int,
+        resample: str | None = None,
+        attention: bool = False,
+        dropout: float = 0.0,
+        dtype=jnp.float32,
+        *,
+        resample_filter: Sequence[int] = (1, 1),
+        adaptive_scale: bool = False,
+        skip_scale: float = 1 / math.sqrt(2),
+        eps: float = 1e-6,
+        resample_proj: bool = True,
+        heads: int = 1,
+        rngs: nnx.Rngs,
+    ):
         kw = dict(rngs=rngs, dtype=dtype)
         if resample not in (None, "up", "down"):
             raise ValueError(f"resample must be None, 'up' or 'down', got {resample!r}")
@@ -98,8 +113,10 @@ class ResBlock(nnx.Module):
         x = (h + skip) * self.skip_scale
         if self.attention:
             b, hh, ww, c = x.shape
-            q, k, v = (t.reshape(b, hh * ww, self.heads, c // self.heads)
-                       for t in jnp.split(self.qkv(self.norm2(x)), 3, axis=-1))
+            q, k, v = (
+                t.reshape(b, hh * ww, self.heads, c // self.heads)
+                for t in jnp.split(self.qkv(self.norm2(x)), 3, axis=-1)
+            )
             a = jax.nn.dot_product_attention(q, k, v).reshape(b, hh, ww, c)
             x = (self.proj(a) + x) * self.skip_scale
         return x
@@ -120,26 +137,45 @@ class UNet(nnx.Module):
       dtype: compute dtype (bfloat16 for mixed precision).
     """
 
-    def __init__(self, image_shape: Sequence[int], model_channels: int = 128, channel_mult: Sequence[int] = (2, 2, 2),
-                 num_blocks: int = 4, attn_resolutions: Sequence[int] = (16,), dropout: float = 0.0,
-                 embedding: str = "positional", num_classes: int = 0, in_mult: int = 1, out_mult: int = 1,
-                 dtype=jnp.float32, *, noise_mult: int = 1, fourier_scale: float = 16.0, encoder: str = "standard",
-                 decoder: str = "standard", resample_filter: Sequence[int] = (1, 1), fourier_premultiplied: bool = True,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        model_channels: int = 128,
+        channel_mult: Sequence[int] = (2, 2, 2),
+        num_blocks: int = 4,
+        attn_resolutions: Sequence[int] = (16,),
+        dropout: float = 0.0,
+        embedding: str = "positional",
+        num_classes: int = 0,
+        in_mult: int = 1,
+        out_mult: int = 1,
+        dtype=jnp.float32,
+        *,
+        noise_mult: int = 1,
+        fourier_scale: float = 16.0,
+        encoder: str = "standard",
+        decoder: str = "standard",
+        resample_filter: Sequence[int] = (1, 1),
+        fourier_premultiplied: bool = True,
+        rngs: nnx.Rngs,
+    ):
         h, w, c = (int(s) for s in image_shape)
         factor = 2 ** (len(channel_mult) - 1)
         if h % factor or w % factor:
             raise ValueError(f"image size {(h, w)} must be divisible by {factor} for {len(channel_mult)} resolutions")
         if encoder not in ENCODERS or decoder not in DECODERS:
-            raise ValueError(f"encoder must be one of {ENCODERS} and decoder one of {DECODERS}; got {encoder!r}, {decoder!r}")
+            raise ValueError(
+                f"encoder must be one of {ENCODERS} and decoder one of {DECODERS}; got {encoder!r}, {decoder!r}"
+            )
         fir_kernel(resample_filter)  # validates the taps
         self.image_shape, self.dtype = (h, w, c), dtype
         self.encoder, self.decoder, self.filter = encoder, decoder, tuple(resample_filter)
         emb = 4 * model_channels
         kw = dict(rngs=rngs, dtype=dtype)
         bkw = dict(dropout=dropout, dtype=dtype, resample_filter=resample_filter, rngs=rngs)
-        self.embed = NoiseEmbedding(model_channels * noise_mult, emb, embedding, num_classes, fourier_scale,
-                                    fourier_premultiplied, rngs=rngs)
+        self.embed = NoiseEmbedding(
+            model_channels * noise_mult, emb, embedding, num_classes, fourier_scale, fourier_premultiplied, rngs=rngs
+        )
         cin, cout_img = c * in_mult, c * out_mult
         self.conv_in = nnx.Conv(cin, model_channels, (3, 3), **kw)
         enc, aux, skips, cout, caux = [], [], [model_channels], model_channels, cin
@@ -185,8 +221,9 @@ class UNet(nnx.Module):
         self.levels = len(channel_mult)
         self.num_blocks = num_blocks
 
-    def __call__(self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, c_noise: jax.Array, labels: jax.Array | None = None, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
         """``dropout_key`` switches dropout on (training); without it the network is deterministic."""
         out_dtype = x.dtype
         emb = jax.nn.silu(self.embed(c_noise, x.shape[0], labels)).astype(self.dtype)
@@ -207,10 +244,10 @@ class UNet(nnx.Module):
                 else:  # padded conv, then the filter: the strided convolution with kernel conv ∗ filter
                     h = aux = (h + upfirdn2d(conv(aux), fir_kernel(self.filter), down=2)) * (1 / math.sqrt(2))
             skips.append(h)
-        for block, k in zip(self.mid, keys[len(self.enc):]):
+        for block, k in zip(self.mid, keys[len(self.enc) :]):
             h = block(h, emb, k)
         out, level, seen, per_level = None, self.levels - 1, 0, self.num_blocks + 1
-        for block, takes_skip, k in zip(self.dec, self.dec_layout, keys[len(self.enc) + len(self.mid):]):
+        for block, takes_skip, k in zip(self.dec, self.dec_layout, keys[len(self.enc) + len(self.mid) :]):
             if takes_skip:
                 h = jnp.concatenate([h, skips.pop()], axis=-1)
             h = block(h, emb, k)
@@ -227,18 +264,36 @@ class UNet(nnx.Module):
         return out.astype(out_dtype)
 
 
-def ddpmpp_cifar10(num_classes: int = 0, dropout: float = 0.13, dtype=jnp.float32, rngs: nnx.Rngs | None = None) -> UNet:
+def ddpmpp_cifar10(
+    num_classes: int = 0, dropout: float = 0.13, dtype=jnp.float32, rngs: nnx.Rngs | None = None
+) -> UNet:
     """EDM's DDPM++ CIFAR-10 network: channels 128, multipliers (2, 2, 2), 4 blocks per resolution, attention at
     16×16, positional embedding."""
-    return UNet((32, 32, 3), 128, (2, 2, 2), 4, (16,), dropout, "positional", num_classes, dtype=dtype,
-                rngs=rngs or nnx.Rngs(0))
+    return UNet(
+        (32, 32, 3), 128, (2, 2, 2), 4, (16,), dropout, "positional", num_classes, dtype=dtype, rngs=rngs or nnx.Rngs(0)
+    )
 
 
-def ncsnpp_cifar10(num_classes: int = 0, dropout: float = 0.13, dtype=jnp.float32, rngs: nnx.Rngs | None = None) -> UNet:
+def ncsnpp_cifar10(
+    num_classes: int = 0, dropout: float = 0.13, dtype=jnp.float32, rngs: nnx.Rngs | None = None
+) -> UNet:
     """EDM's NCSN++ CIFAR-10 network: the DDPM++ layout with Fourier features (2× wide), a residual progressive
     input and the [1, 3, 3, 1] filter."""
-    return UNet((32, 32, 3), 128, (2, 2, 2), 4, (16,), dropout, "fourier", num_classes, dtype=dtype, noise_mult=2,
-                encoder="residual", resample_filter=(1, 3, 3, 1), rngs=rngs or nnx.Rngs(0))
+    return UNet(
+        (32, 32, 3),
+        128,
+        (2, 2, 2),
+        4,
+        (16,),
+        dropout,
+        "fourier",
+        num_classes,
+        dtype=dtype,
+        noise_mult=2,
+        encoder="residual",
+        resample_filter=(1, 3, 3, 1),
+        rngs=rngs or nnx.Rngs(0),
+    )
 
 
 def count_params(model: nnx.Module) -> int:
@@ -246,15 +301,37 @@ def count_params(model: nnx.Module) -> int:
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
-OPTIONS = {"channels": 128, "channel_mult": (2, 2, 2), "num_blocks": 4, "attn_resolutions": (16,), "dropout": 0.0,
-           "embedding": "positional", "noise_mult": 1, "fourier_scale": 16.0, "encoder": "standard",
-           "decoder": "standard", "resample_filter": (1, 1)}
+OPTIONS = {
+    "channels": 128,
+    "channel_mult": (2, 2, 2),
+    "num_blocks": 4,
+    "attn_resolutions": (16,),
+    "dropout": 0.0,
+    "embedding": "positional",
+    "noise_mult": 1,
+    "fourier_scale": 16.0,
+    "encoder": "standard",
+    "decoder": "standard",
+    "resample_filter": (1, 1),
+}
 
 
 def build(data_shape, options: dict, **common) -> UNet:
     """The registry's builder: ``options`` from a config's ``model`` section (the keys of ``OPTIONS``; others are
     the config's own, such as ``kind``)."""
     o = {k: options.get(k, v) for k, v in OPTIONS.items()}
-    return UNet(data_shape, o["channels"], tuple(o["channel_mult"]), o["num_blocks"], tuple(o["attn_resolutions"]),
-                o["dropout"], o["embedding"], noise_mult=o["noise_mult"], fourier_scale=o["fourier_scale"],
-                encoder=o["encoder"], decoder=o["decoder"], resample_filter=tuple(o["resample_filter"]), **common)
+    return UNet(
+        data_shape,
+        o["channels"],
+        tuple(o["channel_mult"]),
+        o["num_blocks"],
+        tuple(o["attn_resolutions"]),
+        o["dropout"],
+        o["embedding"],
+        noise_mult=o["noise_mult"],
+        fourier_scale=o["fourier_scale"],
+        encoder=o["encoder"],
+        decoder=o["decoder"],
+        resample_filter=tuple(o["resample_filter"]),
+        **common,
+    )

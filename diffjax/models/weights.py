@@ -6,6 +6,7 @@ maps as ``(out, in)``; NNX names it by its attribute path with leaves ``kernel``
 ``rename`` and layouts by the target's kind, checks every name and shape, and only then writes the arrays, so a
 failed load leaves the network as it was.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -37,8 +38,13 @@ def _layout(array: np.ndarray, target_path: str, target_shape) -> np.ndarray:
     return array
 
 
-def load_torch_state(net: nnx.Module, state: dict[str, np.ndarray], rename: Callable[[str], str | None],
-                     where: str, ignore_missing: Callable[[str], bool] = lambda path: False) -> nnx.Module:
+def load_torch_state(
+    net: nnx.Module,
+    state: dict[str, np.ndarray],
+    rename: Callable[[str], str | None],
+    where: str,
+    ignore_missing: Callable[[str], bool] = lambda path: False,
+) -> nnx.Module:
     """Copy a PyTorch-named ``state`` into ``net``. ``rename(module_path)`` gives the NNX module path of a torch
     module (None: not used by the port, skipped); layouts follow the target (module docstring). Errors as
     :func:`assign`, plus a name with no place in the network."""
@@ -52,8 +58,10 @@ def load_torch_state(net: nnx.Module, state: dict[str, np.ndarray], rename: Call
             continue
         path = _leaf_for(ours, leaf, targets)
         if path not in targets:
-            raise ValueError(f"{where}: parameter {key!r} has no place in the network (looked for {path!r}); "
-                             "is the checkpoint of another architecture or config?")
+            raise ValueError(
+                f"{where}: parameter {key!r} has no place in the network (looked for {path!r}); "
+                "is the checkpoint of another architecture or config?"
+            )
         if path in arrays:
             raise ValueError(f"{where}: parameters {sources[path]!r} and {key!r} both map to {path!r}")
         arr = np.asarray(value)
@@ -63,8 +71,13 @@ def load_torch_state(net: nnx.Module, state: dict[str, np.ndarray], rename: Call
     return assign(net, arrays, where, ignore_missing, sources)
 
 
-def assign(net: nnx.Module, arrays: dict[str, np.ndarray], where: str,
-           ignore_missing: Callable[[str], bool] = lambda path: False, sources: dict | None = None) -> nnx.Module:
+def assign(
+    net: nnx.Module,
+    arrays: dict[str, np.ndarray],
+    where: str,
+    ignore_missing: Callable[[str], bool] = lambda path: False,
+    sources: dict | None = None,
+) -> nnx.Module:
     """Set the network variables at the dotted paths of ``arrays`` (diffjax layout). Everything is checked before
     anything is written — every path exists, shapes match, values are finite floats, no variable is left without
     a value (unless ``ignore_missing(path)``) — so a failed load leaves the network as it was."""
@@ -79,14 +92,18 @@ def assign(net: nnx.Module, arrays: dict[str, np.ndarray], where: str,
             raise ValueError(f"{where}: parameter {name(path)} has dtype {arr.dtype}, expected floating point")
         expected = tuple(targets[path].get_value().shape)
         if arr.shape != expected:
-            raise ValueError(f"{where}: parameter {name(path)} has shape {arr.shape} (in diffjax's layout); the "
-                             f"network expects {expected} at {path!r}")
+            raise ValueError(
+                f"{where}: parameter {name(path)} has shape {arr.shape} (in diffjax's layout); the "
+                f"network expects {expected} at {path!r}"
+            )
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{where}: parameter {name(path)} contains non-finite values")
     missing = sorted(p for p in targets if p not in arrays and not ignore_missing(p))
     if missing:
-        raise ValueError(f"{where}: {len(missing)} network parameter(s) have no entry in the checkpoint, e.g. "
-                         f"{missing[:4]}; is the checkpoint truncated or of another config?")
+        raise ValueError(
+            f"{where}: {len(missing)} network parameter(s) have no entry in the checkpoint, e.g. "
+            f"{missing[:4]}; is the checkpoint truncated or of another config?"
+        )
     for path, arr in arrays.items():
         targets[path].set_value(jnp.asarray(np.asarray(arr, np.float32)))
     nnx.update(net, net_state)

@@ -12,6 +12,7 @@ precompute from the grid (multistep weights, churn levels, …) so no coefficien
 ``ctx`` bundles the diffusion, the bound model and per-sample PRNG keys: noise for sample b at step i is
 ``normal(fold_in(key_b, i))``, so a sample never depends on the batch size.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,6 +39,7 @@ class Context(NamedTuple):
         leaves, treedef = jax.tree.flatten(like)
         out = []
         for j, leaf in enumerate(leaves):
+
             def draw(k, leaf=leaf, j=j):
                 k = jax.random.fold_in(jax.random.fold_in(k, i), j)
                 return jax.random.normal(k, leaf.shape[1:], leaf.dtype)
@@ -78,7 +80,9 @@ class Solver:
         """Grid intervals M that spend exactly ``nfe`` network evaluations (denoising step excluded)."""
         e = self.evals_per_step
         if nfe < e or nfe % e:
-            raise ValueError(f"{self.name} spends {e} evaluation(s) per step; nfe must be a positive multiple of {e}, got {nfe}")
+            raise ValueError(
+                f"{self.name} spends {e} evaluation(s) per step; nfe must be a positive multiple of {e}, got {nfe}"
+            )
         return nfe // e
 
     def nfe(self, num_steps: int) -> int:

@@ -7,6 +7,7 @@ chunks on disk whose checksum verifies and recomputes the others; a folder holdi
 included — is refused with the fields that differ. One process writes a folder at a time
 (:class:`diffjax.files.FolderLock`): a second one is refused at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,15 @@ def manifest_of(key, sde, model, solver, nfe, shape, chunk, options) -> dict:
     from .. import __version__
 
     return {
-        "diffusion": repr(sde), "solver": repr(registry.get(solver)), "nfe": int(nfe), "shape": [int(d) for d in shape],
-        "chunk": int(chunk), "key": np.asarray(jax.random.key_data(key)).tolist(),
-        "model": tree_digest(model), "options": {k: repr(v) for k, v in sorted(options.items())}, "diffjax": __version__,
+        "diffusion": repr(sde),
+        "solver": repr(registry.get(solver)),
+        "nfe": int(nfe),
+        "shape": [int(d) for d in shape],
+        "chunk": int(chunk),
+        "key": np.asarray(jax.random.key_data(key)).tolist(),
+        "model": tree_digest(model),
+        "options": {k: repr(v) for k, v in sorted(options.items())},
+        "diffjax": __version__,
     }
 
 
@@ -89,16 +96,22 @@ def _sample_into(key, sde, model, solver, nfe, shape, chunk, out_dir, progress, 
         diff = [k for k in manifest if k != "diffjax" and old.get(k) != manifest[k]]
         if diff:
             what = {"model": "model (its weights or structure)"}
-            raise ValueError(f"{out_dir!r} holds another sampling run (differs in {', '.join(what.get(k, k) for k in diff)}: "
-                             + "; ".join(f"{k}: {str(old.get(k))[:80]!r} there, {str(manifest[k])[:80]!r} now" for k in diff)
-                             + "); use a new out_dir or delete that one")
+            raise ValueError(
+                f"{out_dir!r} holds another sampling run (differs in {', '.join(what.get(k, k) for k in diff)}: "
+                + "; ".join(f"{k}: {str(old.get(k))[:80]!r} there, {str(manifest[k])[:80]!r} now" for k in diff)
+                + "); use a new out_dir or delete that one"
+            )
     else:
         if any(f.startswith("chunk_") for f in os.listdir(out_dir)):
-            raise ValueError(f"{out_dir!r} holds chunk files but no manifest.json: not a run of this call; "
-                             "use a new out_dir or delete them")
+            raise ValueError(
+                f"{out_dir!r} holds chunk files but no manifest.json: not a run of this call; "
+                "use a new out_dir or delete them"
+            )
         write_atomic(mpath, json.dumps(manifest, indent=1))
     # plain calls: the compiled sampler is cached (sample_offset is an argument), so chunks and reruns reuse it
-    run = lambda k, off, n: sample(k, sde, model, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]), sample_offset=off, **kw)
+    run = lambda k, off, n: sample(
+        k, sde, model, solver, nfe=nfe, shape=(n,) + tuple(shape[1:]), sample_offset=off, **kw
+    )
     starts = list(range(0, total, chunk))
     bar = None
     if progress:

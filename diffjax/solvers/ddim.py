@@ -1,4 +1,5 @@
 """DDIM (Song, Meng & Ermon 2021) for continuous-time scalar diffusions."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,6 +22,7 @@ class DDIM(Solver):
     def name(self) -> str:  # type: ignore[override]
         """``ddim`` (η = 0), ``ddpm`` (η = 1), ``ddim_eta<η>`` otherwise."""
         return {0.0: "ddim", 1.0: "ddpm"}.get(float(self.eta), f"ddim_eta{self.eta:g}")
+
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "logsnr"
     learnable: ClassVar[tuple[str, ...]] = ("alpha_next", "c_eps")

@@ -14,6 +14,7 @@ which is handed — with its own start time ``t_j`` — to ANY integrator of the
 per-sample grids (``dj.sample(..., grid=table, grid_index=j)``), and a final Tweedie step
 ``x̂0(x, t_min)`` (+1 NFE) ends the sample. NFE per sample = ``n_skip·(1 or 2) + integrator NFE + 1``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -174,8 +175,10 @@ class DLG:
             raise ValueError("move='mala' needs log_density(x, t) -> (B,) log p_t(x) for the Metropolis test")
         out = jax.eval_shape(classifier, chains.x)
         if out.shape != (chains.x.shape[0], k_levels):
-            raise ValueError(f"the classifier returns logits of shape {out.shape}; expected (B, K) = "
-                             f"({chains.x.shape[0]}, {k_levels}) for this noise grid")
+            raise ValueError(
+                f"the classifier returns logits of shape {out.shape}; expected (B, K) = "
+                f"({chains.x.shape[0]}, {k_levels}) for this noise grid"
+            )
         batch = chains.x.shape[0]
         keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(batch))
         ctx = Context(sde, model, keys)
@@ -194,7 +197,7 @@ class DLG:
                 s_p = model.score(prop, t)
                 flat = lambda v: v.reshape(v.shape[0], -1)
                 log_q = lambda a, b, sb: -jnp.sum(flat(a - b - bc(h / 2) * sb) ** 2, -1) / (2 * h)
-                log_ratio = (log_density(prop, t) - log_density(x, t) + log_q(x, prop, s_p) - log_q(prop, x, s))
+                log_ratio = log_density(prop, t) - log_density(x, t) + log_q(x, prop, s_p) - log_q(prop, x, s)
                 u = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 3 * i + 1)))(keys)
                 x = jnp.where(bc(jnp.log(u) < log_ratio), prop, x)
             else:
@@ -233,8 +236,9 @@ class DLG:
         chains = Chains(x, jnp.argmax(classifier(x), axis=-1).astype(jnp.int32))
         for n, (num, eta) in enumerate(self.burn_in):
             if num:
-                chains, _, _ = self.sweeps(jax.random.fold_in(k_burn, n), sde, model, classifier, chains, num, eta,
-                                           log_density, kind)
+                chains, _, _ = self.sweeps(
+                    jax.random.fold_in(k_burn, n), sde, model, classifier, chains, num, eta, log_density, kind
+                )
         return chains
 
     def sample(
@@ -255,10 +259,23 @@ class DLG:
         k_sweep, k_int = jax.random.split(key)
         last, best, trace = self.sweeps(k_sweep, sde, model, classifier, chains, self.n_skip, None, log_density, kind)
         integrator = registry.get(self.integrator)
-        table = _grid_table(sde, integrator, self.integrator_nfe, self.grid or integrator.grid_kind(sde),
-                            tuple(float(t) for t in ts))
-        x = solve(k_int, sde, model, integrator, nfe=self.integrator_nfe + (1 if self.tweedie else 0), init=best.x,
-                  grid=table, grid_index=best.level, denoise=self.tweedie, kind=kind, dtype=best.x.dtype, check_finite=False)
+        table = _grid_table(
+            sde, integrator, self.integrator_nfe, self.grid or integrator.grid_kind(sde), tuple(float(t) for t in ts)
+        )
+        x = solve(
+            k_int,
+            sde,
+            model,
+            integrator,
+            nfe=self.integrator_nfe + (1 if self.tweedie else 0),
+            init=best.x,
+            grid=table,
+            grid_index=best.level,
+            denoise=self.tweedie,
+            kind=kind,
+            dtype=best.x.dtype,
+            check_finite=False,
+        )
         if self.clip is not None:
             x = jnp.clip(x, *self.clip)
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):

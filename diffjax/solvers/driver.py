@@ -1,4 +1,5 @@
 """``sample``: the one ``lax.scan`` driver behind every solver, with an exact NFE budget."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -187,8 +188,11 @@ def sample(
     if score is not None:
         import warnings
 
-        warnings.warn("dj.sample(score=...) is deprecated: the argument is `model` (any prediction kind)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "dj.sample(score=...) is deprecated: the argument is `model` (any prediction kind)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if model is not None:
             raise TypeError("give the model once: as `model` (positional or keyword), not also as `score`")
         model = score
@@ -216,7 +220,8 @@ def sample(
             raise ValueError(
                 f"the grid starts at t={ts[0]:.6g}, below {sde.name}'s T={sde.T:g}, where the prior sample is drawn: "
                 f"pass init= a sample of the marginal at t={ts[0]:.6g} (for EDM/VE, roughly σ(t)·N(0, I), as "
-                "k-diffusion starts at sigmas[0]), or a grid that starts at T")
+                "k-diffusion starts at sigmas[0]), or a grid that starts at T"
+            )
     else:
         _check_state(sde, init)
         batch = jax.tree.leaves(init)[0].shape[0]
@@ -228,7 +233,9 @@ def sample(
             grid_index = jnp.arange(batch)
         grid_index = jnp.asarray(grid_index)
         if grid_index.shape != (batch,) or not jnp.issubdtype(grid_index.dtype, jnp.integer):
-            raise ValueError(f"grid_index must be an integer array of shape ({batch},), got {grid_index.shape} {grid_index.dtype}")
+            raise ValueError(
+                f"grid_index must be an integer array of shape ({batch},), got {grid_index.shape} {grid_index.dtype}"
+            )
     if mesh is not None:
         axis = mesh.axis_names[0]
         if batch % mesh.shape[axis]:
@@ -240,8 +247,25 @@ def sample(
     statics = tuple(l for l, a in zip(leaves, is_array) if not a)
     args = (key, init, grid_index, sample_offset, arrays)
     # the same call with the trajectory, to locate the first non-finite step when the result is not finite
-    rerun = lambda: sample(key, sde, user_model, solver, nfe, None if init is not None else shape, init, grid, denoise, kind,
-                           return_state, True, dtype, grid_index, mesh, sample_offset, False)
+    rerun = lambda: sample(
+        key,
+        sde,
+        user_model,
+        solver,
+        nfe,
+        None if init is not None else shape,
+        init,
+        grid,
+        denoise,
+        kind,
+        return_state,
+        True,
+        dtype,
+        grid_index,
+        mesh,
+        sample_offset,
+        False,
+    )
     if any(isinstance(l, jax.core.Tracer) for l in jax.tree.leaves(args)):  # inside the user's jit/vmap
         _check_model_output(config, model, init)
         return _sample_impl(config, key, init, grid_index, sample_offset, model)
@@ -259,7 +283,9 @@ def sample(
         def run(key, init, grid_index, sample_offset, arrays):
             CACHE.traces += 1
             it = iter(arrays)
-            rebuilt = jax.tree.unflatten(treedef, [next(it) if a else s for a, s in zip(is_array, _refill(statics, is_array))])
+            rebuilt = jax.tree.unflatten(
+                treedef, [next(it) if a else s for a, s in zip(is_array, _refill(statics, is_array))]
+            )
             return _sample_impl(config, key, init, grid_index, sample_offset, rebuilt)
 
         return jax.jit(run)
@@ -279,14 +305,18 @@ def _check_model_output(config: "_Config", model, init) -> None:
     try:
         out = jax.eval_shape(model.fn, state, t)
     except Exception as e:  # the model cannot even be traced on these states
-        raise ValueError(f"the model failed on states of shape {jax.tree.map(lambda l: l.shape, state)} at a scalar "
-                         f"time: {type(e).__name__}: {e}") from e
+        raise ValueError(
+            f"the model failed on states of shape {jax.tree.map(lambda l: l.shape, state)} at a scalar "
+            f"time: {type(e).__name__}: {e}"
+        ) from e
     want = sde.data_part(state) if model.kind == "x0" else state
     shape_of = lambda tree: jax.tree.map(lambda l: tuple(l.shape), tree)
     if jax.tree.structure(out) != jax.tree.structure(want) or shape_of(out) != shape_of(want):
-        raise ValueError(f"the model returned {shape_of(out)} for states of shape {shape_of(state)}; a {model.kind!r} "
-                         f"model must return {shape_of(want)} (one prediction per sample, same shape as "
-                         f"{'the data' if model.kind == 'x0' else 'the state'})")
+        raise ValueError(
+            f"the model returned {shape_of(out)} for states of shape {shape_of(state)}; a {model.kind!r} "
+            f"model must return {shape_of(want)} (one prediction per sample, same shape as "
+            f"{'the data' if model.kind == 'x0' else 'the state'})"
+        )
     bad = [l.dtype for l in jax.tree.leaves(out) if not jnp.issubdtype(l.dtype, jnp.floating)]
     if bad:
         raise ValueError(f"the model returned {bad[0]} values; predictions must be floating point")
@@ -299,7 +329,9 @@ def _checked(out, config: "_Config", check_finite: bool, rerun):
         return out
     solver, ts = config.solver, config.ts
     _, path = rerun()
-    bad = np.asarray(jnp.any(~jnp.isfinite(path.reshape(path.shape[0], -1)), axis=1)) if path.ndim >= 2 else np.array([])
+    bad = (
+        np.asarray(jnp.any(~jnp.isfinite(path.reshape(path.shape[0], -1)), axis=1)) if path.ndim >= 2 else np.array([])
+    )
     grid = ts if ts.ndim == 1 else ts[0]
     if bad.any():
         i = int(np.argmax(bad))
@@ -309,7 +341,8 @@ def _checked(out, config: "_Config", check_finite: bool, rerun):
     raise FloatingPointError(
         f"{solver.name!r} produced non-finite samples: the state first became non-finite {where}. The model returned "
         "NaN/inf there, or the step is unstable (try more NFE or another solver). Under jax.jit no check is made: "
-        "wrap the call with jax.experimental.checkify to catch it there.")
+        "wrap the call with jax.experimental.checkify to catch it there."
+    )
 
 
 def _refill(statics, is_array):
@@ -333,8 +366,19 @@ class _Config(NamedTuple):
     mesh: Any
 
     def static_key(self):
-        return (self.sde, self.solver, self.ts.shape, self.ts.tobytes(), self.budget, str(self.dtype), self.shape,
-                self.denoise, self.return_state, self.trajectory, self.mesh)
+        return (
+            self.sde,
+            self.solver,
+            self.ts.shape,
+            self.ts.tobytes(),
+            self.budget,
+            str(self.dtype),
+            self.shape,
+            self.denoise,
+            self.return_state,
+            self.trajectory,
+            self.mesh,
+        )
 
 
 class SamplerCache:
@@ -364,8 +408,13 @@ class SamplerCache:
 
     def info(self) -> dict:
         """``{"hits", "misses", "traces", "size", "maxsize"}``."""
-        return {"hits": self.hits, "misses": self.misses, "traces": self.traces, "size": len(self.entries),
-                "maxsize": self.maxsize}
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "traces": self.traces,
+            "size": len(self.entries),
+            "maxsize": self.maxsize,
+        }
 
 
 CACHE = SamplerCache()
@@ -383,7 +432,14 @@ def clear_cache() -> None:
 
 def _sample_impl(config: _Config, key, init, grid_index, sample_offset, model) -> Any:
     """The body of :func:`sample` after validation: pure in its arguments, traced once per configuration."""
-    sde, solver, ts, budget, dtype, shape = config.sde, config.solver, config.ts, config.budget, config.dtype, config.shape
+    sde, solver, ts, budget, dtype, shape = (
+        config.sde,
+        config.solver,
+        config.ts,
+        config.budget,
+        config.dtype,
+        config.shape,
+    )
     denoise, trajectory, mesh, return_state = config.denoise, config.trajectory, config.mesh, config.return_state
     per_sample = ts.ndim == 2
     batch = shape[0] if init is None else jax.tree.leaves(init)[0].shape[0]

@@ -18,6 +18,7 @@ Stochastic (``lam > 0``, r = 0 only, Eq. 22 with the corrected covariance):
 
 (the public code uses ``P F̂`` instead of ``P F̂ᵀ``, which breaks the marginals of CLD; not reproduced).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -133,7 +134,9 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
 
     m = len(ts) - 1
     t0 = np.float64(ts[0])
-    shape = np.broadcast_shapes(*(np.shape(_f64(fn, t0)) for fn in (sde.cov_block, sde.drift_block, sde.diffusion_block)))
+    shape = np.broadcast_shapes(
+        *(np.shape(_f64(fn, t0)) for fn in (sde.cov_block, sde.drift_block, sde.diffusion_block))
+    )
     k = shape[-1]
     psi_hat = np.zeros((m,) + shape)
     chol = np.zeros((m,) + shape)
@@ -156,6 +159,7 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
 
     size = int(np.prod(shape))
     for n in range(m):
+
         def rhs(t, y):
             ph, p = y[:size].reshape(shape), y[size:].reshape(shape)
             fhat, ggt = fields(t)
@@ -187,6 +191,7 @@ class GDDIM(Solver):
     def name(self) -> str:  # type: ignore[override]
         """``gddim`` (order 1), ``gddim_<q+1>`` for a degree-q polynomial, ``gddim_sde`` when stochastic."""
         return "gddim_sde" if self.lam else ("gddim" if self.order == 0 else f"gddim_{self.order + 1}")
+
     default_grid: ClassVar[str] = "quadratic"
     learnable: ClassVar[tuple[str, ...]] = ("eps_coef",)
     order: int = 0

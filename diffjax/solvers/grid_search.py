@@ -17,6 +17,7 @@ Sampling", ICML 2024).
 The result is a :class:`~diffjax.solvers.learned.Learned`
 solver without corrections, usable directly or as the start of :func:`diffjax.solvers.learn`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,8 +47,9 @@ def step_costs(sde: ScalarDiffusion, model, taus: np.ndarray, xs: jax.Array) -> 
         pred = bc(s_k / sj) * xj[None] + bc(a_k - s_k * aj / sj) * x0j[None]
         return jnp.sqrt(jnp.mean((pred - xs) ** 2, axis=tuple(range(1, xs.ndim))))
 
-    costs = np.asarray(jax.jit(lambda: jax.lax.map(row, (xs, x0, jnp.asarray(alpha, dtype), jnp.asarray(sigma, dtype))))(),
-                       np.float64)
+    costs = np.asarray(
+        jax.jit(lambda: jax.lax.map(row, (xs, x0, jnp.asarray(alpha, dtype), jnp.asarray(sigma, dtype))))(), np.float64
+    )
     j, k = np.indices(costs.shape)
     return np.where(k > j, costs, np.inf)
 
@@ -112,7 +114,18 @@ def optimized_grid(
         err = float(jnp.sqrt(jnp.mean((x - xs[-1]) ** 2)))
         errors[name] = err if np.isfinite(err) else float("inf")
     chosen = min(errors, key=errors.get)
-    info = {"method": "dynamic programming over a fine grid (GITS-style)", "num": num, "candidates": candidates,
-            "refine": refine, "teacher_batch_rmse": errors, "chosen": chosen}
-    return Learned(base=base, times=tuple(float(t) for t in grids[chosen]), diffusion=diffusion_spec(sde),
-                   nfe_budget=int(nfe), info=info)
+    info = {
+        "method": "dynamic programming over a fine grid (GITS-style)",
+        "num": num,
+        "candidates": candidates,
+        "refine": refine,
+        "teacher_batch_rmse": errors,
+        "chosen": chosen,
+    }
+    return Learned(
+        base=base,
+        times=tuple(float(t) for t in grids[chosen]),
+        diffusion=diffusion_spec(sde),
+        nfe_budget=int(nfe),
+        info=info,
+    )

@@ -21,6 +21,7 @@ uniform one under a smooth map) is second order — the weights assume equal ste
 first order because the Adams–Bashforth weights integrate linear functions exactly — yet at low NFE it is the
 strongest untuned solver on the benchmarks (its errors there come from the first, largest steps).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,6 +59,7 @@ class IPNDM(_LinearMultistep):
     def name(self) -> str:  # type: ignore[override]
         """``ipndm`` (fixed weights) or ``ipndm_v`` (variable step)."""
         return "ipndm_v" if self.variant == "variable" else "ipndm"
+
     default_grid: ClassVar[str] = "karras"
     prediction: ClassVar[str] = "eps"
     order: int = 4

@@ -18,6 +18,7 @@ the gradient reaches the times. One jitted update per optimizer step (optax), fu
 the held-out draws (another key) pick the best iterate (early stopping) and guarantee that the result is never
 worse than the base solver on them, measured through ``dj.sample`` exactly as a user will run it.
 """
+
 from __future__ import annotations
 
 import time
@@ -162,8 +163,10 @@ def learn(
     base = base_solver(sde, solver, "learned discretizations")
     if base.stochastic or not base.traceable:
         ok = [n for n in registry.available() if registry.get(n).traceable and not registry.get(n).stochastic]
-        raise ValueError(f"cannot learn a discretization for {base.name!r}: it needs a deterministic solver whose "
-                         f"coefficients are traceable; accepted: {ok}")
+        raise ValueError(
+            f"cannot learn a discretization for {base.name!r}: it needs a deterministic solver whose "
+            f"coefficients are traceable; accepted: {ok}"
+        )
     base.check(sde)
     if what is None:
         what = "grid+coefs" if base.learnable else "grid"
@@ -173,8 +176,13 @@ def learn(
         raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid'")
     if loss not in ("l2", "soft"):
         raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
-    for name, v in (("num_fit", num_fit), ("num_heldout", num_heldout), ("steps", steps), ("eval_every", eval_every),
-                    ("patience", patience)):
+    for name, v in (
+        ("num_fit", num_fit),
+        ("num_heldout", num_heldout),
+        ("steps", steps),
+        ("eval_every", eval_every),
+        ("patience", patience),
+    ):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if not (learning_rate > 0 and coef_scale > 0 and soft_radius >= 0):
@@ -192,7 +200,10 @@ def learn(
     elif not (isinstance(init_grid, str) and init_grid == "base"):
         ts0 = validate_grid(sde, init_grid)
         if len(ts0) != len(plan(sde, base, nfe)[1]):
-            raise ValueError(f"init_grid has {len(ts0) - 1} steps; {base.name!r} at nfe={nfe} needs {len(plan(sde, base, nfe)[1]) - 1}")
+            raise ValueError(
+                f"init_grid has {len(ts0) - 1} steps; {base.name!r} at nfe={nfe} needs "
+                f"{len(plan(sde, base, nfe)[1]) - 1}"
+            )
     t_start, t_end = float(ts0[0]), float(ts0[-1])
     shape_of = lambda n: (n,) + data_shape
     prior = lambda k, n: sde.prior_sample(k, shape_of(n), dtype)
@@ -272,25 +283,48 @@ def learn(
     times = ts0 if what == "coefs" else grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end)
     times = validate_grid(sde, times)
     corrections = tuple(
-        (k, _nested(coef_scale * np.asarray(v, np.float64))) for k, v in best.get("corr", {}).items()
+        (k, _nested(coef_scale * np.asarray(v, np.float64)))
+        for k, v in best.get("corr", {}).items()
         if np.any(np.asarray(v) != 0)
     )
     spec = diffusion_spec(sde)
-    info = {"what": what, "teacher": teacher if isinstance(teacher, str) else list(teacher), "loss": loss,
-            "num_fit": num_fit, "num_heldout": num_heldout, "steps_run": done, "init_grid": init_grid if isinstance(init_grid, str) else "given",
-            "teacher_seconds": teacher_s, "fit_seconds": fit_s, "heldout_history": history}
-    learned = Learned(base=base, times=tuple(float(t) for t in times), corrections=corrections, diffusion=spec,
-                      nfe_budget=int(nfe), info=info)
+    info = {
+        "what": what,
+        "teacher": teacher if isinstance(teacher, str) else list(teacher),
+        "loss": loss,
+        "num_fit": num_fit,
+        "num_heldout": num_heldout,
+        "steps_run": done,
+        "init_grid": init_grid if isinstance(init_grid, str) else "given",
+        "teacher_seconds": teacher_s,
+        "fit_seconds": fit_s,
+        "heldout_history": history,
+    }
+    learned = Learned(
+        base=base,
+        times=tuple(float(t) for t in times),
+        corrections=corrections,
+        diffusion=spec,
+        nfe_budget=int(nfe),
+        info=info,
+    )
     # the guarantee, measured on the path users run: dj.sample with float64-computed tables
-    run = lambda s: sample(jax.random.key(0), sde, score, solver=s, nfe=nfe, init=y_val, kind=kind, dtype=dtype,
-                          check_finite=False)
+    run = lambda s: sample(
+        jax.random.key(0), sde, score, solver=s, nfe=nfe, init=y_val, kind=kind, dtype=dtype, check_finite=False
+    )
     base_err = _rmse(run(base), target_val)
     learned_err = _rmse(run(learned), target_val)
     info.update(heldout_rmse_base=base_err, heldout_rmse_start=start_err)
     if not learned_err < base_err:
         info.update(heldout_rmse=base_err, fallback="the fitted discretization was not better on the held-out draws")
         times = np.asarray(plan(sde, base, nfe)[1])
-        return Learned(base=base, times=tuple(float(t) for t in times), corrections=(), diffusion=spec,
-                       nfe_budget=int(nfe), info=info)
+        return Learned(
+            base=base,
+            times=tuple(float(t) for t in times),
+            corrections=(),
+            diffusion=spec,
+            nfe_budget=int(nfe),
+            info=info,
+        )
     info.update(heldout_rmse=learned_err)
     return learned

@@ -7,6 +7,7 @@ learned corrections ``Δ`` (zero: the base solver exactly). A learned solver bel
 budget; using it with another diffusion or NFE raises. ``save(path)`` / :func:`load` round-trip it through JSON
 (exact float representations, so the samples are bit-identical).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,9 @@ def _numbers(v: Any, what: str) -> np.ndarray:
     try:
         arr = np.asarray(v, np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a rectangular array of numbers (ragged or non-numeric values found)") from None
+        raise ValueError(
+            f"{what} must be a rectangular array of numbers (ragged or non-numeric values found)"
+        ) from None
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains non-finite values")
     return arr
@@ -48,8 +51,10 @@ def diffusion_spec(sde: LinearDiffusion) -> tuple:
         if isinstance(v, (tuple, list)) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
             v = tuple(float(e) for e in v)  # a table of numbers (DiscreteVP's ᾱ_i)
         elif not isinstance(v, (bool, int, float, str, type(None))):
-            raise ValueError(f"cannot record {sde.name}.{f.name} = {_short(v)} (a learned solver stores plain "
-                             "hyperparameters; custom diffusions built from functions are not supported)")
+            raise ValueError(
+                f"cannot record {sde.name}.{f.name} = {_short(v)} (a learned solver stores plain "
+                "hyperparameters; custom diffusions built from functions are not supported)"
+            )
         fields.append((f.name, v))
     return (type(sde).__name__, tuple(fields))
 
@@ -92,8 +97,10 @@ class Learned(Solver):
         except ValueError:
             fits = False
         if not fits:
-            raise ValueError(f"a grid of {len(ts) - 1} steps does not spend the recorded nfe={self.nfe_budget} "
-                             f"with {self.base.name!r}")
+            raise ValueError(
+                f"a grid of {len(ts) - 1} steps does not spend the recorded nfe={self.nfe_budget} "
+                f"with {self.base.name!r}"
+            )
         for k, _ in self.corrections:
             if k not in self.base.learnable:
                 raise ValueError(f"{self.base.name!r} has no learnable table {k!r} (learnable: {self.base.learnable})")
@@ -117,8 +124,10 @@ class Learned(Solver):
 
     def num_steps(self, nfe):
         if nfe != self.nfe_budget:
-            raise ValueError(f"this learned {self.base.name!r} solver was fitted for nfe={self.nfe_budget}; "
-                             f"got nfe={nfe} (learn one for this budget with dj.solvers.learn)")
+            raise ValueError(
+                f"this learned {self.base.name!r} solver was fitted for nfe={self.nfe_budget}; "
+                f"got nfe={nfe} (learn one for this budget with dj.solvers.learn)"
+            )
         return len(self.times) - 1
 
     def nfe(self, num_steps):
@@ -149,8 +158,10 @@ class Learned(Solver):
         for k, v in self.corrections:
             want, got = np.shape(tables[k]), np.shape(v)
             if got != want:
-                raise ValueError(f"the learned correction of table {k!r} has shape {got}; {self.base.name!r} at "
-                                 f"nfe={self.nfe_budget} has a table of shape {want} (a hand-edited or foreign file?)")
+                raise ValueError(
+                    f"the learned correction of table {k!r} has shape {got}; {self.base.name!r} at "
+                    f"nfe={self.nfe_budget} has a table of shape {want} (a hand-edited or foreign file?)"
+                )
             tables[k] = np.asarray(tables[k]) + np.asarray(v, np.float64)
         return tables
 
@@ -174,7 +185,8 @@ class Learned(Solver):
         """A JSON-ready dict: base solver (class and fields), diffusion, NFE, grid, corrections, info."""
         base_fields = {f.name: getattr(self.base, f.name) for f in dataclasses.fields(self.base)}
         return {
-            "format": FORMAT, "version": VERSION,
+            "format": FORMAT,
+            "version": VERSION,
             "base": {"class": type(self.base).__name__, "fields": base_fields},
             "diffusion": {"class": self.diffusion[0], "fields": dict(self.diffusion[1])} if self.diffusion else None,
             "nfe": self.nfe_budget,
@@ -233,15 +245,25 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
         base_cls = _solver_classes()[obj["base"]["class"]]
         base = base_cls(**obj["base"]["fields"])
         diff = obj.get("diffusion")
-        spec = (diff["class"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in diff["fields"].items())) \
-            if diff else ()
-        corrections = tuple((k, _nested(_numbers(v, f"{where}: correction {k!r}"))) for k, v in
-                            (obj.get("corrections") or {}).items())
+        spec = (
+            (diff["class"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in diff["fields"].items()))
+            if diff
+            else ()
+        )
+        corrections = tuple(
+            (k, _nested(_numbers(v, f"{where}: correction {k!r}"))) for k, v in (obj.get("corrections") or {}).items()
+        )
         grid = _numbers(obj["grid"], f"{where}: grid")
         if grid.ndim != 1:
             raise ValueError(f"{where}: grid must be a list of times, got an array of shape {grid.shape}")
-        return Learned(base=base, times=tuple(float(t) for t in grid), corrections=corrections,
-                       diffusion=spec, nfe_budget=int(obj["nfe"]), info=obj.get("info") or {})
+        return Learned(
+            base=base,
+            times=tuple(float(t) for t in grid),
+            corrections=corrections,
+            diffusion=spec,
+            nfe_budget=int(obj["nfe"]),
+            info=obj.get("info") or {},
+        )
     except (KeyError, TypeError) as e:
         raise ValueError(f"{where} is malformed: {type(e).__name__}: {e}") from e
 

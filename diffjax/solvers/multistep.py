@@ -10,6 +10,7 @@ the scan); for a traced grid (``dj.solvers.learn``) the same formulas run in jnp
 times. The scan carries the last ``order + 1`` predictions. 1 NFE per step. The predictor weights ``pred`` are
 the table ``dj.solvers.learn`` may correct (S4S-style per-step corrections of a multistep solver's weights).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,6 +92,7 @@ class DPMSolverPP(_LinearMultistep):
     def name(self) -> str:  # type: ignore[override]
         """The registry name: ``dpmpp_2m``, ``dpmpp_3m`` (``_ref``: the reference code's weights)."""
         return f"dpmpp_{self.order}m" + ("_ref" if self.variant == "reference" else "")
+
     order: int = 2
     lower_order_final: bool = True
     variant: str = "taylor"
@@ -162,7 +164,8 @@ def _solve_small(xp, mat, rhs):
 class UniPC(_LinearMultistep):
     """UniPC (Zhao et al., "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
     Models", NeurIPS 2023), data prediction, ``bh1``/``bh2``: predictor UniP-p plus corrector UniC reusing
-    the fresh evaluation, so 1 NFE per step; convergence order p + 1 (2 with ``lower_order_final``). With ``r_k = (λ_{i−k} − λ_i)/h``, ``D_k = (m_{i−k} − m_i)/r_k``:
+    the fresh evaluation, so 1 NFE per step; convergence order p + 1 (2 with ``lower_order_final``).
+    With ``r_k = (λ_{i−k} − λ_i)/h``, ``D_k = (m_{i−k} − m_i)/r_k``:
 
         x̃  = (σ'/σ) x − α'(e^{−h} − 1) m_i
         x'  = x̃ − α' B(h) Σ_k ρ^P_k D_k                  (R_{p−1} ρ^P = b_{p−1}; ρ^P = ½ for p = 2)
@@ -177,6 +180,7 @@ class UniPC(_LinearMultistep):
     def name(self) -> str:  # type: ignore[override]
         """The registry name ``unipc_<order>``."""
         return f"unipc_{self.order}"
+
     corrector: ClassVar[bool] = True
     order: int = 3
     variant: str = "bh2"

@@ -1,5 +1,6 @@
 """Probability-flow ODE integrators: Euler and Heun in the diffusion's own time (any diffusion), and the EDM
 Heun sampler of Karras et al. (2022) in ``(x̃ = x/α, σ̃ = σ/α)`` with optional churn."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -121,19 +122,20 @@ class ODEHeun(_HeunBudget, Solver):
 @dataclasses.dataclass(frozen=True)
 class EDMHeun(_HeunBudget, Solver):
     """EDM's Heun sampler (Alg. 2) on ``dx̃/dσ̃ = (x̃ − D(x̃; σ̃))/σ̃`` with ``x̃ = x/α``, ``σ̃ = σ/α`` and
-    ``D = x̂0``; for VE/EDM (α = 1) it is EDM's sampler verbatim, for VP it is EDM's recommended treatment
-   . Churn (``s_churn > 0``): ``γ_i = min(s_churn/M, √2−1)`` for
-    ``σ̃_i ∈ [s_tmin, s_tmax]``, ``σ̂ = σ̃_i(1+γ_i)``, ``x̂ = x̃ + √(σ̂² − σ̃_i²)·s_noise·z``, then the Heun step
-    from σ̂. 2 NFE per step; ``final_euler`` (default) ends on an Euler step (two for an even budget), as EDM
-    does with its last step into σ = 0. Deterministic order 2 (Karras et al., "Elucidating the Design Space of
-    Diffusion-Based Generative Models", NeurIPS 2022). Learnable (``dj.solvers.learn``): the weight ``w`` of
-    the corrector slope in ``x̃' = x̃ + h((1 − w) d1 + w d2)`` (Heun: w = ½).
+     ``D = x̂0``; for VE/EDM (α = 1) it is EDM's sampler verbatim, for VP it is EDM's recommended treatment
+    . Churn (``s_churn > 0``): ``γ_i = min(s_churn/M, √2−1)`` for
+     ``σ̃_i ∈ [s_tmin, s_tmax]``, ``σ̂ = σ̃_i(1+γ_i)``, ``x̂ = x̃ + √(σ̂² − σ̃_i²)·s_noise·z``, then the Heun step
+     from σ̂. 2 NFE per step; ``final_euler`` (default) ends on an Euler step (two for an even budget), as EDM
+     does with its last step into σ = 0. Deterministic order 2 (Karras et al., "Elucidating the Design Space of
+     Diffusion-Based Generative Models", NeurIPS 2022). Learnable (``dj.solvers.learn``): the weight ``w`` of
+     the corrector slope in ``x̃' = x̃ + h((1 − w) d1 + w d2)`` (Heun: w = ½).
     """
 
     @property
     def name(self) -> str:  # type: ignore[override]
         """``edm_heun``, or ``edm_heun_sde`` with churn."""
         return "edm_heun_sde" if self.s_churn else "edm_heun"
+
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "karras"
     learnable: ClassVar[tuple[str, ...]] = ("w",)
@@ -174,9 +176,15 @@ class EDMHeun(_HeunBudget, Solver):
             r_hat, t_hat, churn_std = r, ts[:-1], 0.0 * r
         alpha = evaluate(sde.alpha, ts)
         return {
-            "rho": r, "rho_next": rn, "rho_hat": r_hat, "t_hat": t_hat,
-            "alpha": alpha[:-1], "alpha_hat": evaluate(sde.alpha, t_hat) if self.s_churn > 0 else alpha[:-1],
-            "alpha_next": alpha[1:], "churn_std": churn_std, "w": 0.5 + 0.0 * r,
+            "rho": r,
+            "rho_next": rn,
+            "rho_hat": r_hat,
+            "t_hat": t_hat,
+            "alpha": alpha[:-1],
+            "alpha_hat": evaluate(sde.alpha, t_hat) if self.s_churn > 0 else alpha[:-1],
+            "alpha_next": alpha[1:],
+            "churn_std": churn_std,
+            "w": 0.5 + 0.0 * r,
             "euler": _euler_flags(m, self.trailing_euler(m, nfe)),
         }
 

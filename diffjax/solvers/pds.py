@@ -14,6 +14,7 @@ p_t invariant in continuous time. The predictor:
   marginals: for one Fourier mode with data variance c and gain a, the final variance is c·a/(2a − 1);
 * ``mode="marginal_preserving"``: A applied to the Langevin half only, ``f − ½g²(I + A)s`` — variance c.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,7 +76,9 @@ class Preconditioner:
             raise ValueError(f"the preconditioner is for images of shape {self.shape}, got {tuple(x.shape[1:])}")
 
 
-def preconditioner_from_images(images, alpha: float = 5.0, frequency: bool = True, space: bool = True) -> Preconditioner:
+def preconditioner_from_images(
+    images, alpha: float = 5.0, frequency: bool = True, space: bool = True
+) -> Preconditioner:
     """PDS's filters from a batch of images ``(N, H, W, C)`` (about 200 suffice), α > 1 (default 5)."""
     x = np.asarray(images, np.float64)
     if x.ndim != 4 or x.shape[0] < 1:

@@ -12,6 +12,7 @@ family name is its default member (``unipc`` = ``unipc_3``). The convergence ord
 Renamed in this release (the old names still work, with a ``DeprecationWarning``): ``heun`` → ``edm_heun``,
 ``heun_sde`` → ``edm_heun_sde``, ``gddim_2`` → ``gddim_3``.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -12,6 +12,7 @@ numpy, at trace time — even inside ``jit`` — and validated before any compil
 * ``nsr``       SciRE's NSR-k grid: ``u = −log(ρ + k ρ_end)`` uniform, ``ρ_i = e^{−u_i} − k ρ_end`` (k = 3.1;
   k → 0 is the log-SNR grid, larger k moves points away from t_end)
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -54,7 +55,9 @@ def make_grid(
         ts = (np.sqrt(t0) + frac * (np.sqrt(t1) - np.sqrt(t0))) ** 2
     elif kind in ("logsnr", "karras", "nsr"):
         if not isinstance(sde, ScalarDiffusion):
-            raise ValueError(f"grid {kind!r} needs a scalar diffusion (VP/VE/EDM); use 'uniform' or 'quadratic' for {sde.name}")
+            raise ValueError(
+                f"grid {kind!r} needs a scalar diffusion (VP/VE/EDM); use 'uniform' or 'quadratic' for {sde.name}"
+            )
         r0, r1 = _f64(sde.rho, t0), _f64(sde.rho, t1)
         if kind == "logsnr":
             rhos = np.exp(np.log(r0) + frac * (np.log(r1) - np.log(r0)))

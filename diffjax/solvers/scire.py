@@ -24,6 +24,7 @@ intermediate); any fixed φ ≠ 1 gives order 1 — the recursive difference bia
 step, with its r^{1/4} and φ-scaled ratios, warm-up and lower orders on the final steps).
 Default grid: NSR-k (k = 3.1).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,10 +79,13 @@ class SciRE(Solver):
         if phi_one:
             name += "_phi1" + ("_code" if self.intermediate == "code" else "")
         else:
-            name += {"const": "", "schedule_2024": "_phi2024"}.get(self.phi, f"_phi{self.phi:g}" if not isinstance(self.phi, str) else "")
+            name += {"const": "", "schedule_2024": "_phi2024"}.get(
+                self.phi, f"_phi{self.phi:g}" if not isinstance(self.phi, str) else ""
+            )
             name += "_taylor" if self.intermediate == "taylor" else ""
             name += f"_m{self.m}" if self.phi == "const" and self.m != 3 else ""
         return name
+
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "nsr"
     traceable: ClassVar[bool] = True
@@ -148,7 +152,9 @@ class SciRE(Solver):
     def build_grid(self, sde, nfe, kind, t_start=None):
         if self.method != "singlestep_agile":
             return super().build_grid(sde, nfe, kind, t_start)
-        full = make_grid(sde, nfe, kind, t_start=t_start)  # outer points at the cumulative orders (DPM-Solver, non-logSNR grids)
+        full = make_grid(
+            sde, nfe, kind, t_start=t_start
+        )  # outer points at the cumulative orders (DPM-Solver, non-logSNR grids)
         return full[np.cumsum([0] + agile_orders(nfe, self.order))]
 
     def _phis(self, num_steps: int, multistep: bool) -> np.ndarray:
@@ -194,9 +200,18 @@ class SciRE(Solver):
         t2 = self._t_of_clock(sde, clock[:-1] + r2 * h)
         kappa = r2**2 if self.intermediate == "taylor" else r2
         return {
-            "order": np.asarray(orders, np.float64), "h": h, "phi": self._phis(m, False), "r1": r1, "r2": r2,
-            "kappa": kappa, "t1": t1, "t2": t2, "scale": scale[:-1], "scale1": self._clock_scale(sde, t1)[1],
-            "scale2": self._clock_scale(sde, t2)[1], "scale_next": scale[1:],
+            "order": np.asarray(orders, np.float64),
+            "h": h,
+            "phi": self._phis(m, False),
+            "r1": r1,
+            "r2": r2,
+            "kappa": kappa,
+            "t1": t1,
+            "t2": t2,
+            "scale": scale[:-1],
+            "scale1": self._clock_scale(sde, t1)[1],
+            "scale2": self._clock_scale(sde, t2)[1],
+            "scale_next": scale[1:],
         }
 
     def _f(self, ctx, x, t):

@@ -1,5 +1,7 @@
 """Stochastic samplers of the reverse SDE: Euler–Maruyama and the predictor–corrector of Song et al.
-("Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021). They work for every diffusion of the library (any block structure)."""
+("Score-Based Generative Modeling through Stochastic Differential Equations", ICLR 2021).
+They work for every diffusion of the library (any block structure)."""
+
 from __future__ import annotations
 
 import dataclasses

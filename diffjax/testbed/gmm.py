@@ -7,6 +7,7 @@ j is an independent k×k problem with covariance ``P_kj(t) = (Ψe)(Ψe)ᵀ e_kj 
 diagonal (``(K, d)``) covariances skip the rotation (the fast path; it also serves diffusions whose
 coefficients vary per coordinate, when the covariances are diagonal in that diffusion's basis).
 """
+
 from __future__ import annotations
 
 import math

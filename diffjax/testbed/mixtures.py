@@ -1,5 +1,6 @@
 """Ready-made test-bed mixtures: a 2-D ring, a 64-d mixture fitted to scikit-learn's digits, and a 256-d
 image-like mixture with a steep power spectrum."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -63,8 +64,14 @@ def digits_dct(shrinkage: float = 0.01) -> GaussianMixture:
     return GaussianMixture(np.asarray(weights, float), np.stack(means), np.stack(variances), basis="dct")
 
 
-def spectral(size: int = 16, num_components: int = 6, decay: float = 2.0, cutoff: float = 2.0, seed: int = 0,
-             coordinates: str = "frequency") -> GaussianMixture:
+def spectral(
+    size: int = 16,
+    num_components: int = 6,
+    decay: float = 2.0,
+    cutoff: float = 2.0,
+    seed: int = 0,
+    coordinates: str = "frequency",
+) -> GaussianMixture:
     """An image-like mixture of ``size×size×1`` images with a steep power spectrum (256-d by default).
 
     Component k has variance ``a_k (1 + |f|²/cutoff²)^(−decay)`` at DCT frequency ``f = (f_x, f_y)`` (diagonal in
@@ -82,7 +89,10 @@ def spectral(size: int = 16, num_components: int = 6, decay: float = 2.0, cutoff
     if coordinates not in ("frequency", "image"):
         raise ValueError(f"coordinates must be 'frequency' or 'image', got {coordinates!r}")
     if int(size) < 2 or int(num_components) < 1 or not decay > 0 or not cutoff > 0:
-        raise ValueError(f"need size >= 2, num_components >= 1, decay > 0, cutoff > 0; got {size}, {num_components}, {decay}, {cutoff}")
+        raise ValueError(
+            f"need size >= 2, num_components >= 1, decay > 0, cutoff > 0; "
+            f"got {size}, {num_components}, {decay}, {cutoff}"
+        )
     fy, fx = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
     spectrum = (1.0 + (fx**2 + fy**2) / cutoff**2) ** (-decay)
     rng = np.random.default_rng(seed)

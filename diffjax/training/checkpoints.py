@@ -1,5 +1,6 @@
 """Checkpoint integrity: what a checkpoint must match (the signature), the fingerprint of its arrays, the error
 for one that cannot be used, and the quiet, atomic file helpers the trainer's checkpointing uses."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """Evaluation during training: the held-out loss on fixed batches and keys (comparable across steps), and a
 sample-based score (sliced W2 of EMA samples against held-out data, with a PNG of them)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -26,8 +27,9 @@ def sample_score(sde, model, source, n: int, solver: str, nfe: int, seed: int, p
     from ..solvers.driver import sample
 
     ref, _ = source.batch(2 * 10**6, n)
-    x = np.asarray(sample(jax.random.key(seed), sde, model, solver, nfe=nfe, shape=(n,) + tuple(ref.shape[1:]),
-                          check_finite=False))
+    x = np.asarray(
+        sample(jax.random.key(seed), sde, model, solver, nfe=nfe, shape=(n,) + tuple(ref.shape[1:]), check_finite=False)
+    )
     if not np.all(np.isfinite(x)):
         return {"eval_sliced_w2": float("inf")}
     if png:

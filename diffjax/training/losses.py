@@ -7,6 +7,7 @@ denoising losses; FDM with its warm-up clamp counted in ``images``; CLD's ε or 
 averaged over dimensions (scale-free across data sizes). Classifier-free guidance training: ``label_dropout``
 replaces a label by the null class ``num_classes`` with that probability.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,25 +42,48 @@ class LossConfig:
         if self.fdm_warmup is not None:
             import warnings
 
-            warnings.warn("LossConfig(fdm_warmup=steps) is deprecated: give fdm_warmup_images (the Trainer converts "
-                          "steps × batch size meanwhile)", DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                "LossConfig(fdm_warmup=steps) is deprecated: give fdm_warmup_images (the Trainer converts "
+                "steps × batch size meanwhile)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
 
     def recipe(self, sde: LinearDiffusion):
         """``sde``'s training recipe with these options."""
-        return recipe_of(sde, self.cld_param, self.cld_mixed, self.sigma_data, self.prediction, p_mean=self.p_mean,
-                         p_std=self.p_std, fdm_warmup_images=self.fdm_warmup_images)
+        return recipe_of(
+            sde,
+            self.cld_param,
+            self.cld_mixed,
+            self.sigma_data,
+            self.prediction,
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+            fdm_warmup_images=self.fdm_warmup_images,
+        )
 
 
-def diffusion_loss(sde: LinearDiffusion, net: Callable, key: jax.Array, x0: jax.Array, labels: Any = None,
-                   images: Any = 0, cfg: LossConfig = LossConfig(), step: Any = None) -> jax.Array:
+def diffusion_loss(
+    sde: LinearDiffusion,
+    net: Callable,
+    key: jax.Array,
+    x0: jax.Array,
+    labels: Any = None,
+    images: Any = 0,
+    cfg: LossConfig = LossConfig(),
+    step: Any = None,
+) -> jax.Array:
     """The training loss of ``sde`` for the network ``net(x_in, c_noise, labels)`` on clean data ``x0``;
     ``images``: training images seen before this batch (FDM's warm-up clamp). ``step=`` (deprecated) is read as
     ``images = step × len(x0)``."""
     if step is not None:
         import warnings
 
-        warnings.warn("diffusion_loss(step=...) is deprecated: pass images= (training images seen)", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "diffusion_loss(step=...) is deprecated: pass images= (training images seen)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         images = step * x0.shape[0]
     k_l = jax.random.split(key, 3)[2]  # the recipe uses the first two keys of the same split
     if labels is not None and cfg.label_dropout > 0:

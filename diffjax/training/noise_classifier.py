@@ -1,4 +1,5 @@
 """Training DLG's noise-level classifier: cross-entropy on noised data with a uniform level."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -12,7 +13,9 @@ from flax import nnx
 from ..diffusions.base import LinearDiffusion
 
 
-def noise_level_loss(classifier: Callable, key: jax.Array, sde: LinearDiffusion, times: Any, x0: jax.Array) -> jax.Array:
+def noise_level_loss(
+    classifier: Callable, key: jax.Array, sde: LinearDiffusion, times: Any, x0: jax.Array
+) -> jax.Array:
     """``E_{j ~ U{0..K−1}, x ~ p_{t_j}(· | x_0)} [−log softmax(c(x))_j]`` for a batch of clean data ``x0``.
 
     Its minimiser is the Bayes posterior ``π(j | x) ∝ p_{t_j}(x)`` of the noise-level problem.

@@ -1,5 +1,6 @@
 """The pure pieces of training, in the Flax-examples shape: the optimizer, the EMA schedule, ``train_step`` and
 ``eval_step``. Each is a function of its arguments only (the trainer jit-compiles them with its configuration)."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -14,7 +15,11 @@ from .losses import LossConfig, diffusion_loss
 def make_optimizer(cfg) -> optax.GradientTransformation:
     """Adam/AdamW with linear learning-rate warm-up and global-norm gradient clipping, as ``cfg`` says."""
     # linear ramp lr·(k+1)/W over the first W steps (the first step already moves the parameters)
-    sched = optax.linear_schedule(cfg.lr / max(cfg.warmup_steps, 1), cfg.lr, max(cfg.warmup_steps - 1, 1)) if cfg.warmup_steps else cfg.lr
+    sched = (
+        optax.linear_schedule(cfg.lr / max(cfg.warmup_steps, 1), cfg.lr, max(cfg.warmup_steps - 1, 1))
+        if cfg.warmup_steps
+        else cfg.lr
+    )
     if cfg.optimizer == "adamw":
         opt = optax.adamw(sched, cfg.b1, cfg.b2, weight_decay=cfg.weight_decay)
     else:
@@ -36,8 +41,9 @@ def ema_decay(cfg, step):
     return jnp.minimum(decay, (1.0 + n) / (10.0 + n))  # forget the initialization quickly
 
 
-def train_step(state: dict, x0, labels, *, sde, apply_net: Callable, tx: optax.GradientTransformation, cfg,
-               loss_cfg: LossConfig) -> tuple[dict, dict]:
+def train_step(
+    state: dict, x0, labels, *, sde, apply_net: Callable, tx: optax.GradientTransformation, cfg, loss_cfg: LossConfig
+) -> tuple[dict, dict]:
     """One optimizer step on the state ``{params, ema, opt, step}``: the loss's noise and the dropout key come
     from ``fold_in(seed, step)`` (so a resumed run repeats the same steps); returns the new state and
     ``{loss, grad_norm}``. ``apply_net(params, dropout_key)`` is the network as a callable."""
@@ -53,7 +59,10 @@ def train_step(state: dict, x0, labels, *, sde, apply_net: Callable, tx: optax.G
     params = optax.apply_updates(state["params"], updates)
     decay = ema_decay(cfg, state["step"])
     ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state["ema"], params)
-    return {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return {"params": params, "ema": ema, "opt": opt, "step": state["step"] + 1}, {
+        "loss": loss,
+        "grad_norm": optax.tree.norm(grads),
+    }
 
 
 def eval_step(params: Any, x0, labels, key, *, sde, apply_net: Callable, loss_cfg: LossConfig):

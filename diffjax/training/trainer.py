@@ -9,6 +9,7 @@ Data parallelism: a 1-D mesh ``("data",)`` over all devices; the state is replic
 its first axis and XLA inserts the gradient all-reduce. With ``distributed=True`` the run calls
 ``jax.distributed.initialize()`` and every process loads only its slice of each global batch.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,17 +30,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ..diffusions.base import LinearDiffusion
+from ..files import FolderLock, describe_os_error
 from ..models.precond import Preconditioned
 from ..plotting import save_grid  # noqa: F401  (its former home)
 from ..prediction import Model
-from ..files import FolderLock, describe_os_error
 from .checkpoints import CheckpointError, _quiet_stderr, _signature, _write_atomic, state_digest  # noqa: F401
 from .evaluation import heldout_loss, sample_score
-from .step import ema_decay, eval_step, make_optimizer, train_step  # noqa: F401
 from .losses import LossConfig
+from .step import ema_decay, eval_step, make_optimizer, train_step  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +79,26 @@ class TrainConfig:
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if not (isinstance(self.keep, int) and self.keep >= 1):
-            raise ValueError(f"keep must be an integer >= 1 (the number of checkpoints kept), got {self.keep!r}: "
-                             "keep=0 would delete every checkpoint")
+            raise ValueError(
+                f"keep must be an integer >= 1 (the number of checkpoints kept), got {self.keep!r}: "
+                "keep=0 would delete every checkpoint"
+            )
         if self.log_every < 1 or self.ckpt_every < 0 or self.eval_every < 0:
-            raise ValueError(f"need log_every >= 1, ckpt_every >= 0, eval_every >= 0; got {self.log_every}, "
-                             f"{self.ckpt_every}, {self.eval_every}")
-        if not (self.lr > 0 and self.ema_half_life >= 0 and self.grad_clip >= 0 and self.ema_half_life_images >= 0
-                and self.ema_rampup >= 0):
-            raise ValueError(f"need lr > 0, ema_half_life >= 0, ema_half_life_images >= 0, ema_rampup >= 0, grad_clip >= 0; "
-                             f"got {self.lr}, {self.ema_half_life}, {self.ema_half_life_images}, {self.ema_rampup}, {self.grad_clip}")
+            raise ValueError(
+                f"need log_every >= 1, ckpt_every >= 0, eval_every >= 0; got {self.log_every}, "
+                f"{self.ckpt_every}, {self.eval_every}"
+            )
+        if not (
+            self.lr > 0
+            and self.ema_half_life >= 0
+            and self.grad_clip >= 0
+            and self.ema_half_life_images >= 0
+            and self.ema_rampup >= 0
+        ):
+            raise ValueError(
+                f"need lr > 0, ema_half_life >= 0, ema_half_life_images >= 0, ema_rampup >= 0, grad_clip >= 0; "
+                f"got {self.lr}, {self.ema_half_life}, {self.ema_half_life_images}, {self.ema_rampup}, {self.grad_clip}"
+            )
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -97,7 +110,11 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step, self.saved = step, saved
 
     def __str__(self):
-        where = f"checkpoint {self.step} saved; rerun the same command to resume" if self.saved else "nothing saved (no workdir)"
+        where = (
+            f"checkpoint {self.step} saved; rerun the same command to resume"
+            if self.saved
+            else "nothing saved (no workdir)"
+        )
         return f"interrupted after step {self.step}: {where}"
 
 
@@ -109,13 +126,22 @@ class Trainer:
     shapes, checked on resume).
     """
 
-    def __init__(self, sde: LinearDiffusion, net: nnx.Module, data: Any, cfg: TrainConfig = TrainConfig(),
-                 loss_cfg: LossConfig = LossConfig(), workdir: str | None = None, eval_data: Any = None):
+    def __init__(
+        self,
+        sde: LinearDiffusion,
+        net: nnx.Module,
+        data: Any,
+        cfg: TrainConfig = TrainConfig(),
+        loss_cfg: LossConfig = LossConfig(),
+        workdir: str | None = None,
+        eval_data: Any = None,
+    ):
         if cfg.distributed and jax.process_count() == 1 and not jax.distributed.is_initialized():
             jax.distributed.initialize()
         if loss_cfg.fdm_warmup is not None:  # the deprecated step count
-            loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=float(loss_cfg.fdm_warmup * cfg.batch_size),
-                                           fdm_warmup=None)
+            loss_cfg = dataclasses.replace(
+                loss_cfg, fdm_warmup_images=float(loss_cfg.fdm_warmup * cfg.batch_size), fdm_warmup=None
+            )
         if loss_cfg.fdm_warmup_images < 0:  # FDM's clamp ends where the official recipe's does within the lr ramp
             frac = getattr(sde, "loss_warmup_fraction", 0.0)
             loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=frac * cfg.warmup_steps * cfg.batch_size)
@@ -133,8 +159,12 @@ class Trainer:
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         self.graphdef, params, self.rest = nnx.split(net, nnx.Param, ...)
         self.tx = make_optimizer(cfg)
-        state = {"params": params, "ema": jax.tree.map(jnp.copy, params), "opt": self.tx.init(params),
-                 "step": jnp.zeros((), jnp.int32)}
+        state = {
+            "params": params,
+            "ema": jax.tree.map(jnp.copy, params),
+            "opt": self.tx.init(params),
+            "step": jnp.zeros((), jnp.int32),
+        }
         self.state = jax.device_put(state, self.replicated)
         pure = dict(sde=sde, apply_net=self.net, loss_cfg=loss_cfg)
         self._step = jax.jit(functools.partial(train_step, tx=self.tx, cfg=cfg, **pure), donate_argnums=0)
@@ -154,13 +184,16 @@ class Trainer:
             os.makedirs(workdir, exist_ok=True)
             self.manager = ocp.CheckpointManager(
                 os.path.abspath(os.path.join(workdir, "checkpoints")),
-                options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep, create=True,
-                                                     enable_async_checkpointing=cfg.async_checkpoint))
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=cfg.keep, create=True, enable_async_checkpointing=cfg.async_checkpoint
+                ),
+            )
 
     # ---- pure pieces ---------------------------------------------------------------------------
     def net(self, params: Any, dropout_key: jax.Array | None = None):
         """The network with ``params``; with ``dropout_key`` a training-mode callable (every network takes a
-        ``dropout_key`` keyword, :mod:`diffjax.models.registry`; the key is pure, so no RNG state lives in the model)."""
+        ``dropout_key`` keyword, :mod:`diffjax.models.registry`; the key is pure, so no RNG state lives in the
+        model)."""
         m = nnx.merge(self.graphdef, params, self.rest)
         if dropout_key is None:
             return m
@@ -185,10 +218,15 @@ class Trainer:
                 old = json.load(f)
             differ = [k for k in sig if k in old and old[k] != sig[k]]  # signatures of older runs lack "network"
             if differ or "sde" not in old:
-                what = {"sde": f"diffusion {old.get('sde')} vs {sig['sde']}", "params": "parameter shapes or dtypes",
-                        "network": "network structure or fields (e.g. embedding, dropout, channels)"}
-                raise ValueError(f"the checkpoints in {self.workdir!r} were written for another model: "
-                                 f"{'; '.join(what[k] for k in differ) or 'unreadable signature'} differ; use a fresh workdir")
+                what = {
+                    "sde": f"diffusion {old.get('sde')} vs {sig['sde']}",
+                    "params": "parameter shapes or dtypes",
+                    "network": "network structure or fields (e.g. embedding, dropout, channels)",
+                }
+                raise ValueError(
+                    f"the checkpoints in {self.workdir!r} were written for another model: "
+                    f"{'; '.join(what[k] for k in differ) or 'unreadable signature'} differ; use a fresh workdir"
+                )
         elif jax.process_index() == 0:
             _write_atomic(path, json.dumps(sig))
 
@@ -216,9 +254,12 @@ class Trainer:
         if loss is not None and not math.isfinite(loss) or not bool(jnp.all(jnp.stack(jax.tree.leaves(finite)))):
             what = "the loss" if loss is not None and not math.isfinite(loss) else "the parameters"
             kept = max(self.manager.all_steps(), default=None) if self.manager else None
-            keep = (f" Nothing was saved after checkpoint {kept}, which is kept; resume from it with a lower "
-                    f"learning rate (train.lr is {self.cfg.lr:g}) or with gradient clipping (train.grad_clip)."
-                    if kept is not None else " No checkpoint was written; lower train.lr or clip gradients.")
+            keep = (
+                f" Nothing was saved after checkpoint {kept}, which is kept; resume from it with a lower "
+                f"learning rate (train.lr is {self.cfg.lr:g}) or with gradient clipping (train.grad_clip)."
+                if kept is not None
+                else " No checkpoint was written; lower train.lr or clip gradients."
+            )
             raise FloatingPointError(f"training diverged: {what} became non-finite by step {step}.{keep}")
 
     def _guarded(self, action, what: str):
@@ -246,8 +287,10 @@ class Trainer:
             steps = sorted(self.manager.all_steps()) if self.manager else []
             done = [s for s in steps if os.path.exists(self._digest_path(s))]
             kept = f"the last complete checkpoint is {done[-1]}" if done else "no complete checkpoint was written"
-            raise CheckpointError(f"could not write {what}: {error}; {kept}. Free space or fix the folder's "
-                                  "permissions, then rerun the same command to resume from it.")
+            raise CheckpointError(
+                f"could not write {what}: {error}; {kept}. Free space or fix the folder's "
+                "permissions, then rerun the same command to resume from it."
+            )
         if captured.text:
             print(captured.text, end="", file=sys.stderr)
 
@@ -281,8 +324,10 @@ class Trainer:
                 raise CheckpointError(f"no checkpoint {step} in {self.workdir!r}; it holds {steps}")
         else:
             raise ValueError(f"which must be 'latest', 'previous' or a step number, got {which!r}")
-        fallback = (f"Resume from the checkpoint before it with `--resume-from previous` (train.py) or "
-                    f"Trainer.restore('previous'); it holds {steps}.")
+        fallback = (
+            f"Resume from the checkpoint before it with `--resume-from previous` (train.py) or "
+            f"Trainer.restore('previous'); it holds {steps}."
+        )
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), self.state)
         error = None
         with _quiet_stderr() as captured:  # a failed read makes orbax/tensorstore print dozens of tracebacks
@@ -290,8 +335,10 @@ class Trainer:
                 state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception as e:  # errors of many kinds: one line of them is enough
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                error = (f"checkpoint {step} in {self.workdir!r} cannot be read ({type(e).__name__}: "
-                         f"{reason[:200]}{'…' if len(reason) > 200 else ''}). {fallback}")
+                error = (
+                    f"checkpoint {step} in {self.workdir!r} cannot be read ({type(e).__name__}: "
+                    f"{reason[:200]}{'…' if len(reason) > 200 else ''}). {fallback}"
+                )
                 time.sleep(0.5)  # let the failed reads' callbacks finish printing while stderr is captured
             gc.collect()  # unretrieved task exceptions are logged when collected
         if error:
@@ -303,8 +350,10 @@ class Trainer:
             with open(digest_file) as f:
                 want = f.read().strip()
             if state_digest(state) != want:
-                raise CheckpointError(f"checkpoint {step} in {self.workdir!r} does not match its checksum "
-                                      f"({digest_file}): its arrays were altered or damaged on disk. {fallback}")
+                raise CheckpointError(
+                    f"checkpoint {step} in {self.workdir!r} does not match its checksum "
+                    f"({digest_file}): its arrays were altered or damaged on disk. {fallback}"
+                )
         self.state = state
         return int(self.state["step"])
 
@@ -318,7 +367,9 @@ class Trainer:
             aside = os.path.join(self.workdir, "unusable_checkpoints")
             os.makedirs(aside, exist_ok=True)
             for s in newer:
-                shutil.move(os.path.join(self.manager.directory, str(s)), os.path.join(aside, f"{s}_{int(time.time())}"))
+                shutil.move(
+                    os.path.join(self.manager.directory, str(s)), os.path.join(aside, f"{s}_{int(time.time())}")
+                )
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -334,8 +385,18 @@ class Trainer:
             png = None
             if self.workdir and jax.process_index() == 0:
                 png = os.path.join(self.workdir, f"samples_step{int(self.state['step']):07d}.png")
-            out.update(sample_score(self.sde, self.model(), src, self.cfg.eval_samples, self.cfg.eval_solver,
-                                    self.cfg.eval_nfe, self.cfg.seed + 17, png))
+            out.update(
+                sample_score(
+                    self.sde,
+                    self.model(),
+                    src,
+                    self.cfg.eval_samples,
+                    self.cfg.eval_solver,
+                    self.cfg.eval_nfe,
+                    self.cfg.seed + 17,
+                    png,
+                )
+            )
         return out
 
     def _drop_logged_rows_after(self, step: int):
@@ -397,8 +458,9 @@ class Trainer:
             try:
                 lock.acquire()
             except OSError as e:
-                raise CheckpointError(f"{describe_os_error(e, self.workdir)}: training needs a writable workdir "
-                                      "(nothing was written)") from None
+                raise CheckpointError(
+                    f"{describe_os_error(e, self.workdir)}: training needs a writable workdir (nothing was written)"
+                ) from None
         try:
             with _Interrupts() as stop:
                 return self._train(total, resume, stop)
@@ -411,8 +473,10 @@ class Trainer:
         if self.manager and not resume:
             self._check_signature()
         if start > total:
-            raise ValueError(f"{self.workdir!r} holds a checkpoint at step {start} > steps={total}: nothing to do "
-                             "(ask for more steps, or use another workdir)")
+            raise ValueError(
+                f"{self.workdir!r} holds a checkpoint at step {start} > steps={total}: nothing to do "
+                "(ask for more steps, or use another workdir)"
+            )
         if self.manager and start < total:
             self._set_aside_checkpoints_after(start)
         self._drop_logged_rows_after(start)
@@ -435,8 +499,12 @@ class Trainer:
                 if not math.isfinite(loss):
                     self._check_finite(step, loss)
                 now = time.time()
-                row = {"step": step, "loss": loss, "grad_norm": float(info["grad_norm"]),
-                       "steps_per_s": (step - s_last) / max(now - t_last, 1e-9)}
+                row = {
+                    "step": step,
+                    "loss": loss,
+                    "grad_norm": float(info["grad_norm"]),
+                    "steps_per_s": (step - s_last) / max(now - t_last, 1e-9),
+                }
                 t_last, s_last = now, step
                 if (self.cfg.eval_every and step % self.cfg.eval_every == 0) or last:
                     row.update(self.evaluate())
@@ -499,8 +567,11 @@ class _Interrupts:
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
-        print(f"\n{'Ctrl-C' if signum == 2 else 'SIGTERM'}: finishing the current step and saving it "
-              "(again to stop at once)", file=sys.stderr)
+        print(
+            f"\n{'Ctrl-C' if signum == 2 else 'SIGTERM'}: finishing the current step and saving it "
+            "(again to stop at once)",
+            file=sys.stderr,
+        )
 
     def __exit__(self, *exc):
         import signal

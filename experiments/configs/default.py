@@ -21,9 +21,11 @@ EDM and FDM (``edm``, ``fdm-*``) follow the EDM library's training recipe, which
 
 Other diffusions keep clipping at 1.0 and a step-counted EMA half-life (``train.ema_half_life``).
 """
+
 try:
     from ml_collections import ConfigDict
 except ImportError:  # the GPU image lacks ml_collections
+
     class ConfigDict(dict):
         def __init__(self, d=None):
             super().__init__({k: ConfigDict(v) if isinstance(v, dict) else v for k, v in (d or {}).items()})
@@ -36,6 +38,7 @@ except ImportError:  # the GPU image lacks ml_collections
         def to_dict(self):
             return {k: v.to_dict() if isinstance(v, ConfigDict) else v for k, v in self.items()}
 
+
 TOYS = ("toy", "ring", "moons", "checkerboard", "swiss_roll")
 
 
@@ -43,6 +46,8 @@ def _registered_diffusions():
     import diffjax.diffusions
 
     return diffjax.diffusions.available()
+
+
 TFDS = {"cifar10": (32, 32, 3), "mnist": (28, 28, 1), "celeb_a": (64, 64, 3)}
 
 
@@ -50,26 +55,61 @@ def get_config(spec: str = "toy-edm"):
     data_name, _, diff_name = spec.partition("-")
     if not diff_name:
         raise ValueError(f"config spec must be '<data>-<diffusion>', got {spec!r}")
-    c = ConfigDict({
-        "data": {"name": "ring" if data_name == "toy" else data_name, "size": 8, "data_dir": "", "holdout": 200,
-                 "flip": False},
-        "diffusion": {"name": diff_name, "kwargs": {}},
-        "model": {"kind": "mlp", "width": 256, "depth": 3, "embedding": "positional", "channels": 64,
-                  "channel_mult": (1, 2), "num_blocks": 2, "attn_resolutions": (), "dropout": 0.0,
-                  "num_classes": 0, "bf16": False},
-        "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup_images": -1.0, "prediction": ""},
-        "train": {"steps": 4000, "batch_size": 256, "lr": 2e-3, "warmup_steps": 100, "grad_clip": 1.0,
-                  "ema_half_life": 200.0, "log_every": 100, "eval_every": 1000, "ckpt_every": 1000, "keep": 3,
-                  "ema_half_life_images": 0.0, "ema_rampup": 0.0, "seed": 0, "eval_samples": 256, "eval_solver": "edm_heun", "eval_nfe": 19, "tensorboard": False},
-        "sample": {"solver": "edm_heun", "nfe": 35, "num": 64},
-    })
+    c = ConfigDict(
+        {
+            "data": {
+                "name": "ring" if data_name == "toy" else data_name,
+                "size": 8,
+                "data_dir": "",
+                "holdout": 200,
+                "flip": False,
+            },
+            "diffusion": {"name": diff_name, "kwargs": {}},
+            "model": {
+                "kind": "mlp",
+                "width": 256,
+                "depth": 3,
+                "embedding": "positional",
+                "channels": 64,
+                "channel_mult": (1, 2),
+                "num_blocks": 2,
+                "attn_resolutions": (),
+                "dropout": 0.0,
+                "num_classes": 0,
+                "bf16": False,
+            },
+            "loss": {"cld_param": "eps", "label_dropout": 0.0, "fdm_warmup_images": -1.0, "prediction": ""},
+            "train": {
+                "steps": 4000,
+                "batch_size": 256,
+                "lr": 2e-3,
+                "warmup_steps": 100,
+                "grad_clip": 1.0,
+                "ema_half_life": 200.0,
+                "log_every": 100,
+                "eval_every": 1000,
+                "ckpt_every": 1000,
+                "keep": 3,
+                "ema_half_life_images": 0.0,
+                "ema_rampup": 0.0,
+                "seed": 0,
+                "eval_samples": 256,
+                "eval_solver": "edm_heun",
+                "eval_nfe": 19,
+                "tensorboard": False,
+            },
+            "sample": {"solver": "edm_heun", "nfe": 35, "num": 64},
+        }
+    )
     if diff_name.startswith("fdm-"):
         c.diffusion.name = "fdm_" + diff_name[4:]
     elif diff_name == "blur":
         c.diffusion.kwargs = ConfigDict({})  # shape filled in from the data by train.py
     elif diff_name not in _registered_diffusions():
-        raise ValueError(f"unknown diffusion {diff_name!r} in spec {spec!r}; accepted: {_registered_diffusions()} "
-                         "(fdm-vp/fdm-ve/fdm-edm for FDM; register your own with dj.diffusions.register)")
+        raise ValueError(
+            f"unknown diffusion {diff_name!r} in spec {spec!r}; accepted: {_registered_diffusions()} "
+            "(fdm-vp/fdm-ve/fdm-edm for FDM; register your own with dj.diffusions.register)"
+        )
     if diff_name == "edm" or diff_name.startswith("fdm-"):
         # EDM's (and the FDM paper's) recipe: no gradient clipping; EMA half-life 0.25 % of the run's images (EDM:
         # 0.5 Mimg of 200 Mimg) with ramp-up 0.05; FDM's loss-weight clamp ends at the official fraction of the
@@ -89,10 +129,28 @@ def get_config(spec: str = "toy-edm"):
         c.train.update({"steps": 6000, "batch_size": 128, "lr": 1e-3})
     elif data_name in TFDS:
         c.model.kind = "unet"
-        c.model.update({"channels": 128, "channel_mult": (2, 2, 2), "num_blocks": 4, "attn_resolutions": (16,),
-                        "dropout": 0.13, "bf16": True})
-        c.train.update({"steps": 400000, "batch_size": 512, "lr": 1e-3, "warmup_steps": 20000,
-                        "ema_half_life": 1000.0, "log_every": 500, "eval_every": 10000, "ckpt_every": 5000})
+        c.model.update(
+            {
+                "channels": 128,
+                "channel_mult": (2, 2, 2),
+                "num_blocks": 4,
+                "attn_resolutions": (16,),
+                "dropout": 0.13,
+                "bf16": True,
+            }
+        )
+        c.train.update(
+            {
+                "steps": 400000,
+                "batch_size": 512,
+                "lr": 1e-3,
+                "warmup_steps": 20000,
+                "ema_half_life": 1000.0,
+                "log_every": 500,
+                "eval_every": 10000,
+                "ckpt_every": 5000,
+            }
+        )
         c.data.flip = True
     else:
         raise ValueError(f"unknown data set {data_name!r}")

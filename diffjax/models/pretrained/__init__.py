@@ -15,6 +15,7 @@ Every file is checked completely (names, shapes, values, config fields) before t
 the file and the field. :class:`Pretrained` records the files' SHA-256 digests (``info["digest"]``), so caches of
 samples can be tied to the model that made them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +38,12 @@ from . import edm, hf
 from .conditioning import DiscreteStep, EDMDenoiser, UnitIntervalVE
 from .unpickle import UnsafePickleError
 
-FORMATS = ("a diffusers folder (config.json + diffusion_pytorch_model.safetensors + scheduler_config.json)",
-           "an EDM network pickle (.pkl)", "an EDM conversion (.json + .npz)",
-           "a score_sde Flax checkpoint (msgpack) with config='<sde>/<name>'")
+FORMATS = (
+    "a diffusers folder (config.json + diffusion_pytorch_model.safetensors + scheduler_config.json)",
+    "an EDM network pickle (.pkl)",
+    "an EDM conversion (.json + .npz)",
+    "a score_sde Flax checkpoint (msgpack) with config='<sde>/<name>'",
+)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -83,8 +87,9 @@ class Pretrained:
         """The :class:`~diffjax.prediction.Model` of :attr:`sde` (class ``labels`` for a conditional model; for EDM's
         conditional networks None is EDM's all-zero label)."""
         labels = self.check_labels(labels)
-        return Model(self.sde, Preconditioned(self.sde, self.conditioning, self.net, labels),
-                     self.conditioning.prediction)
+        return Model(
+            self.sde, Preconditioned(self.sde, self.conditioning, self.net, labels), self.conditioning.prediction
+        )
 
     def with_diffusion(self, sde) -> "Pretrained":
         """The same network sampled as a model of another scalar diffusion (EDM denoisers work on any: the
@@ -92,8 +97,10 @@ class Pretrained:
         from ...diffusions.base import ScalarDiffusion
 
         if not isinstance(self.conditioning, EDMDenoiser) or not isinstance(sde, ScalarDiffusion):
-            raise ValueError(f"{self.info['format']} models are tied to their diffusion ({self.sde!r}); only EDM-style "
-                             "denoisers can be moved to another scalar diffusion")
+            raise ValueError(
+                f"{self.info['format']} models are tied to their diffusion ({self.sde!r}); only EDM-style "
+                "denoisers can be moved to another scalar diffusion"
+            )
         return dataclasses.replace(self, sde=sde)
 
     def denoise(self, x, sigma, labels=None):
@@ -113,8 +120,10 @@ class Pretrained:
         return np.asarray(_apply(*_split(self.net, None), x, c, labels))
 
     def __repr__(self):
-        return (f"Pretrained({self.info['format']}, {self.info.get('architecture', '?')}, data {self.data_shape}, "
-                f"classes {self.num_classes}, {self.sde!r})")
+        return (
+            f"Pretrained({self.info['format']}, {self.info.get('architecture', '?')}, data {self.data_shape}, "
+            f"classes {self.num_classes}, {self.sde!r})"
+        )
 
 
 def _split(net, conditioning):
@@ -137,8 +146,12 @@ def _from_edm(spec, arrays, files, dtype):
     o = spec["network"]
     shape = (o["img_resolution"], o["img_resolution"], spec["img_channels"])
     arch = {"SongUNet": "DDPM++/NCSN++ (SongUNet)", "DhariwalUNet": "ADM (DhariwalUNet)"}[o["class"]]
-    info = {"format": "edm", "architecture": f"{arch}, {spec['source']['class']}", "spec": spec,
-            "dropped": sorted({k.rsplit(".", 1)[0] for k in arrays if k.startswith("model.map_augment")})}
+    info = {
+        "format": "edm",
+        "architecture": f"{arch}, {spec['source']['class']}",
+        "spec": spec,
+        "dropped": sorted({k.rsplit(".", 1)[0] for k in arrays if k.startswith("model.map_augment")}),
+    }
     return Pretrained(_default_edm_diffusion(spec, dn), net, dn, shape, int(o["label_dim"]), _with_files(info, files))
 
 
@@ -155,15 +168,17 @@ def _edm_pair(path):
     js, npz = stem + ".json", stem + ".npz"
     for p in (js, npz):
         if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} is missing: an EDM conversion is the pair {os.path.basename(js)} + "
-                                    f"{os.path.basename(npz)} written by `python -m diffjax.models.pretrained convert`")
+            raise FileNotFoundError(
+                f"{p} is missing: an EDM conversion is the pair {os.path.basename(js)} + "
+                f"{os.path.basename(npz)} written by `python -m diffjax.models.pretrained convert`"
+            )
     try:
         with open(js) as f:
             spec = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{js} is not valid JSON ({e})") from None
     if not isinstance(spec, dict) or spec.get("format") != "edm":
-        raise ValueError(f"{js} is not an EDM conversion (no \"format\": \"edm\")")
+        raise ValueError(f'{js} is not an EDM conversion (no "format": "edm")')
     try:
         with np.load(npz) as f:
             arrays = {k: f[k] for k in f.files}
@@ -172,8 +187,9 @@ def _edm_pair(path):
     return spec, arrays, [js, npz]
 
 
-def load_pretrained(path: str, *, config: str | None = None, diffusion: Any = None, dtype=None,
-                    **score_sde_options) -> Pretrained:
+def load_pretrained(
+    path: str, *, config: str | None = None, diffusion: Any = None, dtype=None, **score_sde_options
+) -> Pretrained:
     """Load a published model (module docstring) as a :class:`Pretrained`.
 
     Args:
@@ -191,10 +207,14 @@ def load_pretrained(path: str, *, config: str | None = None, diffusion: Any = No
         pm = score_sde.load(path, config, dtype=dtype, **score_sde_options)
     elif os.path.isdir(path):
         if not hf.is_folder(path):
-            raise ValueError(f"{path} is a folder without config.json: not a diffusers model; expected {' or '.join(FORMATS)}")
+            raise ValueError(
+                f"{path} is a folder without config.json: not a diffusers model; expected {' or '.join(FORMATS)}"
+            )
         net, sde, cond, shape, classes, files = hf.load_folder(path)
         arch = "UNet2DModel (diffusers)"
-        info = _with_files({"format": "diffusers", "architecture": arch}, [files["config"], files["weights"], files["scheduler"]])
+        info = _with_files(
+            {"format": "diffusers", "architecture": arch}, [files["config"], files["weights"], files["scheduler"]]
+        )
         pm = Pretrained(sde, net, cond, shape, classes, info)
     elif path.endswith(".pkl"):
         spec, arrays = edm.read_pickle(path)
@@ -225,7 +245,9 @@ def convert(src: str, out: str) -> tuple[str, str]:
 
 def _main(argv):
     if len(argv) != 3 or argv[0] != "convert":
-        raise SystemExit("usage: python -m diffjax.models.pretrained convert NETWORK.pkl OUT   (writes OUT.npz + OUT.json)")
+        raise SystemExit(
+            "usage: python -m diffjax.models.pretrained convert NETWORK.pkl OUT   (writes OUT.npz + OUT.json)"
+        )
     try:
         npz, js = convert(argv[1], argv[2])
     except (OSError, ValueError, UnsafePickleError) as e:
@@ -233,8 +255,16 @@ def _main(argv):
     print(f"wrote {npz} and {js}")
 
 
-__all__ = ["Pretrained", "load_pretrained", "convert", "file_digest", "EDMDenoiser", "DiscreteStep", "UnitIntervalVE",
-           "UnsafePickleError"]
+__all__ = [
+    "Pretrained",
+    "load_pretrained",
+    "convert",
+    "file_digest",
+    "EDMDenoiser",
+    "DiscreteStep",
+    "UnitIntervalVE",
+    "UnsafePickleError",
+]
 
 if __name__ == "__main__":
     _main(sys.argv[1:])

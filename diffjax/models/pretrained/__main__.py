@@ -1,4 +1,5 @@
 """``python -m diffjax.models.pretrained convert NETWORK.pkl OUT``: an EDM pickle → ``OUT.npz`` + ``OUT.json``."""
+
 import sys
 
 from . import _main

@@ -12,11 +12,13 @@ solver.
   ==========  ======================  ==========  ====================  ===============================================
   kind        c_skip                  c_out       c_in                  c_noise
   ==========  ======================  ==========  ====================  ===============================================
-  ``vp``      1                       −σ          1/√(σ²+1)             (M−1)·t_VP(σ), ``t_VP(σ) = (√(β_min² + 2β_d ln(1+σ²)) − β_min)/β_d``
+  ``vp``      1                       −σ          1/√(σ²+1)             (M−1)·t_VP(σ)
   ``ve``      1                       σ           1                     ln(σ/2)
-  ``iddpm``   1                       −σ          1/√(σ²+1)             M − 1 − argmin_j |u_j − σ| (the network's first C channels)
+  ``iddpm``   1                       −σ          1/√(σ²+1)             M − 1 − argmin_j |u_j − σ|  (*)
   ``edm``     σ_d²/(σ²+σ_d²)          σσ_d/√(σ²+σ_d²)  1/√(σ²+σ_d²)     ¼ ln σ
   ==========  ======================  ==========  ====================  ===============================================
+
+  with ``t_VP(σ) = (√(β_min² + 2β_d ln(1+σ²)) − β_min)/β_d``; (*) the network's first C output channels.
 
   The ``ve`` form is also score_sde's NCSN++ on data in [0, 1] (its network centres the input, ``2x − 1``, embeds
   ``log σ_[0,1] = ln(σ/2)`` and returns the score divided by … σ): with data in [−1, 1] its score is ``F/σ``.
@@ -25,6 +27,7 @@ solver.
 * :class:`UnitIntervalVE` — diffusers' score-SDE VE models: data in [0, 1] and the network's timestep is σ there;
   the network returns that space's score. With data in [−1, 1]: ``s(y) = ½ net((y + 1)/2, σ(t)/2)``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -100,7 +103,9 @@ class DiscreteStep:
     def apply(self, sde, net, labels, y, t):
         """The network's prediction at the step index of ``t``."""
         if not hasattr(sde, "timestep"):
-            raise ValueError(f"a discrete-step network needs a DiscreteVP diffusion (it maps t to the step index); got {sde.name}")
+            raise ValueError(
+                f"a discrete-step network needs a DiscreteVP diffusion (it maps t to the step index); got {sde.name}"
+            )
         return net(y, _labels_of(sde.timestep(t), y), labels)
 
 

@@ -14,6 +14,7 @@ NCSN++'s ``aux_*`` convs → ``enc_aux``/``dec_aux_*``, the last ``aux_norm/aux_
 the map's column c scaled as EDM scales the one-hot input, plus its bias; the extra "no label" row = bias alone, as
 EDM's all-zero label). ``map_augment`` (the augmentation conditioning, unused when sampling) is dropped.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,11 +36,33 @@ PRECOND_DEFAULTS = {
     "iddpm": dict(C_1=0.001, C_2=0.008, M=1000),
     "edm": dict(sigma_min=0.0, sigma_max=math.inf, sigma_data=0.5),
 }
-SONG_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=128, channel_mult=[1, 2, 2, 2], channel_mult_emb=4,
-                     num_blocks=4, attn_resolutions=[16], dropout=0.10, label_dropout=0, embedding_type="positional",
-                     channel_mult_noise=1, encoder_type="standard", decoder_type="standard", resample_filter=[1, 1])
-ADM_DEFAULTS = dict(label_dim=0, augment_dim=0, model_channels=192, channel_mult=[1, 2, 3, 4], channel_mult_emb=4,
-                    num_blocks=3, attn_resolutions=[32, 16, 8], dropout=0.10, label_dropout=0)
+SONG_DEFAULTS = dict(
+    label_dim=0,
+    augment_dim=0,
+    model_channels=128,
+    channel_mult=[1, 2, 2, 2],
+    channel_mult_emb=4,
+    num_blocks=4,
+    attn_resolutions=[16],
+    dropout=0.10,
+    label_dropout=0,
+    embedding_type="positional",
+    channel_mult_noise=1,
+    encoder_type="standard",
+    decoder_type="standard",
+    resample_filter=[1, 1],
+)
+ADM_DEFAULTS = dict(
+    label_dim=0,
+    augment_dim=0,
+    model_channels=192,
+    channel_mult=[1, 2, 3, 4],
+    channel_mult_emb=4,
+    num_blocks=3,
+    attn_resolutions=[32, 16, 8],
+    dropout=0.10,
+    label_dropout=0,
+)
 COMMON = ("img_resolution", "in_channels", "out_channels")
 
 
@@ -51,8 +74,11 @@ def read_pickle(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     """``(spec, arrays)`` of an EDM network pickle (module docstring); ValueError with the reason otherwise."""
     data = unpickle.load(path)
     if not isinstance(data, dict) or "ema" not in data:
-        _fail(path, f"expected EDM's dict with an 'ema' network, got {type(data).__name__}"
-              + (f" with keys {sorted(map(str, data))}" if isinstance(data, dict) else ""))
+        _fail(
+            path,
+            f"expected EDM's dict with an 'ema' network, got {type(data).__name__}"
+            + (f" with keys {sorted(map(str, data))}" if isinstance(data, dict) else ""),
+        )
     ema = data["ema"]
     if not isinstance(ema, unpickle.Persistent) or ema.class_name not in PRECONDS:
         _fail(path, f"'ema' is {getattr(ema, 'class_name', type(ema).__name__)}; supported: {sorted(PRECONDS)}")
@@ -79,9 +105,13 @@ def read_pickle(path: str) -> tuple[dict, dict[str, np.ndarray]]:
     if arch == "DhariwalUNet":
         options["channels_per_head"] = _channels_per_head(inner, path)
     arrays = {k: np.asarray(v) for k, v in ema.arrays().items()}
-    spec = {"format": "edm", "precond": {"kind": kind, **precond}, "network": {"class": arch, **options},
-            "img_channels": int(pk.get("img_channels", options["in_channels"])),
-            "source": {"class": ema.class_name, "file": str(path)}}
+    spec = {
+        "format": "edm",
+        "precond": {"kind": kind, **precond},
+        "network": {"class": arch, **options},
+        "img_channels": int(pk.get("img_channels", options["in_channels"])),
+        "source": {"class": ema.class_name, "file": str(path)},
+    }
     return _jsonable(spec), arrays
 
 
@@ -90,7 +120,7 @@ def _channels_per_head(inner, where) -> int:
     seen = set()
     for group in ("enc", "dec"):
         container = inner.modules.get(group)
-        for block in (container.modules.values() if container is not None else []):
+        for block in container.modules.values() if container is not None else []:
             heads = block.attribute("num_heads", 0) if isinstance(block, unpickle.Persistent) else 0
             if heads:
                 seen.add(int(block.attribute("out_channels")) // int(heads))
@@ -136,8 +166,9 @@ def denoiser(spec: dict, arrays: dict | None = None) -> EDMDenoiser:
     if kind == "edm":
         return EDMDenoiser("edm", sigma_data=float(p["sigma_data"]))
     u = arrays["u"] if arrays is not None and "u" in arrays else iddpm_levels(p["C_1"], p["C_2"], int(p["M"]))
-    return EDMDenoiser("iddpm", M=int(p["M"]), u=tuple(float(v) for v in np.asarray(u, np.float64)),
-                       channels=int(spec["img_channels"]))
+    return EDMDenoiser(
+        "iddpm", M=int(p["M"]), u=tuple(float(v) for v in np.asarray(u, np.float64)), channels=int(spec["img_channels"])
+    )
 
 
 def sigma_range(spec: dict, dn: EDMDenoiser) -> tuple[float, float]:
@@ -162,14 +193,33 @@ def network(spec: dict, dtype=None, abstract: bool = True):
     if o["in_channels"] != img or o["out_channels"] % img:
         _fail(spec["source"]["file"], f"channels in/out {o['in_channels']}/{o['out_channels']} vs image channels {img}")
     if o["class"] == "SongUNet":
-        make = lambda: UNet(shape, o["model_channels"], tuple(o["channel_mult"]), o["num_blocks"],
-                            tuple(o["attn_resolutions"]), o["dropout"], o["embedding_type"], noise_mult=o["channel_mult_noise"],
-                            encoder=o["encoder_type"], decoder=o["decoder_type"],
-                            resample_filter=tuple(o["resample_filter"]), rngs=nnx.Rngs(0), **common)
+        make = lambda: UNet(
+            shape,
+            o["model_channels"],
+            tuple(o["channel_mult"]),
+            o["num_blocks"],
+            tuple(o["attn_resolutions"]),
+            o["dropout"],
+            o["embedding_type"],
+            noise_mult=o["channel_mult_noise"],
+            encoder=o["encoder_type"],
+            decoder=o["decoder_type"],
+            resample_filter=tuple(o["resample_filter"]),
+            rngs=nnx.Rngs(0),
+            **common,
+        )
     else:
-        make = lambda: ADMUNet(shape, o["model_channels"], tuple(o["channel_mult"]), o["num_blocks"],
-                               tuple(o["attn_resolutions"]), o["dropout"], channels_per_head=o["channels_per_head"],
-                               rngs=nnx.Rngs(0), **common)
+        make = lambda: ADMUNet(
+            shape,
+            o["model_channels"],
+            tuple(o["channel_mult"]),
+            o["num_blocks"],
+            tuple(o["attn_resolutions"]),
+            o["dropout"],
+            channels_per_head=o["channels_per_head"],
+            rngs=nnx.Rngs(0),
+            **common,
+        )
     return nnx.eval_shape(make) if abstract else make()
 
 
@@ -189,13 +239,19 @@ def rename_table(spec: dict, arrays: dict) -> dict[str, str | None]:
     """EDM module path → diffjax module path (None: not used by the port)."""
     o = spec["network"]
     res0 = int(o["img_resolution"])
-    table: dict[str, str | None] = {"model.map_augment": None, "model.map_noise": "embed.fourier",
-                                    "model.map_layer0": "embed.lin0" if o["class"] == "SongUNet" else "map_layer0",
-                                    "model.map_layer1": "embed.lin1" if o["class"] == "SongUNet" else "map_layer1",
-                                    "model.out_norm": "norm_out", "model.out_conv": "conv_out"}
+    table: dict[str, str | None] = {
+        "model.map_augment": None,
+        "model.map_noise": "embed.fourier",
+        "model.map_layer0": "embed.lin0" if o["class"] == "SongUNet" else "map_layer0",
+        "model.map_layer1": "embed.lin1" if o["class"] == "SongUNet" else "map_layer1",
+        "model.out_norm": "norm_out",
+        "model.out_conv": "conv_out",
+    }
     for group, rank in (("enc", _ENC_RANK), ("dec", _DEC_RANK)):
         names = {k.split(".")[2] for k in arrays if k.startswith(f"model.{group}.")}
-        order = sorted(names, key=lambda n: (((-1) if group == "enc" else 1) * _parse(n)[0], rank[_parse(n)[1]], _parse(n)[2]))
+        order = sorted(
+            names, key=lambda n: (((-1) if group == "enc" else 1) * _parse(n)[0], rank[_parse(n)[1]], _parse(n)[2])
+        )
         k = aux = 0
         for n in order:
             res, kind, _ = _parse(n)
@@ -263,7 +319,7 @@ def load(spec: dict, arrays: dict, dtype=None, where: str = "EDM network"):
         for prefix in sorted(table, key=len, reverse=True):  # a block's submodule: norm0, conv0, qkv, …
             if module.startswith(prefix + ".") and prefix.count(".") >= 2:
                 dst = table[prefix]
-                return None if dst is None else dst + module[len(prefix):]
+                return None if dst is None else dst + module[len(prefix) :]
         raise ValueError(f"{where}: unexpected module {module!r} in the checkpoint")
 
     return load_torch_state(net, to_port_layout(spec, arrays), rename, where)

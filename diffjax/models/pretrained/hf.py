@@ -14,6 +14,7 @@ beside a ``unet/`` folder, the pipeline layout). The scheduler decides the diffu
 * ``ScoreSdeVeScheduler``: :class:`~diffjax.diffusions.VE` on data in [−1, 1] with ``σ = 2σ_[0,1]`` (the pipeline's
   data are in [0, 1]); the network, fed σ in [0, 1] space, returns that space's score.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,23 +27,37 @@ from ..weights import load_torch_state
 from .conditioning import DiscreteStep, UnitIntervalVE
 
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors")
-DISCRETE = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
-            "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "UniPCMultistepScheduler",
-            "DEISMultistepScheduler", "LMSDiscreteScheduler", "KDPM2DiscreteScheduler")
+DISCRETE = (
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "PNDMScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "UniPCMultistepScheduler",
+    "DEISMultistepScheduler",
+    "LMSDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+)
 PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}
 OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out"}
 
 
 def is_folder(path: str) -> bool:
     """Whether ``path`` looks like a diffusers model (or pipeline) folder."""
-    return os.path.isdir(path) and (os.path.exists(os.path.join(path, "config.json"))
-                                    or os.path.isdir(os.path.join(path, "unet")))
+    return os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "config.json")) or os.path.isdir(os.path.join(path, "unet"))
+    )
 
 
 def _read_json(path: str) -> dict:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing (a diffusers model folder needs config.json, the safetensors "
-                                "weights and scheduler_config.json)")
+        raise FileNotFoundError(
+            f"{path} is missing (a diffusers model folder needs config.json, the safetensors "
+            "weights and scheduler_config.json)"
+        )
     try:
         with open(path) as f:
             data = json.load(f)
@@ -56,17 +71,31 @@ def _read_json(path: str) -> dict:
 def files(folder: str) -> dict[str, str]:
     """The folder's ``config``, ``weights`` and ``scheduler`` paths (pipeline layout: ``unet/`` + ``scheduler/``)."""
     unet = os.path.join(folder, "unet") if os.path.isdir(os.path.join(folder, "unet")) else folder
-    sched = [os.path.join(folder, "scheduler_config.json"), os.path.join(folder, "scheduler", "scheduler_config.json"),
-             os.path.join(unet, "scheduler_config.json")]
+    sched = [
+        os.path.join(folder, "scheduler_config.json"),
+        os.path.join(folder, "scheduler", "scheduler_config.json"),
+        os.path.join(unet, "scheduler_config.json"),
+    ]
     weights = [os.path.join(unet, w) for w in WEIGHTS]
     found = next((w for w in weights if os.path.exists(w)), None)
     if found is None:
-        bins = [b for b in ("diffusion_pytorch_model.bin", "pytorch_model.bin") if os.path.exists(os.path.join(unet, b))]
-        hint = (f" It has {bins[0]}, a torch pickle: diffjax does not unpickle torch files; convert once with torch "
-                "(UNet2DModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)).") if bins else ""
+        bins = [
+            b for b in ("diffusion_pytorch_model.bin", "pytorch_model.bin") if os.path.exists(os.path.join(unet, b))
+        ]
+        hint = (
+            (
+                f" It has {bins[0]}, a torch pickle: diffjax does not unpickle torch files; convert once with torch "
+                "(UNet2DModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True))."
+            )
+            if bins
+            else ""
+        )
         raise FileNotFoundError(f"{unet}: no weights file ({' or '.join(WEIGHTS)}).{hint}")
-    return {"config": os.path.join(unet, "config.json"), "weights": found,
-            "scheduler": next((s for s in sched if os.path.exists(s)), sched[0])}
+    return {
+        "config": os.path.join(unet, "config.json"),
+        "weights": found,
+        "scheduler": next((s for s in sched if os.path.exists(s)), sched[0]),
+    }
 
 
 def diffusion_of(scheduler: dict, where: str):
@@ -79,8 +108,10 @@ def diffusion_of(scheduler: dict, where: str):
         eps = float(scheduler.get("sampling_eps", 1e-5))
         return VE(sigma_min=2 * lo, sigma_max=2 * hi, t_min=eps, t_eps=eps), UnitIntervalVE()
     if name not in DISCRETE:
-        raise ValueError(f"{where}: scheduler {name!r} is not supported; supported: ScoreSdeVeScheduler and the "
-                         f"DDPM-family schedulers {list(DISCRETE)}")
+        raise ValueError(
+            f"{where}: scheduler {name!r} is not supported; supported: ScoreSdeVeScheduler and the "
+            f"DDPM-family schedulers {list(DISCRETE)}"
+        )
     if scheduler.get("rescale_betas_zero_snr"):
         raise ValueError(f"{where}: rescale_betas_zero_snr = true (ᾱ = 0 at the last step) is not supported")
     pred = scheduler.get("prediction_type", "epsilon")
@@ -92,8 +123,12 @@ def diffusion_of(scheduler: dict, where: str):
         if trained is not None:
             sde = DiscreteVP.from_betas(np.asarray(trained, np.float64))
         else:
-            sde = DiscreteVP.from_schedule(scheduler.get("beta_schedule", "linear"), float(scheduler.get("beta_start", 1e-4)),
-                                           float(scheduler.get("beta_end", 0.02)), n)
+            sde = DiscreteVP.from_schedule(
+                scheduler.get("beta_schedule", "linear"),
+                float(scheduler.get("beta_start", 1e-4)),
+                float(scheduler.get("beta_end", 0.02)),
+                n,
+            )
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     return sde, DiscreteStep(PREDICTIONS[pred])

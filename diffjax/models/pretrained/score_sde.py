@@ -17,6 +17,7 @@ The diffusion and the conditioning follow the config (data in [−1, 1] for diff
   ``log σ_[0,1]`` and divides its output by ``σ_[0,1]``; in [−1, 1] that is ``VE(2σ_min, 2σ_max)`` with EDM's VE
   preconditioning ``D = y + σ F(y, ln(σ/2))`` (F: the network before the division).
 """
+
 from __future__ import annotations
 
 import collections
@@ -28,39 +29,195 @@ import numpy as np
 from .conditioning import DiscreteStep, EDMDenoiser
 
 
-def _c(sde, continuous, image_size, centered, embedding, nf, ch_mult, num_res_blocks, fir, progressive,
-       progressive_input, scale_by_sigma, sigma_max, num_scales, dropout):
-    return dict(sde=sde, continuous=continuous, image_size=image_size, centered=centered, embedding_type=embedding,
-                nf=nf, ch_mult=ch_mult, num_res_blocks=num_res_blocks, attn_resolutions=(16,), fir=fir,
-                progressive=progressive, progressive_input=progressive_input, scale_by_sigma=scale_by_sigma,
-                sigma_min=0.01, sigma_max=sigma_max, beta_min=0.1, beta_max=20.0, num_scales=num_scales,
-                dropout=dropout, num_channels=3)
+def _c(
+    sde,
+    continuous,
+    image_size,
+    centered,
+    embedding,
+    nf,
+    ch_mult,
+    num_res_blocks,
+    fir,
+    progressive,
+    progressive_input,
+    scale_by_sigma,
+    sigma_max,
+    num_scales,
+    dropout,
+):
+    return dict(
+        sde=sde,
+        continuous=continuous,
+        image_size=image_size,
+        centered=centered,
+        embedding_type=embedding,
+        nf=nf,
+        ch_mult=ch_mult,
+        num_res_blocks=num_res_blocks,
+        attn_resolutions=(16,),
+        fir=fir,
+        progressive=progressive,
+        progressive_input=progressive_input,
+        scale_by_sigma=scale_by_sigma,
+        sigma_min=0.01,
+        sigma_max=sigma_max,
+        beta_min=0.1,
+        beta_max=20.0,
+        num_scales=num_scales,
+        dropout=dropout,
+        num_channels=3,
+    )
 
 
 # (sde, continuous, image size, centered, embedding, nf, ch_mult, blocks, fir, progressive, progressive_input,
 #  scale_by_sigma, σ_max, N, dropout) of score_sde's ncsnpp configs; all use BigGAN blocks, attention at 16×16,
 #  skip_rescale, progressive_combine 'sum', σ_min 0.01, β 0.1 → 20
 CONFIGS = {
-    "vp/cifar10_ddpmpp": _c("vpsde", False, 32, True, "positional", 128, (1, 2, 2, 2), 4, False, "none", "none", False, 50.0, 1000, 0.1),
-    "vp/cifar10_ddpmpp_continuous": _c("vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, False, "none", "none", False, 50.0, 1000, 0.1),
-    "vp/cifar10_ddpmpp_deep_continuous": _c("vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, False, "none", "none", False, 50.0, 1000, 0.1),
-    "vp/cifar10_ncsnpp": _c("vpsde", False, 32, True, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", False, 50.0, 1000, 0.1),
-    "vp/cifar10_ncsnpp_continuous": _c("vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", False, 50.0, 1000, 0.1),
-    "vp/cifar10_ncsnpp_deep_continuous": _c("vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, True, "none", "residual", False, 50.0, 1000, 0.1),
-    "subvp/cifar10_ddpmpp_continuous": _c("subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, False, "none", "none", False, 50.0, 1000, 0.1),
-    "subvp/cifar10_ddpmpp_deep_continuous": _c("subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, False, "none", "none", False, 50.0, 1000, 0.1),
-    "subvp/cifar10_ncsnpp_continuous": _c("subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", False, 50.0, 1000, 0.1),
-    "subvp/cifar10_ncsnpp_deep_continuous": _c("subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, True, "none", "residual", False, 50.0, 1000, 0.1),
-    "ve/bedroom_ncsnpp_continuous": _c("vesde", True, 256, False, "fourier", 128, (1, 1, 2, 2, 2, 2, 2), 2, True, "output_skip", "input_skip", True, 378.0, 2000, 0.0),
-    "ve/celeba_ncsnpp": _c("vesde", False, 64, False, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", True, 90.0, 1000, 0.1),
-    "ve/celebahq_256_ncsnpp_continuous": _c("vesde", True, 256, False, "fourier", 128, (1, 1, 2, 2, 2, 2, 2), 2, True, "output_skip", "input_skip", True, 348.0, 2000, 0.0),
-    "ve/celebahq_ncsnpp_continuous": _c("vesde", True, 1024, False, "fourier", 16, (1, 2, 4, 8, 16, 32, 32, 32), 1, True, "output_skip", "input_skip", True, 1348.0, 2000, 0.0),
-    "ve/church_ncsnpp_continuous": _c("vesde", True, 256, False, "fourier", 128, (1, 1, 2, 2, 2, 2, 2), 2, True, "output_skip", "input_skip", True, 380.0, 2000, 0.0),
-    "ve/cifar10_ncsnpp": _c("vesde", False, 32, False, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", True, 50.0, 1000, 0.1),
-    "ve/cifar10_ncsnpp_continuous": _c("vesde", True, 32, False, "fourier", 128, (1, 2, 2, 2), 4, True, "none", "residual", True, 50.0, 1000, 0.1),
-    "ve/cifar10_ncsnpp_deep_continuous": _c("vesde", True, 32, False, "fourier", 128, (1, 2, 2, 2), 8, True, "none", "residual", True, 50.0, 1000, 0.1),
-    "ve/ffhq_256_ncsnpp_continuous": _c("vesde", True, 256, False, "fourier", 128, (1, 1, 2, 2, 2, 2, 2), 2, True, "output_skip", "input_skip", True, 348.0, 2000, 0.0),
-    "ve/ffhq_ncsnpp_continuous": _c("vesde", True, 1024, False, "fourier", 16, (1, 2, 4, 8, 16, 32, 32, 32), 1, True, "output_skip", "input_skip", True, 1348.0, 2000, 0.0),
+    "vp/cifar10_ddpmpp": _c(
+        "vpsde", False, 32, True, "positional", 128, (1, 2, 2, 2), 4, False, "none", "none", False, 50.0, 1000, 0.1
+    ),
+    "vp/cifar10_ddpmpp_continuous": _c(
+        "vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, False, "none", "none", False, 50.0, 1000, 0.1
+    ),
+    "vp/cifar10_ddpmpp_deep_continuous": _c(
+        "vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, False, "none", "none", False, 50.0, 1000, 0.1
+    ),
+    "vp/cifar10_ncsnpp": _c(
+        "vpsde", False, 32, True, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", False, 50.0, 1000, 0.1
+    ),
+    "vp/cifar10_ncsnpp_continuous": _c(
+        "vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", False, 50.0, 1000, 0.1
+    ),
+    "vp/cifar10_ncsnpp_deep_continuous": _c(
+        "vpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, True, "none", "residual", False, 50.0, 1000, 0.1
+    ),
+    "subvp/cifar10_ddpmpp_continuous": _c(
+        "subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, False, "none", "none", False, 50.0, 1000, 0.1
+    ),
+    "subvp/cifar10_ddpmpp_deep_continuous": _c(
+        "subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, False, "none", "none", False, 50.0, 1000, 0.1
+    ),
+    "subvp/cifar10_ncsnpp_continuous": _c(
+        "subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", False, 50.0, 1000, 0.1
+    ),
+    "subvp/cifar10_ncsnpp_deep_continuous": _c(
+        "subvpsde", True, 32, True, "positional", 128, (1, 2, 2, 2), 8, True, "none", "residual", False, 50.0, 1000, 0.1
+    ),
+    "ve/bedroom_ncsnpp_continuous": _c(
+        "vesde",
+        True,
+        256,
+        False,
+        "fourier",
+        128,
+        (1, 1, 2, 2, 2, 2, 2),
+        2,
+        True,
+        "output_skip",
+        "input_skip",
+        True,
+        378.0,
+        2000,
+        0.0,
+    ),
+    "ve/celeba_ncsnpp": _c(
+        "vesde", False, 64, False, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", True, 90.0, 1000, 0.1
+    ),
+    "ve/celebahq_256_ncsnpp_continuous": _c(
+        "vesde",
+        True,
+        256,
+        False,
+        "fourier",
+        128,
+        (1, 1, 2, 2, 2, 2, 2),
+        2,
+        True,
+        "output_skip",
+        "input_skip",
+        True,
+        348.0,
+        2000,
+        0.0,
+    ),
+    "ve/celebahq_ncsnpp_continuous": _c(
+        "vesde",
+        True,
+        1024,
+        False,
+        "fourier",
+        16,
+        (1, 2, 4, 8, 16, 32, 32, 32),
+        1,
+        True,
+        "output_skip",
+        "input_skip",
+        True,
+        1348.0,
+        2000,
+        0.0,
+    ),
+    "ve/church_ncsnpp_continuous": _c(
+        "vesde",
+        True,
+        256,
+        False,
+        "fourier",
+        128,
+        (1, 1, 2, 2, 2, 2, 2),
+        2,
+        True,
+        "output_skip",
+        "input_skip",
+        True,
+        380.0,
+        2000,
+        0.0,
+    ),
+    "ve/cifar10_ncsnpp": _c(
+        "vesde", False, 32, False, "positional", 128, (1, 2, 2, 2), 4, True, "none", "residual", True, 50.0, 1000, 0.1
+    ),
+    "ve/cifar10_ncsnpp_continuous": _c(
+        "vesde", True, 32, False, "fourier", 128, (1, 2, 2, 2), 4, True, "none", "residual", True, 50.0, 1000, 0.1
+    ),
+    "ve/cifar10_ncsnpp_deep_continuous": _c(
+        "vesde", True, 32, False, "fourier", 128, (1, 2, 2, 2), 8, True, "none", "residual", True, 50.0, 1000, 0.1
+    ),
+    "ve/ffhq_256_ncsnpp_continuous": _c(
+        "vesde",
+        True,
+        256,
+        False,
+        "fourier",
+        128,
+        (1, 1, 2, 2, 2, 2, 2),
+        2,
+        True,
+        "output_skip",
+        "input_skip",
+        True,
+        348.0,
+        2000,
+        0.0,
+    ),
+    "ve/ffhq_ncsnpp_continuous": _c(
+        "vesde",
+        True,
+        1024,
+        False,
+        "fourier",
+        16,
+        (1, 2, 4, 8, 16, 32, 32, 32),
+        1,
+        True,
+        "output_skip",
+        "input_skip",
+        True,
+        1348.0,
+        2000,
+        0.0,
+    ),
 }
 OVERRIDABLE = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout")
 ENCODERS = {"none": "standard", "input_skip": "skip", "residual": "residual"}
@@ -85,8 +242,10 @@ def config_of(name: str, overrides: dict | None = None, image_size: int | None =
             raise ValueError(f"score_sde config file {name}: expected an object with 'base' (a known config's name)")
         extra = sorted(set(spec) - {"base", "image_size"} - set(OVERRIDABLE))
         if extra:
-            raise ValueError(f"score_sde config file {name}: unknown key(s) {extra}; accepted: base, image_size, "
-                             f"{', '.join(OVERRIDABLE)}")
+            raise ValueError(
+                f"score_sde config file {name}: unknown key(s) {extra}; accepted: base, image_size, "
+                f"{', '.join(OVERRIDABLE)}"
+            )
         over = {k: v for k, v in spec.items() if k in OVERRIDABLE} | dict(overrides or {})
         return config_of(spec["base"], over, image_size or spec.get("image_size"))
     name = re.sub(r"^configs/|\.py$", "", str(name))
@@ -94,8 +253,10 @@ def config_of(name: str, overrides: dict | None = None, image_size: int | None =
         import difflib
 
         close = difflib.get_close_matches(name, list(CONFIGS), 1)
-        raise ValueError(f"unknown score_sde config {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
-                         f"known (the repository's ncsnpp configs): {sorted(CONFIGS)}")
+        raise ValueError(
+            f"unknown score_sde config {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+            f"known (the repository's ncsnpp configs): {sorted(CONFIGS)}"
+        )
     cfg = dict(CONFIGS[name], name=name)
     for k, v in (overrides or {}).items():
         if k not in OVERRIDABLE:
@@ -104,8 +265,10 @@ def config_of(name: str, overrides: dict | None = None, image_size: int | None =
     if image_size is not None:
         cfg["image_size"] = int(image_size)
     if cfg["sde"] == "vesde" and not cfg["continuous"]:
-        raise ValueError(f"{name}: discrete-time VE models (noise-level index input) are not supported; the continuous "
-                         "VE configs are")
+        raise ValueError(
+            f"{name}: discrete-time VE models (noise-level index input) are not supported; the continuous "
+            "VE configs are"
+        )
     if not cfg["fir"] and cfg["progressive_input"] == "residual":
         raise ValueError(f"{name}: a residual input path without FIR filtering (a SAME strided conv) is not supported")
     if cfg["centered"] == (cfg["sde"] == "vesde") or cfg["scale_by_sigma"] != (cfg["sde"] == "vesde"):
@@ -122,11 +285,25 @@ def network(cfg: dict, dtype=None):
 
     fourier = cfg["embedding_type"] == "fourier"
     shape = (cfg["image_size"], cfg["image_size"], cfg["num_channels"])
-    return nnx.eval_shape(lambda: UNet(
-        shape, cfg["nf"], tuple(cfg["ch_mult"]), cfg["num_res_blocks"], tuple(cfg["attn_resolutions"]), cfg["dropout"],
-        cfg["embedding_type"], dtype=dtype or jnp.float32, noise_mult=2 if fourier else 1, fourier_scale=16.0,
-        encoder=ENCODERS[cfg["progressive_input"]], decoder=DECODERS[cfg["progressive"]],
-        resample_filter=(1, 3, 3, 1) if cfg["fir"] else (1, 1), fourier_premultiplied=False, rngs=nnx.Rngs(0)))
+    return nnx.eval_shape(
+        lambda: UNet(
+            shape,
+            cfg["nf"],
+            tuple(cfg["ch_mult"]),
+            cfg["num_res_blocks"],
+            tuple(cfg["attn_resolutions"]),
+            cfg["dropout"],
+            cfg["embedding_type"],
+            dtype=dtype or jnp.float32,
+            noise_mult=2 if fourier else 1,
+            fourier_scale=16.0,
+            encoder=ENCODERS[cfg["progressive_input"]],
+            decoder=DECODERS[cfg["progressive"]],
+            resample_filter=(1, 3, 3, 1) if cfg["fir"] else (1, 1),
+            fourier_premultiplied=False,
+            rngs=nnx.Rngs(0),
+        )
+    )
 
 
 def rename_table(cfg: dict) -> dict[str, tuple[str, str]]:
@@ -197,8 +374,10 @@ def port_arrays(cfg: dict, params: dict, where: str) -> dict[str, np.ndarray]:
     table = rename_table(cfg)
     unknown = sorted(set(params) - set(table))
     if unknown:
-        raise ValueError(f"{where}: module(s) {unknown[:4]} are not in config {cfg['name']}'s network; is it the "
-                         "checkpoint of another config?")
+        raise ValueError(
+            f"{where}: module(s) {unknown[:4]} are not in config {cfg['name']}'s network; is it the "
+            "checkpoint of another config?"
+        )
     missing = sorted(set(table) - set(params))
     if missing:
         raise ValueError(f"{where}: module(s) {missing[:4]} of config {cfg['name']} are missing from the checkpoint")
@@ -225,15 +404,23 @@ def port_arrays(cfg: dict, params: dict, where: str) -> dict[str, np.ndarray]:
         elif kind == "downsample":
             out[f"{dst}.kernel"], out[f"{dst}.bias"] = get(p, "Conv2d_0", "weight"), get(p, "Conv2d_0", "bias")
         elif kind == "resblock":
-            for src, ours, leaves in (("GroupNorm_0", "norm0", ("scale", "bias")), ("Conv_0", "conv0", ("kernel", "bias")),
-                                      ("Dense_0", "affine", ("kernel", "bias")), ("GroupNorm_1", "norm1", ("scale", "bias")),
-                                      ("Conv_1", "conv1", ("kernel", "bias")), ("Conv_2", "skip", ("kernel", "bias"))):
+            for src, ours, leaves in (
+                ("GroupNorm_0", "norm0", ("scale", "bias")),
+                ("Conv_0", "conv0", ("kernel", "bias")),
+                ("Dense_0", "affine", ("kernel", "bias")),
+                ("GroupNorm_1", "norm1", ("scale", "bias")),
+                ("Conv_1", "conv1", ("kernel", "bias")),
+                ("Conv_2", "skip", ("kernel", "bias")),
+            ):
                 if src == "Conv_2" and src not in p:
                     continue
                 for leaf in leaves:
                     out[f"{dst}.{ours}.{leaf}"] = get(p, src, leaf)
         elif kind == "attention":
-            out[f"{dst}.norm2.scale"], out[f"{dst}.norm2.bias"] = get(p, "GroupNorm_0", "scale"), get(p, "GroupNorm_0", "bias")
+            out[f"{dst}.norm2.scale"], out[f"{dst}.norm2.bias"] = (
+                get(p, "GroupNorm_0", "scale"),
+                get(p, "GroupNorm_0", "bias"),
+            )
             w = np.concatenate([get(p, f"NIN_{i}", "W") for i in range(3)], axis=1)
             out[f"{dst}.qkv.kernel"] = w[None, None]
             out[f"{dst}.qkv.bias"] = np.concatenate([get(p, f"NIN_{i}", "b") for i in range(3)])
@@ -281,11 +468,13 @@ def diffusion_and_conditioning(cfg: dict):
 
 def load(path: str, config: str, dtype=None, overrides: dict | None = None, image_size: int | None = None):
     """A :class:`~diffjax.models.pretrained.Pretrained` from a score_sde checkpoint and its config's name."""
-    from . import Pretrained, _with_files
     from ..weights import assign
+    from . import Pretrained, _with_files
 
     if not config:
-        raise ValueError(f"{path}: a score_sde checkpoint needs its config's name, e.g. config='ve/cifar10_ncsnpp_continuous'")
+        raise ValueError(
+            f"{path}: a score_sde checkpoint needs its config's name, e.g. config='ve/cifar10_ncsnpp_continuous'"
+        )
     cfg = config_of(config, overrides, image_size)
     params, file = read_params(path)
     net = assign(network(cfg, dtype), port_arrays(cfg, params, file), file)

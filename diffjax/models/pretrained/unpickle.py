@@ -14,6 +14,7 @@ before it is called:
 * ``collections.OrderedDict``, ``dnnlib.util.EasyDict`` (a dict), torch dtypes and ``torch.device`` (as strings),
   NumPy's array/scalar reconstruction.
 """
+
 from __future__ import annotations
 
 import collections
@@ -25,12 +26,35 @@ from typing import Any
 import numpy as np
 
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16, "BFloat16Storage": "bfloat16",
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_, "UntypedStorage": np.uint8,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "UntypedStorage": np.uint8,
 }
-_TORCH_DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
-                 "float", "double", "half", "long", "int")
+_TORCH_DTYPES = (
+    "float32",
+    "float64",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "float",
+    "double",
+    "half",
+    "long",
+    "int",
+)
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -199,13 +223,17 @@ class RestrictedUnpickler(pickle.Unpickler):
         if obj is None:
             raise UnsafePickleError(
                 f"refused to load {module}.{name}: a network file needs only tensors, dicts and EDM's persistence "
-                "records, and this global could run code. The file is not an EDM network pickle, or it was tampered with.")
+                "records, and this global could run code. The file is not an EDM network pickle, or it was tampered "
+                "with."
+            )
         return obj
 
     def persistent_load(self, pid):
         """Refused: EDM's pickles hold no external references (torch.save's zip format does)."""
-        raise UnsafePickleError(f"unexpected persistent id {pid!r:.80}: torch.save's zip format is not an EDM pickle "
-                                "(load it with torch and save the state dict as .npz)")
+        raise UnsafePickleError(
+            f"unexpected persistent id {pid!r:.80}: torch.save's zip format is not an EDM pickle "
+            "(load it with torch and save the state dict as .npz)"
+        )
 
 
 def load(path: str) -> Any:

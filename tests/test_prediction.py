@@ -1,4 +1,5 @@
 """Conversions between score, ε, x0 and EDM-denoiser predictions."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,7 +43,8 @@ def test_conversions_are_finite_at_t_min_in_float32():
 
 
 def test_edm_preconditioning_unit_variance(x64):
-    """For data N(0, σ_d²): Var(c_in x) = 1 and the optimal F_θ target has unit variance (EDM, Karras et al. 2022, App. B.6)."""
+    """For data N(0, σ_d²): Var(c_in x) = 1 and the optimal F_θ target has unit variance (EDM, Karras et al. 2022,
+    App. B.6)."""
     sd = 0.5
     for sigma in (0.01, 0.5, 10.0):
         c_skip, c_out, c_in, _ = edm_preconditioning(sigma, sd)
