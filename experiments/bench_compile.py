@@ -60,7 +60,7 @@ def main():
     rows = []
     for label, sde, score, dshape in cases():
         shape = (a.batch,) + dshape
-        model = dj.models.as_model(sde, score, "score") if not isinstance(score, dj.models.Model) else score
+        model = dj.prediction.as_model(sde, score, "score") if not isinstance(score, dj.prediction.Model) else score
         y = sde.prior_sample(jax.random.key(0), shape)
         fwd = jax.jit(lambda y, t: model.fn(y, t))
         jax.block_until_ready(fwd(y, 1.0))

@@ -28,7 +28,7 @@ from benchutil import nfe_to_reach, prior_and_reference
 import diffjax as dj
 from diffjax.solvers import GDDIM
 
-DET = [(f"gddim r={r}", GDDIM(order=r)) for r in range(4)] + [("ode_euler", "ode_euler"), ("ode_heun", "ode_heun")]
+DET = [(f"gddim r={r}", GDDIM(degree=r)) for r in range(4)] + [("ode_euler", "ode_euler"), ("ode_heun", "ode_heun")]
 STO = [("gddim λ=0.5", GDDIM(lam=0.5)), ("gddim λ=1", GDDIM(lam=1.0)), ("euler_maruyama", "euler_maruyama")]
 NFES = [5, 10, 20, 50, 100, 200, 500, 1000]
 TARGETS = [10, 20, 50]

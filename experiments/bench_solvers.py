@@ -28,7 +28,7 @@ import numpy as np
 from benchutil import prior_and_reference
 
 import diffjax as dj
-from diffjax.solvers import EDMHeun, SciRE, UniPC
+from diffjax.solvers import EDMHeun, SciRE, SciREMultistep, UniPC
 
 NFES = [4, 5, 6, 8, 10, 12, 15, 20, 30, 50]
 # (label, solver, grid): grid None = the solver's default for that diffusion
@@ -47,15 +47,15 @@ DETERMINISTIC = [
     ("unipc/logsnr", "unipc", "logsnr"),
     ("unipc/karras", "unipc", "karras"),
     ("unipc_2/logsnr", "unipc_2", "logsnr"),
-    ("unipc_bh1/logsnr", UniPC(order=3, variant="bh1"), "logsnr"),
+    ("unipc_bh1/logsnr", UniPC(predictor_order=3, variant="bh1"), "logsnr"),
     ("scire v1-2 agile φ=2/3/nsr", SciRE(), "nsr"),
     ("scire v2-2 agile φ=2/3/nsr", SciRE(version="v2"), "nsr"),
-    ("scire v1-3 agile φ=2/3/nsr", SciRE(order=3), "nsr"),
+    ("scire v1-3 agile φ=2/3/nsr", SciRE(stages=3), "nsr"),
     ("scire v1-2 agile φ=1/nsr", SciRE(phi="one"), "nsr"),
-    ("scire v1-3 agile φ=1 taylor/nsr", SciRE(order=3, phi="one", intermediate="taylor"), "nsr"),
+    ("scire v1-3 agile φ=1 taylor/nsr", SciRE(stages=3, phi="one", intermediate="taylor"), "nsr"),
     ("scire v1-2 sched2024/nsr", SciRE(phi="schedule_2024"), "nsr"),
-    ("scire 2M φ=2/3/nsr", SciRE(method="multistep"), "nsr"),
-    ("scire 2M φ=1/logsnr", SciRE(method="multistep", phi="one"), "logsnr"),
+    ("scire 2M φ=2/3/nsr", SciREMultistep(), "nsr"),
+    ("scire 2M φ=1/logsnr", SciREMultistep(phi="one"), "logsnr"),
 ]
 STOCHASTIC = [
     ("euler_maruyama", "euler_maruyama", None),

@@ -178,7 +178,7 @@ def cpu(a):
     exact = data.score_fn(sde)
     mlp = dj.models.MLP((64,), 256, 3, rngs=nnx.Rngs(0))
     mlp_model = dj.models.precondition(sde, mlp)
-    for name, model in [("exact digits score", dj.models.as_model(sde, exact)), ("MLP 256x3", mlp_model)]:
+    for name, model in [("exact digits score", dj.prediction.as_model(sde, exact)), ("MLP 256x3", mlp_model)]:
         batch = 2000
         y = jax.random.normal(jax.random.key(0), (batch, 64))
         t_mid = jnp.full((batch,), 0.5)

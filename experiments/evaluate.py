@@ -128,8 +128,10 @@ def resolve_solver(name: str):
         except (OSError, ValueError) as e:
             raise SystemExit(str(e)) from None
         return learned, "learned_" + os.path.splitext(os.path.basename(name))[0], learned.nfe_budget
-    if not dj.solvers.known(name):
-        raise SystemExit(f"unknown solver {name!r}; accepted: {dj.solvers.available()} or a learned solver's .json")
+    try:
+        dj.solvers.get(name)
+    except ValueError as e:  # names the close matches and every accepted name
+        raise SystemExit(f"{e} or a learned solver's .json") from None
     return name, name, None
 
 

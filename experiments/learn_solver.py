@@ -48,7 +48,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output JSON (default WORKDIR/solvers/<solver>_nfe<N>.json)")
     a = p.parse_args(argv)
-    if not dj.solvers.known(a.solver):  # canonical names, family defaults (unipc) and deprecated aliases
+    if not dj.solvers.known(a.solver):  # canonical names and family defaults (unipc)
         raise SystemExit(f"unknown solver {a.solver!r}; accepted: {dj.solvers.available()}")
     teacher = parse_teacher(a.teacher)
     m = open_model(a.workdir, a.pretrained, a.pretrained_config)

@@ -38,7 +38,7 @@ print("solvers:", dj.solvers.available())
 
 # %%
 sde = dj.VP()  # or dj.VE(), dj.EDM()
-solver = "dpmpp_2m"  # any name above, or an instance such as dj.solvers.UniPC(order=3)
+solver = "dpmpp_2m"  # any name above, or an instance such as dj.solvers.UniPC(predictor_order=3)
 data = dj.testbed.ring()
 score = data.score_fn(sde)
 

@@ -125,7 +125,7 @@ plt.show()
 data = dj.testbed.ring()
 fig, axes = plt.subplots(1, 4, figsize=(14, 3.5))
 for ax, sde in zip(axes, [dj.VP(), dj.EDM(), dj.CLD(), dj.FDM("vp")]):
-    x = dj.sample(key, sde, data.score_fn(sde), solver=dj.solvers.GDDIM(order=2), nfe=20, shape=(n, 2))
+    x = dj.sample(key, sde, data.score_fn(sde), solver=dj.solvers.GDDIM(degree=2), nfe=20, shape=(n, 2))
     assert bool(jnp.all(jnp.isfinite(x)))
     ax.scatter(x[:, 0], x[:, 1], s=1)
     ax.set_title(sde.name)

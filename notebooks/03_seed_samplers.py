@@ -42,7 +42,7 @@ key = jax.random.key(0)
 # %%
 sde = dj.VP()
 data = dj.testbed.ring()
-model = dj.models.as_model(sde, data.score_fn(sde))
+model = dj.prediction.as_model(sde, data.score_fn(sde))
 y_t = sde.prior_sample(key, (1, 2))
 x, path = dj.sample(key, sde, model, solver="dpmpp_3m", nfe=200, init=y_t, trajectory=True)
 ts = dj.solvers.make_grid(sde, 200, "logsnr")[1:]
@@ -68,8 +68,8 @@ y_t = sde.prior_sample(key, (64 if FAST else 512, 2))
 ref = dj.interop.reference_sample(sde, score, y_t, rtol=1e-7, atol=1e-7)
 nfes = [6, 12, 24] if FAST else [6, 8, 12, 16, 24, 32, 48, 64]
 for label, solver in [
-    ("SciRE-2 φ=2/3", SciRE(method="singlestep_fixed")),
-    ("SciRE-2 φ=1", SciRE(phi="one", method="singlestep_fixed")),
+    ("SciRE-2 φ=2/3", SciRE(allocation="fixed")),
+    ("SciRE-2 φ=1", SciRE(phi="one", allocation="fixed")),
     ("DPM-Solver++ 2M", "dpmpp_2m"),
 ]:
     err = [

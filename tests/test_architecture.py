@@ -1,11 +1,10 @@
 """The package's structure, checked: dependency rules between subpackages (parsed imports), a sampling core that
-needs no network library, diffusions that own their training recipe, deprecated names that still work."""
+needs no network library, diffusions that own their training recipe, one solver protocol, one path per public object."""
 
 import ast
 import pathlib
 import subprocess
 import sys
-import warnings
 
 import pytest
 
@@ -118,67 +117,81 @@ def test_a_diffusion_without_a_recipe_fails_clearly():
     assert dj.CLD().training_recipe().in_mult == 2
 
 
-def test_renamed_solvers_keep_working_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="'heun' is deprecated; use 'edm_heun'"):
-        assert dj.solvers.get("heun") == dj.solvers.get("edm_heun")
-    with pytest.warns(DeprecationWarning, match="gddim_3"):
-        assert dj.solvers.get("gddim_2").name == "gddim_3"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert dj.solvers.get("unipc").name == "unipc_3"  # a family default, not deprecated
-    for name in dj.solvers.available():  # every solver's .name is its registry name
+def test_solver_names_metadata_and_one_path_per_object():
+    """Every registered solver reports its registry name; configurations outside the registry get distinct names;
+    metadata are properties of the base class (one mechanism, no type-ignored overrides); removed names and
+    keywords give a precise error; each public object has one path."""
+    for name in dj.solvers.available():
         assert dj.solvers.get(name).name == name
-    from diffjax.solvers.scire import SciRE  # configurations outside the registry get distinct names
+    assert dj.solvers.get("unipc").name == "unipc_3"  # a family default
+    from diffjax.solvers import SciRE, SciREMultistep, Solver
 
     variants = [
-        dict(phi=0.5),
-        dict(phi="schedule_2024"),
-        dict(m=4),
-        dict(order=3, intermediate="taylor"),
-        dict(method="singlestep_fixed"),
-        dict(method="multistep", order=3),
-        dict(phi="one"),
+        SciRE(phi=0.5),
+        SciRE(phi="schedule_2024"),
+        SciRE(m=4),
+        SciRE(stages=3, intermediate="taylor"),
+        SciRE(allocation="fixed"),
+        SciRE(phi="one"),
+        SciREMultistep(history=3),
+        SciREMultistep(version="v2", phi="one"),
     ]
-    names = [SciRE(**kw).name for kw in variants]
+    names = [s.name for s in variants]
     assert len(set(names)) == len(names) and not set(names) & set(dj.solvers.available()), names
-    from diffjax.models import parameterization  # the old module path: re-exports for one release
-
-    assert parameterization.Model is dj.prediction.Model
-
-
-def test_sample_takes_the_model_and_the_former_score_keyword_warns():
+    for meta in (
+        "name",
+        "stochastic",
+        "scalar_only",
+        "evals_per_step",
+        "default_grid",
+        "traceable",
+        "learnable",
+        "convergence_order",
+    ):
+        assert isinstance(vars(Solver)[meta], property), meta
+    hits = [str(p) for p in PKG.rglob("*.py") if "type: ignore[override]" in p.read_text()]
+    assert not hits, hits
+    with pytest.raises(ValueError, match=r"unknown solver 'heun' \(did you mean .*'edm_heun'"):
+        dj.solvers.get("heun")
     import jax
 
     sde, data = dj.VP(), dj.testbed.ring()
-    f = data.score_fn(sde)
-    x = dj.sample(jax.random.key(0), sde, model=f, solver="ddim", nfe=4, shape=(4, 2))
-    with pytest.warns(DeprecationWarning, match="argument is `model`"):
-        y = dj.sample(jax.random.key(0), sde, score=f, solver="ddim", nfe=4, shape=(4, 2))
-    assert bool((x == y).all())
+    with pytest.raises(TypeError, match="score"):
+        dj.sample(jax.random.key(0), sde, score=data.score_fn(sde), solver="ddim", nfe=4, shape=(4, 2))
     with pytest.raises(TypeError, match="needs the model"):
         dj.sample(jax.random.key(0), sde, solver="ddim", nfe=4, shape=(4, 2))
+    assert not hasattr(dj.models, "Model") and not (PKG / "models" / "parameterization.py").exists()
+    with pytest.raises(TypeError, match="fdm_warmup"):
+        dj.training.LossConfig(fdm_warmup=200)
 
 
-def test_renamed_training_arguments_keep_working_with_a_warning():
-    import jax.numpy as jnp
+def test_register_a_solver_of_your_own():
+    """``dj.solvers.register`` makes a solver a name for dj.sample and learned files; bad registrations fail."""
+    import dataclasses
+    from typing import ClassVar
 
-    from diffjax.training import LossConfig, diffusion_loss
+    import jax
 
-    with pytest.warns(DeprecationWarning, match="fdm_warmup_images"):
-        cfg = LossConfig(fdm_warmup=200)
-    tr = dj.training.Trainer(
-        dj.FDM(),
-        dj.models.MLP((2,), 8, 1, rngs=__import__("flax").nnx.Rngs(0)),
-        dj.data.toy("ring", 100),
-        dj.training.TrainConfig(batch_size=16),
-        cfg,
-    )
-    assert tr.loss_cfg.fdm_warmup_images == 200 * 16
-    net = lambda x, c, labels: x
-    x0 = jnp.ones((4, 2))
-    key = __import__("jax").random.key(0)
-    with pytest.warns(DeprecationWarning, match="images="):
-        old = diffusion_loss(dj.FDM(), net, key, x0, step=3, cfg=LossConfig(fdm_warmup_images=100.0))
-    assert float(old) == float(
-        diffusion_loss(dj.FDM(), net, key, x0, images=12, cfg=LossConfig(fdm_warmup_images=100.0))
-    )
+    @dataclasses.dataclass(frozen=True)
+    class HalfEuler(dj.solvers.ODEEuler):
+        name: ClassVar[str] = "half_euler_test"
+
+    sde, data = dj.VP(), dj.testbed.ring()
+    dj.solvers.register("half_euler_test", HalfEuler)
+    try:
+        assert "half_euler_test" in dj.solvers.available()
+        x = dj.sample(jax.random.key(0), sde, data.score_fn(sde), "half_euler_test", nfe=4, shape=(4, 2))
+        y = dj.sample(jax.random.key(0), sde, data.score_fn(sde), "ode_euler", nfe=4, shape=(4, 2))
+        assert bool((x == y).all())
+        with pytest.raises(ValueError, match="already registered"):
+            dj.solvers.register("half_euler_test", HalfEuler)
+        dj.solvers.register("half_euler_test", HalfEuler, replace=True)
+    finally:
+        dj.solvers.unregister("half_euler_test")
+    assert "half_euler_test" not in dj.solvers.available()
+    with pytest.raises(ValueError, match="builds a solver named 'half_euler_test'"):
+        dj.solvers.register("other_name", HalfEuler)
+    with pytest.raises(TypeError, match="must build a diffjax Solver"):
+        dj.solvers.register("not_a_solver", lambda: object())
+    with pytest.raises(ValueError, match="already registered"):
+        dj.solvers.register("ddim", dj.solvers.DDIM)

@@ -205,4 +205,4 @@ def test_evaluate_script_fid_sweep_and_pixel_fallback(tmp_path, monkeypatch, cap
         evaluate.main([*args, "--pr-num", "3"])
     with pytest.raises(SystemExit, match="unknown solver 'hune'"):
         evaluate.resolve_solver("hune")
-    assert evaluate.resolve_solver("heun")[1] == "heun"  # a deprecated alias is still a solver name
+    assert evaluate.resolve_solver("unipc")[1] == "unipc"  # a family default is a solver name

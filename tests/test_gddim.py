@@ -29,7 +29,7 @@ def test_cld_gaussian_data_is_exact_with_R_and_not_with_L(x64):
     )
     assert _max_err(run(GDDIM(), 1), ref) < 1e-5  # R_T's solve tolerance × ‖Ψ(t_min, T)‖ ≈ 5e4
     for order in (0, 1, 2):
-        assert _max_err(run(GDDIM(order=order), 10), ref) < 1e-8
+        assert _max_err(run(GDDIM(degree=order), 10), ref) < 1e-8
     assert _max_err(run(GDDIM(factor="L"), 10), ref) > 1e-3
 
 
@@ -75,7 +75,7 @@ def test_measured_order(sde, order, x64):
                             jax.random.key(0),
                             sde,
                             score,
-                            solver=GDDIM(order=order),
+                            solver=GDDIM(degree=order),
                             init=y_t,
                             grid=dj.solvers.make_grid(sde, m, "quadratic"),
                         )
@@ -133,10 +133,10 @@ def test_stochastic_gddim_keeps_the_exact_cld_marginal(x64):
 
 
 def test_gddim_bad_inputs():
-    with pytest.raises(ValueError, match="order"):
-        GDDIM(order=4)
-    with pytest.raises(ValueError, match="order 0 only"):
-        GDDIM(order=1, lam=0.5)
+    with pytest.raises(ValueError, match="degree"):
+        GDDIM(degree=4)
+    with pytest.raises(ValueError, match="degree 0 only"):
+        GDDIM(degree=1, lam=0.5)
     with pytest.raises(ValueError, match="lam"):
         GDDIM(lam=-1.0)
     with pytest.raises(ValueError, match="factor"):

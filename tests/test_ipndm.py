@@ -40,7 +40,7 @@ def test_ipndm_integrates_dirac_data_exactly(name, x64):
 
 
 def test_bad_ipndm_parameters():
-    with pytest.raises(ValueError, match="order must be 1, 2, 3 or 4"):
-        IPNDM(order=5)
+    with pytest.raises(ValueError, match="history must be 1, 2, 3 or 4"):
+        IPNDM(history=5)
     with pytest.raises(ValueError, match="variant"):
         IPNDM(variant="adaptive")

@@ -179,6 +179,45 @@ def test_learned_solver_spends_exactly_nfe_and_round_trips(ring_learned, tmp_pat
     assert obj["info"]["heldout_rmse"] < obj["info"]["heldout_rmse_base"]
 
 
+def test_version_1_files_load_with_todays_field_names(ring_learned):
+    """Files written before the solver fields were renamed (format version 1: ``order``, SciRE's ``method``) load
+    as the same solver: the learned iPNDM's samples are bit-identical, and a v1 multistep SciRE becomes
+    ``SciREMultistep``."""
+    from diffjax.solvers.learned import from_json
+
+    sde, score, learned = ring_learned
+    old = learned.to_json()
+    old["version"] = 1
+    fields = dict(old["base"]["fields"])
+    fields["order"] = fields.pop("history")
+    old["base"] = {"class": "IPNDM", "fields": fields}
+    loaded = from_json(old)
+    assert loaded == learned and loaded.base.history == learned.base.history
+    a = dj.sample(jax.random.key(3), sde, score, learned, nfe=5, shape=(16, 2))
+    np.testing.assert_array_equal(a, dj.sample(jax.random.key(3), sde, score, loaded, nfe=5, shape=(16, 2)))
+    scire = {
+        "version": "v1",
+        "order": 3,
+        "method": "multistep",
+        "phi": "const",
+        "m": 3,
+        "intermediate": "code",
+        "grid": None,
+    }
+    obj = {
+        **old,
+        "base": {"class": "SciRE", "fields": scire},
+        "corrections": {},
+        "diffusion": None,
+        "grid": [float(t) for t in dj.solvers.make_grid(sde, 5, "nsr")],
+    }
+    base = from_json(obj).base
+    assert base == dj.solvers.SciREMultistep(history=3), base
+    obj["version"] = 7
+    with pytest.raises(ValueError, match="format version 7"):
+        from_json(obj)
+
+
 def test_learned_solver_misuse_raises(ring_learned, tmp_path):
     sde, score, learned = ring_learned
     with pytest.raises(ValueError, match=r"learned for EDM\(sigma_min=0.002.*not for VP"):
@@ -214,7 +253,7 @@ def test_learn_rejects_what_it_cannot_fit():
     with pytest.raises(ValueError, match="deterministic solver whose coefficients are traceable"):
         dj.solvers.learn(k, sde, score, "euler_maruyama", 5, (2,))
     with pytest.raises(ValueError, match="traceable"):
-        dj.solvers.learn(k, sde, score, dj.solvers.GDDIM(order=1, factor="L"), 5, (2,))
+        dj.solvers.learn(k, sde, score, dj.solvers.GDDIM(degree=1, factor="L"), 5, (2,))
     with pytest.raises(ValueError, match="no learnable coefficient tables"):
         dj.solvers.learn(k, sde, score, "ode_euler", 5, (2,), what="grid+coefs")
     with pytest.raises(ValueError, match="scalar diffusion"):

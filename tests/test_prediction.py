@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import diffjax as dj
-from diffjax.models import Model, as_model, edm_preconditioning
+from diffjax.diffusions.recipes import edm_preconditioning
+from diffjax.prediction import Model, as_model
 
 
 @pytest.mark.parametrize("sde", [dj.VP(), dj.VE(), dj.EDM()], ids=["vp", "ve", "edm"])

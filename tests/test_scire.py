@@ -7,7 +7,7 @@ import pytest
 
 import diffjax as dj
 from diffjax import interop
-from diffjax.solvers import SciRE
+from diffjax.solvers import SciRE, SciREMultistep
 from diffjax.solvers.scire import agile_orders, phi_partial_sum
 
 MIX = dj.testbed.GaussianMixture([0.3, 0.7], [[-1.0, 0.5], [1.0, -0.3]], [0.05, 0.2])
@@ -35,7 +35,7 @@ def test_scire1_is_ddim(x64):
     y = sde.prior_sample(jax.random.key(0), (8, 2))
     g = dj.solvers.make_grid(sde, 6, "nsr")
     for version in ("v1", "v2"):
-        a = dj.sample(jax.random.key(0), sde, score, SciRE(order=1, version=version), grid=g, init=y)
+        a = dj.sample(jax.random.key(0), sde, score, SciRE(stages=1, version=version), grid=g, init=y)
         b = dj.sample(jax.random.key(0), sde, score, "ddim", grid=g, init=y)
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
 
@@ -46,10 +46,10 @@ def test_scire1_is_ddim(x64):
     [
         SciRE(),
         SciRE(version="v2"),
-        SciRE(order=3),
-        SciRE(order=3, version="v2", phi="schedule_2024"),
-        SciRE(method="multistep"),
-        SciRE(method="multistep", order=3, version="v2"),
+        SciRE(stages=3),
+        SciRE(stages=3, version="v2", phi="schedule_2024"),
+        SciREMultistep(),
+        SciREMultistep(history=3, version="v2"),
     ],
     ids=["v1-2", "v2-2", "v1-3", "v2-3-sched", "2M", "3M-v2"],
 )
@@ -66,13 +66,13 @@ def test_dirac_data_exact_for_any_phi(sde, solver, x64):
 @pytest.mark.parametrize(
     "solver,lo,hi",
     [
-        (SciRE(order=2, phi="one", method="singlestep_fixed"), 1.8, 2.3),
-        (SciRE(order=2, phi="one", version="v2", method="singlestep_fixed"), 1.8, 2.3),
-        (SciRE(order=3, phi="one", intermediate="taylor", method="singlestep_fixed"), 2.7, 3.3),
-        (SciRE(order=3, phi="one", intermediate="code", method="singlestep_fixed"), 1.6, 2.2),
-        (SciRE(order=2, method="singlestep_fixed"), 0.6, 1.2),  # φ = 2/3 as published: first order
-        (SciRE(order=3, method="singlestep_fixed"), 0.6, 1.2),
-        (SciRE(method="multistep", phi="one"), 1.8, 2.3),
+        (SciRE(stages=2, phi="one", allocation="fixed"), 1.8, 2.3),
+        (SciRE(stages=2, phi="one", version="v2", allocation="fixed"), 1.8, 2.3),
+        (SciRE(stages=3, phi="one", intermediate="taylor", allocation="fixed"), 2.7, 3.3),
+        (SciRE(stages=3, phi="one", intermediate="code", allocation="fixed"), 1.6, 2.2),
+        (SciRE(stages=2, allocation="fixed"), 0.6, 1.2),  # φ = 2/3 as published: first order
+        (SciRE(stages=3, allocation="fixed"), 0.6, 1.2),
+        (SciREMultistep(phi="one"), 1.8, 2.3),
     ],
     ids=["2-phi1", "2-phi1-v2", "3-taylor", "3-code", "2-phi23", "3-phi23", "2M-phi1"],
 )
@@ -107,10 +107,10 @@ def test_nfe_accounting_and_allocation():
     sde = dj.VP()
     g = dj.testbed.ring()
     for solver, nfe in [
-        (SciRE(order=3), 10),
+        (SciRE(stages=3), 10),
         (SciRE(), 7),
-        (SciRE(order=3, method="singlestep_fixed"), 9),
-        (SciRE(method="multistep"), 5),
+        (SciRE(stages=3, allocation="fixed"), 9),
+        (SciREMultistep(), 5),
     ]:
         calls = []
 
@@ -121,9 +121,7 @@ def test_nfe_accounting_and_allocation():
         jax.block_until_ready(dj.sample(jax.random.key(0), sde, score, solver=solver, nfe=nfe, shape=(2, 2)))
         assert len(calls) == nfe, (solver, len(calls))
     with pytest.raises(ValueError, match="divisible"):
-        dj.sample(
-            jax.random.key(0), sde, g.score_fn(sde), SciRE(order=3, method="singlestep_fixed"), nfe=10, shape=(2, 2)
-        )
+        dj.sample(jax.random.key(0), sde, g.score_fn(sde), SciRE(stages=3, allocation="fixed"), nfe=10, shape=(2, 2))
 
 
 def test_bad_parameters():

@@ -1,8 +1,6 @@
 """Models: networks (MLP, DDPM++/NCSN++ UNet, ADM, diffusers' UNet2DModel, DLG's noise classifier), a registry of them,
 their preconditioning, and loaders of published checkpoints (:mod:`.pretrained`)."""
 
-from ..diffusions.recipes import edm_preconditioning, fdm_preconditioning
-from ..prediction import Model, as_model, edm_denoiser
 from .adm import ADMUNet, adm_imagenet64
 from .classifier import NoiseLevelCNN, NoiseLevelMLP
 from .diffusers_unet import DiffusersUNet2D
@@ -15,11 +13,6 @@ from .registry import register as register_network
 from .unet import UNet, count_params, ddpmpp_cifar10, ncsnpp_cifar10
 
 __all__ = [
-    "Model",
-    "as_model",
-    "edm_denoiser",
-    "edm_preconditioning",
-    "fdm_preconditioning",
     "MLP",
     "UNet",
     "ddpmpp_cifar10",

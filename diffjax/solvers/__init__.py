@@ -1,6 +1,6 @@
 """Samplers: pure ``init``/``step`` solvers run by one ``lax.scan`` driver."""
 
-from .base import Context, Solver
+from .base import Context, Solver, Wrapper
 from .chunked import sample_chunked
 from .ddim import DDIM
 from .dlg import DLG, Chains, level_times
@@ -13,9 +13,9 @@ from .learned import Learned, load
 from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .pds import PDS, Preconditioner, preconditioner_from_images
-from .registry import available, get, known
+from .registry import available, get, known, register, unregister
 from .schedules import GRIDS, make_grid, validate_grid
-from .scire import SciRE
+from .scire import SciRE, SciREMultistep
 from .sde import EulerMaruyama, PredictorCorrector
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "load",
     "gddim_coefficients",
     "SciRE",
+    "SciREMultistep",
     "PDS",
     "Preconditioner",
     "preconditioner_from_images",
@@ -52,6 +53,9 @@ __all__ = [
     "available",
     "get",
     "known",
+    "register",
+    "unregister",
+    "Wrapper",
     "GRIDS",
     "make_grid",
     "validate_grid",

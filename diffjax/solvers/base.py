@@ -16,7 +16,7 @@ precompute from the grid (multistep weights, churn levels, …) so no coefficien
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -55,18 +55,52 @@ def tree_axpy(a, x, y):
 
 @dataclasses.dataclass(frozen=True)
 class Solver:
-    """Base class. Subclasses set ``name`` and implement ``coefficients``/``init``/``step``/``output``."""
+    """Base class: a frozen dataclass of hyperparameters plus ``coefficients``/``init``/``step``/``output``.
 
-    name: ClassVar[str] = "solver"
-    stochastic: ClassVar[bool] = False
-    scalar_only: ClassVar[bool] = False  # needs α(t), σ(t) (VP/VE/EDM)
-    evals_per_step: ClassVar[int] = 1
-    default_grid: ClassVar[str] = "uniform"
+    Metadata are read-only properties declared here, with their defaults. A subclass overrides one with a class
+    attribute when it is fixed for the class (``name: ClassVar[str] = "ode_euler"``) and with a property when it
+    depends on the configuration (``DDIM.stochastic`` is ``eta > 0``); both are sound overrides of a property.
+    """
+
     grid: str | None = None  # None: the solver's default grid kind
-    # coefficients written against ``xp_of(ts)`` so that a traced grid gives traced tables (``dj.solvers.learn``)
-    traceable: ClassVar[bool] = False
-    # table entries that ``dj.solvers.learn`` may correct additively (per step), e.g. multistep weights
-    learnable: ClassVar[tuple[str, ...]] = ()
+
+    # ---- metadata --------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The registry name of this configuration (``dj.solvers.get(solver.name)`` builds an equal solver for
+        every registered configuration)."""
+        return type(self).__name__.lower()
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether a step draws noise (the sample depends on the key)."""
+        return False
+
+    @property
+    def scalar_only(self) -> bool:
+        """Whether the solver needs α(t), σ(t) of a scalar diffusion (VP/VE/EDM/Flow/FDM)."""
+        return False
+
+    @property
+    def evals_per_step(self) -> int:
+        """Network evaluations per grid interval (uneven budgets override :meth:`num_steps`/:meth:`nfe`)."""
+        return 1
+
+    @property
+    def default_grid(self) -> str:
+        """The grid kind used when none is given (see :meth:`grid_kind`)."""
+        return "uniform"
+
+    @property
+    def traceable(self) -> bool:
+        """Whether :meth:`coefficients` is written against ``xp_of(ts)``, so that a traced grid gives traced tables
+        (``dj.solvers.learn`` differentiates through them)."""
+        return False
+
+    @property
+    def learnable(self) -> tuple[str, ...]:
+        """Tables that ``dj.solvers.learn`` may correct additively per step (e.g. multistep weights)."""
+        return ()
 
     @property
     def convergence_order(self) -> float | None:
@@ -138,6 +172,83 @@ class Solver:
         """Raise ValueError when the solver cannot run on ``sde`` (before tracing)."""
         if self.scalar_only and not isinstance(sde, ScalarDiffusion):
             raise ValueError(f"solver {self.name!r} needs a scalar diffusion (VP/VE/EDM), got {sde.name}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Wrapper(Solver):
+    """A solver that runs ``base`` with some part changed (its grid, its tables, its prior, …): every metadata item
+    and every method a subclass does not override is the base solver's, so a wrapper states only its change."""
+
+    base: Solver | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.base, Solver):
+            raise ValueError(f"{type(self).__name__} needs a diffjax solver as its base, got {self.base!r}")
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    @property
+    def stochastic(self) -> bool:
+        return self.base.stochastic
+
+    @property
+    def scalar_only(self) -> bool:
+        return self.base.scalar_only
+
+    @property
+    def evals_per_step(self) -> int:
+        return self.base.evals_per_step
+
+    @property
+    def default_grid(self) -> str:
+        return self.base.default_grid
+
+    @property
+    def traceable(self) -> bool:
+        return self.base.traceable
+
+    @property
+    def learnable(self) -> tuple[str, ...]:
+        return self.base.learnable
+
+    @property
+    def convergence_order(self) -> float | None:
+        return self.base.convergence_order
+
+    def num_steps(self, nfe: int) -> int:
+        return self.base.num_steps(nfe)
+
+    def nfe(self, num_steps: int) -> int:
+        return self.base.nfe(num_steps)
+
+    def build_grid(self, sde, nfe, kind, t_start=None):
+        return self.base.build_grid(sde, nfe, kind, t_start)
+
+    def grid_kind(self, sde=None):
+        return self.grid or self.base.grid_kind(sde)
+
+    def coefficients(self, sde, ts, nfe):
+        return self.base.coefficients(sde, ts, nfe)
+
+    def prior(self, key, sde, shape, dtype):
+        return self.base.prior(key, sde, shape, dtype)
+
+    def init(self, ctx, y, coefs):
+        return self.base.init(ctx, y, coefs)
+
+    def step(self, ctx, state, c):
+        return self.base.step(ctx, state, c)
+
+    def current(self, ctx, state, c):
+        return self.base.current(ctx, state, c)
+
+    def output(self, ctx, state, coefs):
+        return self.base.output(ctx, state, coefs)
+
+    def check(self, sde):
+        self.base.check(sde)
 
 
 def xp_of(ts: Any):

@@ -19,7 +19,7 @@ class DDIM(Solver):
     """
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """``ddim`` (η = 0), ``ddpm`` (η = 1), ``ddim_eta<η>`` otherwise."""
         return {0.0: "ddim", 1.0: "ddpm"}.get(float(self.eta), f"ddim_eta{self.eta:g}")
 
@@ -34,7 +34,7 @@ class DDIM(Solver):
             raise ValueError(f"eta must be >= 0, got {self.eta}")
 
     @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def stochastic(self) -> bool:
         return self.eta > 0
 
     @property

@@ -141,7 +141,6 @@ def sample(
     mesh: Any = None,
     sample_offset: Any = 0,
     check_finite: bool = True,
-    score: Any = None,
 ) -> Any:
     """Draw samples by solving the reverse dynamics of ``sde`` from its prior (or ``init``) down to ``t_min``.
 
@@ -149,7 +148,7 @@ def sample(
       key: PRNG key; sample b uses ``fold_in(key, b)``, so samples do not depend on the batch size.
       sde: the diffusion.
       model: a callable ``(y, t) -> prediction`` (``kind`` says which: 'score', 'eps', 'x0', 'v', 'velocity',
-        'edm'), or a :class:`diffjax.prediction.Model`. (``score=`` is its former name: deprecated, still accepted.)
+        'edm'), or a :class:`diffjax.prediction.Model`.
       solver: a name from :func:`diffjax.solvers.available` or a solver instance.
       nfe: network-evaluation budget, spent exactly (including the denoising step when ``denoise``).
       shape: ``(B, *data_shape)`` of the samples (ignored when ``init`` is given).
@@ -185,17 +184,6 @@ def sample(
     or a lambda written in a loop) does. Inside a user's ``jax.jit``/``vmap`` the call is traced as before.
     """
     solver, ts, budget = plan(sde, solver, nfe, grid, denoise)
-    if score is not None:
-        import warnings
-
-        warnings.warn(
-            "dj.sample(score=...) is deprecated: the argument is `model` (any prediction kind)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        if model is not None:
-            raise TypeError("give the model once: as `model` (positional or keyword), not also as `score`")
-        model = score
     if model is None:
         raise TypeError("dj.sample needs the model: a callable (y, t) -> prediction or a diffjax Model")
     user_model = model

@@ -2,7 +2,7 @@
 gDDIM's factor ``R_t``, for every diffusion of the library (VP/VE/EDM/FDM: DDIM and DEIS; Blur per frequency;
 CLD with 2×2 blocks).
 
-Deterministic, polynomial degree ``order = r`` (r = 0 is DDIM; the measured convergence order is r + 1):
+Deterministic, polynomial degree ``degree = r`` (r = 0 is DDIM; the measured convergence order is r + 1):
 
     u_{n+1} = Ψ(t_{n+1}, t_n) u_n + Σ_{j ≤ r_n} C_{n,j} ε_{n−j},     ε = −R_tᵀ ∇log p_t(u)
     C_{n,j} = ∫_{t_n}^{t_{n+1}} Ψ(t_{n+1}, τ) ½ G Gᵀ(τ) R_τ^{−T} ℓ_{n,j}(τ) dτ
@@ -76,8 +76,8 @@ def _factor(sde, ts, factor: str):
     return _f64(lambda t: sde.cov_factor(t, 0), np.asarray(ts))  # Cholesky L_t
 
 
-def gddim_coefficients(sde, ts, order: int, method: str = "parts", factor: str = "R"):
-    """``C[n, j]`` of shape ``(M, order + 1, *coef_shape, k, k)`` (float64 numpy; traced for a traced grid).
+def gddim_coefficients(sde, ts, degree: int, method: str = "parts", factor: str = "R"):
+    """``C[n, j]`` of shape ``(M, degree + 1, *coef_shape, k, k)`` (float64 numpy; traced for a traced grid).
 
     ``method="parts"`` (default) integrates by parts, using ``Ψ(t,τ) ½GGᵀ R_τ^{−T} = ∂_τ[Ψ(t,τ) R_τ]``:
     ``C = ℓ(t_{n+1}) R_{t_{n+1}} − ℓ(t_n) Ψ R_{t_n} − ∫ ℓ'(τ) Ψ(t_{n+1},τ) R_τ dτ`` — exact for r = 0 (no quadrature),
@@ -97,9 +97,9 @@ def gddim_coefficients(sde, ts, order: int, method: str = "parts", factor: str =
     rows = []
     for n in range(m):
         t0, t1 = ts[n], ts[n + 1]
-        rn = min(order, n)
+        rn = min(degree, n)
         nodes = [ts[n - k] for k in range(rn + 1)]  # t_n, t_{n-1}, …
-        row = [xp.zeros(cs_shape) + 0.0 * t0 for _ in range(order + 1)]
+        row = [xp.zeros(cs_shape) + 0.0 * t0 for _ in range(degree + 1)]
         psi_n = evaluate(sde.transition_block, t1, t0)
         if rn == 0 and method == "parts":
             row[0] = row[0] + r_grid[n + 1] - _mm(psi_n, r_grid[n])
@@ -182,19 +182,20 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
 
 @dataclasses.dataclass(frozen=True)
 class GDDIM(Solver):
-    """gDDIM: ``order`` = polynomial degree r ∈ {0, 1, 2, 3} of the ε extrapolation, ``lam`` = λ ≥ 0
-    (λ > 0 needs r = 0). Works on every diffusion; default grid quadratic in t (gDDIM's). 1 NFE per step.
+    """gDDIM: ``degree`` = polynomial degree r ∈ {0, 1, 2, 3} of the ε extrapolation (convergence order
+    r + 1), ``lam`` = λ ≥ 0 (λ > 0 needs r = 0). Works on every diffusion; default grid quadratic in t (gDDIM's).
+    1 NFE per step.
     ``factor="L"`` swaps R_t for the Cholesky factor L_t (CLD-SGM's choice), to compare: only R makes ε
     constant along the exact paths of Gaussian data (gDDIM Table 1)."""
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """``gddim`` (order 1), ``gddim_<q+1>`` for a degree-q polynomial, ``gddim_sde`` when stochastic."""
-        return "gddim_sde" if self.lam else ("gddim" if self.order == 0 else f"gddim_{self.order + 1}")
+        return "gddim_sde" if self.lam else ("gddim" if self.degree == 0 else f"gddim_{self.degree + 1}")
 
     default_grid: ClassVar[str] = "quadratic"
     learnable: ClassVar[tuple[str, ...]] = ("eps_coef",)
-    order: int = 0
+    degree: int = 0
     lam: float = 0.0
     factor: str = "R"
 
@@ -203,23 +204,23 @@ class GDDIM(Solver):
             raise ValueError(f"gDDIM factor must be 'R' or 'L', got {self.factor!r}")
         if self.factor == "L" and self.lam > 0:
             raise ValueError("stochastic gDDIM is defined with R_t only")
-        if self.order not in (0, 1, 2, 3):
-            raise ValueError(f"gDDIM order (polynomial degree) must be 0, 1, 2 or 3, got {self.order}")
+        if self.degree not in (0, 1, 2, 3):
+            raise ValueError(f"gDDIM degree (of the ε polynomial) must be 0, 1, 2 or 3, got {self.degree}")
         if not self.lam >= 0:
             raise ValueError(f"gDDIM lam must be >= 0, got {self.lam}")
-        if self.lam > 0 and self.order > 0:
-            raise ValueError("stochastic gDDIM (lam > 0) is defined for order 0 only")
+        if self.lam > 0 and self.degree > 0:
+            raise ValueError("stochastic gDDIM (lam > 0) is defined for degree 0 only")
 
     @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def stochastic(self) -> bool:
         return self.lam > 0
 
     @property
     def convergence_order(self):
-        return None if self.stochastic else self.order + 1
+        return None if self.stochastic else self.degree + 1
 
     @property
-    def traceable(self) -> bool:  # type: ignore[override]
+    def traceable(self) -> bool:
         # deterministic with R_t: the tables follow from Ψ and Σ by formulas (1×1 blocks; CLD's R_t needs an ODE solve)
         return self.lam == 0 and self.factor == "R"
 
@@ -231,12 +232,12 @@ class GDDIM(Solver):
             psi_hat, chol = _stochastic_tables(sde, ts, self.lam)
             out.update(eps_coef=_mm(psi_hat - psi, r)[:, None], noise_chol=chol)
         else:
-            out["eps_coef"] = gddim_coefficients(sde, ts, self.order, factor=self.factor)
+            out["eps_coef"] = gddim_coefficients(sde, ts, self.degree, factor=self.factor)
         return out
 
     def init(self, ctx, y, coefs):
         yb = ctx.sde.to_blocks(y)
-        return (yb, jnp.zeros((self.order + 1,) + yb.shape, yb.dtype))
+        return (yb, jnp.zeros((self.degree + 1,) + yb.shape, yb.dtype))
 
     def step(self, ctx: Context, state, c):
         yb, hist = state
@@ -245,7 +246,7 @@ class GDDIM(Solver):
         eps = -bmv(c["r_t"], sde.to_blocks(ctx.model.score(y, t)))  # ε = −R_tᵀ s
         hist = jnp.concatenate([eps[None], hist[:-1]], axis=0)
         out = bmv(c["psi"], yb)
-        for j in range(self.order + 1):
+        for j in range(self.degree + 1):
             out = out + bmv(c["eps_coef"][j], hist[j])
         if self.lam > 0:
             z = sde.to_blocks(ctx.normal(c["i"], y))

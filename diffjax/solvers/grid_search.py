@@ -75,7 +75,7 @@ def cheapest_path(costs: np.ndarray, num_steps: int) -> list[int]:
 def optimized_grid(
     key: jax.Array,
     sde: ScalarDiffusion,
-    score: Any,
+    model: Any,
     solver: Any,
     nfe: int,
     data_shape: tuple[int, ...],
@@ -101,16 +101,16 @@ def optimized_grid(
     data_shape = tuple(int(s) for s in data_shape)
     y = sde.prior_sample(key, (num,) + data_shape, dtype)
     fine = make_grid(sde, candidates * refine, "logsnr", t_start=float(ts0[0]), t_end=float(ts0[-1]))
-    _, path = sample(jax.random.key(0), sde, score, solver="unipc", init=y, grid=fine, kind=kind, trajectory=True)
+    _, path = sample(jax.random.key(0), sde, model, solver="unipc", init=y, grid=fine, kind=kind, trajectory=True)
     taus = fine[::refine]
     xs = jnp.concatenate([y[None], path[refine - 1 :: refine]])
-    costs = step_costs(sde, as_model(sde, score, kind), taus, xs)
+    costs = step_costs(sde, as_model(sde, model, kind), taus, xs)
     grids = {"default": ts0}
     for p in exponents:
         grids[f"dp_p{p:g}"] = taus[cheapest_path(costs**p, m)]
     errors = {}
     for name, ts in grids.items():
-        x = sample(jax.random.key(0), sde, score, solver=base, nfe=nfe, init=y, grid=ts, kind=kind, check_finite=False)
+        x = sample(jax.random.key(0), sde, model, solver=base, nfe=nfe, init=y, grid=ts, kind=kind, check_finite=False)
         err = float(jnp.sqrt(jnp.mean((x - xs[-1]) ** 2)))
         errors[name] = err if np.isfinite(err) else float("inf")
     chosen = min(errors, key=errors.get)

@@ -7,8 +7,8 @@ to three previous noise predictions, one NFE per step and no corrector:
 
     x̃_{i+1} = x̃_i + h_i Σ_j w_{ij} ε̂_{i−j}
 
-Step i uses order ``min(i + 1, order)`` (the warm start). ``variant="fixed"`` (the published method) uses the
-constant-step Adams–Bashforth weights on any grid:
+Step i combines ``min(i + 1, history)`` predictions (the warm start; ``history`` is the Adams–Bashforth
+order). ``variant="fixed"`` (the published method) uses the constant-step Adams–Bashforth weights on any grid:
 
     order 1: (1)        order 2: (3, −1)/2        order 3: (23, −16, 5)/12        order 4: (55, −59, 37, −9)/24
 
@@ -16,7 +16,7 @@ constant-step Adams–Bashforth weights on any grid:
 (``Σ_j w_j u_j^k = 1/(k+1)`` with ``u_j = (ρ_{i−j} − ρ_i)/h_i``, k < p), which equals the fixed weights on a
 uniform-in-ρ grid and keeps the order on any grid. In ``x``: ``x_{i+1} = (α_{i+1}/α_i) x_i + α_{i+1} h_i Σ_j
 w_{ij} ε̂_{i−j}`` — a linear multistep in ε predictions, so it shares the multistep scan body and its learnable
-weight table. Convergence order: ``order`` for ``"variable"``; ``"fixed"`` on a non-uniform grid (the image of a
+weight table. Convergence order: ``history`` for ``"variable"``; ``"fixed"`` on a non-uniform grid (the image of a
 uniform one under a smooth map) is second order — the weights assume equal steps, and the mismatch cancels at
 first order because the Adams–Bashforth weights integrate linear functions exactly — yet at low NFE it is the
 strongest untuned solver on the benchmarks (its errors there come from the first, largest steps).
@@ -52,28 +52,29 @@ def _variable_weights(xp, rho, i: int, p: int):
 
 @dataclasses.dataclass(frozen=True)
 class IPNDM(_LinearMultistep):
-    """iPNDM (see the module docstring): ``order`` 1–4 with warm start, ``variant`` "fixed" (published) or
+    """iPNDM (see the module docstring): ``history`` = 1–4 noise predictions per step (the Adams–Bashforth
+    order) with warm start, ``variant`` "fixed" (published) or
     "variable" (step-ratio weights). Default grid: EDM's Karras ρ = 7. 1 NFE per step."""
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """``ipndm`` (fixed weights) or ``ipndm_v`` (variable step)."""
         return "ipndm_v" if self.variant == "variable" else "ipndm"
 
     default_grid: ClassVar[str] = "karras"
     prediction: ClassVar[str] = "eps"
-    order: int = 4
+    history: int = 4
     variant: str = "fixed"
 
     def __post_init__(self):
-        if self.order not in (1, 2, 3, 4):
-            raise ValueError(f"iPNDM order must be 1, 2, 3 or 4, got {self.order!r}")
+        if self.history not in (1, 2, 3, 4):
+            raise ValueError(f"iPNDM history must be 1, 2, 3 or 4, got {self.history!r}")
         if self.variant not in ("fixed", "variable"):
             raise ValueError(f"iPNDM variant must be 'fixed' or 'variable', got {self.variant!r}")
 
     @property
     def convergence_order(self):
-        return self.order if self.variant == "variable" else min(self.order, 2)
+        return self.history if self.variant == "variable" else min(self.history, 2)
 
     def coefficients(self, sde, ts, nfe):
         xp = xp_of(ts)
@@ -81,10 +82,10 @@ class IPNDM(_LinearMultistep):
         al = tab["alpha"]
         rho = tab["sigma"] / al
         m = ts.shape[-1] - 1
-        width = self.order + 1
+        width = self.history + 1
         rows = []
         for i in range(m):
-            p = min(i + 1, self.order)
+            p = min(i + 1, self.history)
             h = rho[i + 1] - rho[i]
             w = [c + 0.0 * h for c in _AB[p]] if self.variant == "fixed" else _variable_weights(xp, rho, i, p)
             rows.append(_row(xp, [al[i + 1] * h * wj for wj in w], width, h))

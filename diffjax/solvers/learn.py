@@ -1,6 +1,6 @@
 """Fitting a discretization to a model and a budget by differentiating through the compiled sampler.
 
-``learn(key, sde, score, solver, nfe, data_shape)`` minimizes the pathwise error of the solver's endpoint
+``learn(key, sde, model, solver, nfe, data_shape)`` minimizes the pathwise error of the solver's endpoint
 ``x(t_min)`` against a teacher's endpoint from the same prior draws,
 
     L(θ) = E_{y_T ~ prior} ‖ Solve_θ(y_T) − Teacher(y_T) ‖²,
@@ -69,7 +69,7 @@ def traced_tables(sde, solver: Solver, ts: Any, budget: int | None, corrections:
     return tables
 
 
-def differentiable_sampler(sde, score: Any, solver: Any, nfe: int, kind: str = "score", dtype=None):
+def differentiable_sampler(sde, model: Any, solver: Any, nfe: int, kind: str = "score", dtype=None):
     """``(solve, ts0, budget)``: ``solve(ts, corrections, y)`` runs ``solver`` from the states ``y`` over the
     (traceable) grid ``ts`` with additive table ``corrections`` (a dict, may be empty) and returns the data part
     of the endpoint; differentiable in ``ts`` and the corrections. ``ts0`` is the solver's default grid."""
@@ -77,7 +77,7 @@ def differentiable_sampler(sde, score: Any, solver: Any, nfe: int, kind: str = "
 
     base = registry.get(solver)
     _, ts0, budget = plan(sde, base, nfe)
-    model = as_model(sde, score, kind)
+    model = as_model(sde, model, kind)
     dtype = dtype or jnp.zeros(()).dtype
     dummy = jax.random.split(jax.random.key(0), 1)
 
@@ -89,15 +89,15 @@ def differentiable_sampler(sde, score: Any, solver: Any, nfe: int, kind: str = "
     return solve, ts0, budget
 
 
-def _teacher(sde, score, kind, teacher, y):
+def _teacher(sde, model, kind, teacher, y):
     from ..interop import reference_sample
     from .driver import sample
 
     if teacher == "reference":
         tol = 1e-9 if y.dtype == jnp.float64 else 1e-5
-        return reference_sample(sde, score, y, rtol=tol, atol=tol, kind=kind)
+        return reference_sample(sde, model, y, rtol=tol, atol=tol, kind=kind)
     if isinstance(teacher, tuple) and len(teacher) == 2:
-        return sample(jax.random.key(0), sde, score, solver=teacher[0], nfe=int(teacher[1]), init=y, kind=kind)
+        return sample(jax.random.key(0), sde, model, solver=teacher[0], nfe=int(teacher[1]), init=y, kind=kind)
     raise ValueError(f"teacher must be 'reference' (adaptive diffrax) or a (solver, nfe) pair, got {teacher!r}")
 
 
@@ -108,7 +108,7 @@ def _rmse(a, b) -> float:
 def learn(
     key: jax.Array,
     sde: ScalarDiffusion,
-    score: Any,
+    model: Any,
     solver: Any,
     nfe: int,
     data_shape: tuple[int, ...],
@@ -130,12 +130,12 @@ def learn(
     dtype=None,
     progress: bool = True,
 ) -> Learned:
-    """Fit ``solver``'s discretization for ``score`` on ``sde`` at ``nfe`` evaluations; returns a
+    """Fit ``solver``'s discretization for ``model`` on ``sde`` at ``nfe`` evaluations; returns a
     :class:`~diffjax.solvers.learned.Learned` solver that ``dj.sample(..., solver=learned, nfe=nfe)`` runs.
 
     Args:
       key: fitting draws use ``fold_in(key, 0)``, held-out draws ``fold_in(key, 1)``.
-      sde, score, kind: the diffusion and the model (as for :func:`dj.sample`).
+      sde, model, kind: the diffusion and the model (as for :func:`dj.sample`).
       solver: a deterministic, traceable solver (``ddim``, ``dpmpp_2m``, ``dpmpp_3m``, ``unipc``, ``unipc_2``,
         ``ipndm``, ``ipndm_v``, ``edm_heun``, ``ode_euler``, ``ode_heun`` or an instance of their classes).
       nfe: the evaluation budget (exactly spent by the result).
@@ -192,11 +192,11 @@ def learn(
     dtype = dtype or jnp.zeros(()).dtype
     from .driver import plan, sample
 
-    solve, ts0, budget = differentiable_sampler(sde, score, base, nfe, kind, dtype)
+    solve, ts0, budget = differentiable_sampler(sde, model, base, nfe, kind, dtype)
     if isinstance(init_grid, str) and init_grid == "optimized":
         from .grid_search import optimized_grid
 
-        ts0 = np.asarray(optimized_grid(jax.random.fold_in(key, 2), sde, score, base, nfe, data_shape, kind=kind).times)
+        ts0 = np.asarray(optimized_grid(jax.random.fold_in(key, 2), sde, model, base, nfe, data_shape, kind=kind).times)
     elif not (isinstance(init_grid, str) and init_grid == "base"):
         ts0 = validate_grid(sde, init_grid)
         if len(ts0) != len(plan(sde, base, nfe)[1]):
@@ -209,8 +209,8 @@ def learn(
     prior = lambda k, n: sde.prior_sample(k, shape_of(n), dtype)
     y_fit, y_val = prior(jax.random.fold_in(key, 0), num_fit), prior(jax.random.fold_in(key, 1), num_heldout)
     t0 = time.perf_counter()
-    target_fit = _teacher(sde, score, kind, teacher, y_fit)
-    target_val = _teacher(sde, score, kind, teacher, y_val)
+    target_fit = _teacher(sde, model, kind, teacher, y_fit)
+    target_val = _teacher(sde, model, kind, teacher, y_val)
     teacher_s = time.perf_counter() - t0
 
     table_shapes = {k: np.shape(v) for k, v in base.coefficients(sde, ts0, budget).items()}
@@ -310,7 +310,7 @@ def learn(
     )
     # the guarantee, measured on the path users run: dj.sample with float64-computed tables
     run = lambda s: sample(
-        jax.random.key(0), sde, score, solver=s, nfe=nfe, init=y_val, kind=kind, dtype=dtype, check_finite=False
+        jax.random.key(0), sde, model, solver=s, nfe=nfe, init=y_val, kind=kind, dtype=dtype, check_finite=False
     )
     base_err = _rmse(run(base), target_val)
     learned_err = _rmse(run(learned), target_val)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..diffusions.base import LinearDiffusion
-from .base import Solver
+from ..files import write_atomic
+from .base import Solver, Wrapper
 
 FORMAT = "diffjax.learned_solver"
-VERSION = 1
+VERSION = 2  # 2: solver fields named for what they are (UniPC.predictor_order, IPNDM.history, GDDIM.degree, SciRE)
 
 
 def _numbers(v: Any, what: str) -> np.ndarray:
@@ -72,19 +72,20 @@ def _spec_str(spec: tuple) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Learned(Solver):
+class Learned(Wrapper):
     """``base`` on the grid ``times`` (``t_0 > … > t_M``) with additive table corrections ``corrections``
     (``((table name, values), …)``, values shaped like the base solver's table), fitted for ``diffusion``
     (see :func:`diffusion_spec`) and ``nfe_budget`` evaluations. ``info``: how it was fitted and its held-out
-    errors (not part of equality)."""
+    errors (not part of equality). Everything else is the base solver's (:class:`.base.Wrapper`)."""
 
     name: ClassVar[str] = "learned"
-    base: Solver = None
+    traceable: ClassVar[bool] = False  # its grid is data, not a function of a traced grid
+    convergence_order: ClassVar[None] = None  # a fixed grid: no step-size refinement
     times: tuple = ()
     corrections: tuple = ()
     diffusion: tuple = ()
     nfe_budget: int = 0
-    info: dict = dataclasses.field(default=None, compare=False, hash=False)
+    info: dict | None = dataclasses.field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
         if not isinstance(self.base, Solver) or isinstance(self.base, Learned):
@@ -105,23 +106,7 @@ class Learned(Solver):
             if k not in self.base.learnable:
                 raise ValueError(f"{self.base.name!r} has no learnable table {k!r} (learnable: {self.base.learnable})")
 
-    # ---- the base solver's behaviour -----------------------------------------------------------
-    @property
-    def stochastic(self) -> bool:  # type: ignore[override]
-        return self.base.stochastic
-
-    @property
-    def scalar_only(self) -> bool:  # type: ignore[override]
-        return self.base.scalar_only
-
-    @property
-    def evals_per_step(self) -> int:  # type: ignore[override]
-        return self.base.evals_per_step
-
-    @property
-    def convergence_order(self):
-        return None  # a fixed grid: no step-size refinement
-
+    # ---- what differs from the base solver: its own grid, budget, diffusion and corrected tables ----------------
     def num_steps(self, nfe):
         if nfe != self.nfe_budget:
             raise ValueError(
@@ -129,9 +114,6 @@ class Learned(Solver):
                 f"got nfe={nfe} (learn one for this budget with dj.solvers.learn)"
             )
         return len(self.times) - 1
-
-    def nfe(self, num_steps):
-        return self.base.nfe(num_steps)
 
     def grid_kind(self, sde=None):
         return "learned"
@@ -165,21 +147,6 @@ class Learned(Solver):
             tables[k] = np.asarray(tables[k]) + np.asarray(v, np.float64)
         return tables
 
-    def prior(self, key, sde, shape, dtype):
-        return self.base.prior(key, sde, shape, dtype)
-
-    def init(self, ctx, y, coefs):
-        return self.base.init(ctx, y, coefs)
-
-    def step(self, ctx, state, c):
-        return self.base.step(ctx, state, c)
-
-    def current(self, ctx, state, c):
-        return self.base.current(ctx, state, c)
-
-    def output(self, ctx, state, coefs):
-        return self.base.output(ctx, state, coefs)
-
     # ---- persistence ---------------------------------------------------------------------------
     def to_json(self) -> dict:
         """A JSON-ready dict: base solver (class and fields), diffusion, NFE, grid, corrections, info."""
@@ -197,11 +164,7 @@ class Learned(Solver):
 
     def save(self, path: str) -> str:
         """Write the solver as JSON to ``path`` (atomically: a temporary file, then a rename). Returns ``path``."""
-        text = json.dumps(self.to_json(), indent=1, default=_json_default)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(self.to_json(), indent=1, default=_json_default))
         return path
 
 
@@ -235,15 +198,35 @@ def _solver_classes() -> dict[str, type]:
     return classes
 
 
+def _fields_of_version_1(cls_name: str, fields: dict) -> tuple[str, dict]:
+    """A version-1 base solver (fields named ``order``/``method``) in today's names."""
+    renamed = {"UniPC": "predictor_order", "IPNDM": "history", "GDDIM": "degree"}
+    if cls_name in renamed and "order" in fields:
+        fields[renamed[cls_name]] = fields.pop("order")
+    if cls_name == "SciRE":
+        method = fields.pop("method", "singlestep_agile")
+        if method == "multistep":
+            fields.pop("intermediate", None)
+            history = fields.pop("order", 2)
+            return "SciREMultistep", {**fields, "history": history}
+        fields["stages"] = fields.pop("order", 2)
+        fields["allocation"] = {"singlestep_agile": "agile", "singlestep_fixed": "fixed"}[method]
+    return cls_name, fields
+
+
 def from_json(obj: dict, where: str = "the learned solver") -> Learned:
     """Rebuild a :class:`Learned` from :meth:`Learned.to_json` output (raises ValueError naming what is wrong)."""
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{where} is not a diffjax learned solver (missing format {FORMAT!r})")
-    if obj.get("version") != VERSION:
-        raise ValueError(f"{where} has format version {obj.get('version')!r}; this diffjax reads version {VERSION}")
+    if obj.get("version") not in (1, VERSION):
+        raise ValueError(
+            f"{where} has format version {obj.get('version')!r}; this diffjax reads versions 1 and {VERSION}"
+        )
     try:
-        base_cls = _solver_classes()[obj["base"]["class"]]
-        base = base_cls(**obj["base"]["fields"])
+        cls_name, fields = obj["base"]["class"], dict(obj["base"]["fields"])
+        if obj["version"] == 1:
+            cls_name, fields = _fields_of_version_1(cls_name, fields)
+        base = _solver_classes()[cls_name](**fields)
         diff = obj.get("diffusion")
         spec = (
             (diff["class"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in diff["fields"].items()))

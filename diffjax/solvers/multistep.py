@@ -43,8 +43,17 @@ class _LinearMultistep(Solver):
 
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "logsnr"
-    prediction: ClassVar[str] = "x0"  # what the history stores: data ("x0") or noise ("eps") predictions
-    corrector: ClassVar[bool] = False  # UniPC: apply the ``corr`` weights with the fresh evaluation
+
+    @property
+    def prediction(self) -> str:
+        """What the history stores: data ("x0") or noise ("eps") predictions."""
+        return "x0"
+
+    @property
+    def corrector(self) -> bool:
+        """Whether the ``corr`` weights are applied with the fresh evaluation (UniPC)."""
+        return False
+
     learnable: ClassVar[tuple[str, ...]] = ("pred",)
     traceable: ClassVar[bool] = True
 
@@ -89,7 +98,7 @@ class DPMSolverPP(_LinearMultistep):
     """
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """The registry name: ``dpmpp_2m``, ``dpmpp_3m`` (``_ref``: the reference code's weights)."""
         return f"dpmpp_{self.order}m" + ("_ref" if self.variant == "reference" else "")
 
@@ -164,7 +173,8 @@ def _solve_small(xp, mat, rhs):
 class UniPC(_LinearMultistep):
     """UniPC (Zhao et al., "UniPC: A Unified Predictor-Corrector Framework for Fast Sampling of Diffusion
     Models", NeurIPS 2023), data prediction, ``bh1``/``bh2``: predictor UniP-p plus corrector UniC reusing
-    the fresh evaluation, so 1 NFE per step; convergence order p + 1 (2 with ``lower_order_final``).
+    the fresh evaluation, so 1 NFE per step; ``predictor_order`` p, convergence order p + 1 (2 with
+    ``lower_order_final``).
     With ``r_k = (λ_{i−k} − λ_i)/h``, ``D_k = (m_{i−k} − m_i)/r_k``:
 
         x̃  = (σ'/σ) x − α'(e^{−h} − 1) m_i
@@ -177,33 +187,33 @@ class UniPC(_LinearMultistep):
     """
 
     @property
-    def name(self) -> str:  # type: ignore[override]
-        """The registry name ``unipc_<order>``."""
-        return f"unipc_{self.order}"
+    def name(self) -> str:
+        """The registry name ``unipc_<predictor order>``."""
+        return f"unipc_{self.predictor_order}"
 
     corrector: ClassVar[bool] = True
-    order: int = 3
+    predictor_order: int = 3
     variant: str = "bh2"
     lower_order_final: bool = True
 
     def __post_init__(self):
-        if self.order not in (1, 2, 3):
-            raise ValueError(f"UniPC order must be 1, 2 or 3, got {self.order}")
+        if self.predictor_order not in (1, 2, 3):
+            raise ValueError(f"UniPC predictor_order must be 1, 2 or 3, got {self.predictor_order}")
         if self.variant not in ("bh1", "bh2"):
             raise ValueError(f"UniPC variant must be 'bh1' or 'bh2', got {self.variant!r}")
 
     @property
     def convergence_order(self):
         # the corrector raises UniP-p to order p + 1; ending on a first-order step without corrector caps it at 2
-        return min(self.order + 1, 2) if self.lower_order_final else self.order + 1
+        return min(self.predictor_order + 1, 2) if self.lower_order_final else self.predictor_order + 1
 
     def coefficients(self, sde, ts, nfe):
         xp = xp_of(ts)
         tab = scalar_tables(sde, ts)
         lam, al, sg = tab["lam"], tab["alpha"], tab["sigma"]
         m = ts.shape[-1] - 1
-        width = self.order + 1
-        orders = _step_orders(self.order, m, self.lower_order_final)
+        width = self.predictor_order + 1
+        orders = _step_orders(self.predictor_order, m, self.lower_order_final)
         a = sg[1:] / sg[:-1]
         pred, corr_of_step = [], []
         for i, p in enumerate(orders):

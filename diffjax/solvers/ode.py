@@ -132,7 +132,7 @@ class EDMHeun(_HeunBudget, Solver):
     """
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         """``edm_heun``, or ``edm_heun_sde`` with churn."""
         return "edm_heun_sde" if self.s_churn else "edm_heun"
 
@@ -154,7 +154,7 @@ class EDMHeun(_HeunBudget, Solver):
             )
 
     @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def stochastic(self) -> bool:
         return self.s_churn > 0
 
     @property

@@ -19,9 +19,9 @@ with κ = r₂ in the published code (``intermediate="code"``; second order at b
 differences), or a number. Measured in float64 (tests): φ = 1 gives order 2 (q = 2) and 3 (q = 3, Taylor
 intermediate); any fixed φ ≠ 1 gives order 1 — the recursive difference biases the derivative by 1/φ.
 
-``method``: ``"singlestep_agile"`` (DPM-Solver's "fast" order allocation for the NFE budget),
-``"singlestep_fixed"`` (K = NFE/order steps of one order) or ``"multistep"`` (2M/3M of the 2024 code, 1 NFE per
-step, with its r^{1/4} and φ-scaled ratios, warm-up and lower orders on the final steps).
+:class:`SciRE` is the single-step method, with ``allocation="agile"`` (DPM-Solver's "fast" order allocation for
+the NFE budget) or ``"fixed"`` (NFE/stages steps of one order); :class:`SciREMultistep` is the 2M/3M method of the
+2024 code (1 NFE per step, with its r^{1/4} and φ-scaled ratios, warm-up and lower orders on the final steps).
 Default grid: NSR-k (k = 3.1).
 """
 
@@ -61,138 +61,149 @@ def agile_orders(nfe: int, order: int) -> list[int]:
     return [3] * (k - 1) + [2]
 
 
+def _check_phi(phi, m) -> None:
+    if isinstance(phi, str):
+        if phi not in PHIS:
+            raise ValueError(f"phi must be one of {PHIS} or a number in (0, 1], got {phi!r}")
+    elif not (isinstance(phi, (int, float)) and 0 < phi <= 1):
+        raise ValueError(f"phi must be one of {PHIS} or a number in (0, 1], got {phi!r}")
+    if not (isinstance(m, int) and m >= 1):
+        raise ValueError(f"m must be an integer >= 1, got {m}")
+
+
+def _check_version(version) -> None:
+    if version not in ("v1", "v2"):
+        raise ValueError(f"SciRE version must be 'v1' or 'v2', got {version!r}")
+
+
+def _phi_is_one(phi) -> bool:
+    return phi == "one" or phi == 1
+
+
+def _phi_suffix(phi, m: int) -> str:
+    """The name suffix of a φ setting (none for the published constant φ₁(3))."""
+    if _phi_is_one(phi):
+        return "_phi1"
+    if isinstance(phi, str):
+        return {"const": "", "schedule_2024": "_phi2024"}[phi] + (f"_m{m}" if phi == "const" and m != 3 else "")
+    return f"_phi{phi:g}"
+
+
+def phis(phi, m: int, num_steps: int, multistep: bool) -> np.ndarray:
+    """The φ of each step: constant φ₁(m), 1, a given number, or the 2024 code's schedule (partial sums that grow
+    towards both ends of the grid; its multistep shift is our reading of that code)."""
+    if phi == "one":
+        return np.ones(num_steps)
+    if phi == "const":
+        return np.full(num_steps, phi_partial_sum(m))
+    if not isinstance(phi, str):
+        return np.full(num_steps, float(phi))
+    out = []
+    for i in range(num_steps):
+        half = num_steps / 2
+        if i == half:
+            out.append(1 - math.exp(-1))
+        elif i < half:
+            out.append(phi_partial_sum(2 * i + (2 if multistep else 3)))
+        else:
+            out.append(phi_partial_sum(2 * (num_steps - i) + (3 if multistep else 2)))
+    return np.asarray(out)
+
+
+def clock_and_scale(version: str, sde, ts):
+    """SciRE's clock c and scale s with ``x = s·z`` at the times ``ts``: (ρ, α) for v1, (1/ρ, σ) for v2."""
+    tab = scalar_tables(sde, ts)
+    if version == "v1":
+        return tab["sigma"] / tab["alpha"], tab["alpha"]
+    return tab["alpha"] / tab["sigma"], tab["sigma"]
+
+
 @dataclasses.dataclass(frozen=True)
 class SciRE(Solver):
-    """SciRE-Solver; see the module docstring. VP/VE/EDM/FDM (scalar diffusions)."""
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        """The registry name (``scire``, ``scire_3``, ``scire_2m``, ``scire_v2``, ``scire_phi1``); other settings
-        add their own suffix (``_fixed``, ``_phi2024``, ``_phi0.5``, ``_taylor``, ``_m4``)."""
-        if self.method == "multistep":
-            name = f"scire_{self.order}m"
-        else:
-            name = "scire" if self.order == 2 else f"scire_{self.order}"
-            name += "_fixed" if self.method == "singlestep_fixed" else ""
-        name += "_v2" if self.version == "v2" else ""
-        phi_one = self.phi == "one" or self.phi == 1
-        if phi_one:
-            name += "_phi1" + ("_code" if self.intermediate == "code" else "")
-        else:
-            name += {"const": "", "schedule_2024": "_phi2024"}.get(
-                self.phi, f"_phi{self.phi:g}" if not isinstance(self.phi, str) else ""
-            )
-            name += "_taylor" if self.intermediate == "taylor" else ""
-            name += f"_m{self.m}" if self.phi == "const" and self.m != 3 else ""
-        return name
+    """Single-step SciRE-Solver (see the module docstring): ``stages`` = network evaluations per step (1–3, the
+    Taylor order of the step, which a fixed φ ≠ 1 lowers to a first-order method), ``allocation`` "agile"
+    (DPM-Solver's order allocation over the NFE budget) or "fixed" (NFE/stages steps). Scalar diffusions."""
 
     scalar_only: ClassVar[bool] = True
     default_grid: ClassVar[str] = "nsr"
     traceable: ClassVar[bool] = True
     version: str = "v1"
-    order: int = 2
-    method: str = "singlestep_agile"
+    stages: int = 2
+    allocation: str = "agile"
     phi: object = "const"
     m: int = 3
     intermediate: str = "code"
 
     def __post_init__(self):
-        if self.version not in ("v1", "v2"):
-            raise ValueError(f"SciRE version must be 'v1' or 'v2', got {self.version!r}")
-        if self.order not in (1, 2, 3):
-            raise ValueError(f"SciRE order must be 1, 2 or 3, got {self.order}")
-        if self.method not in ("singlestep_agile", "singlestep_fixed", "multistep"):
-            raise ValueError(f"unknown SciRE method {self.method!r}")
-        if isinstance(self.phi, str):
-            if self.phi not in PHIS:
-                raise ValueError(f"phi must be one of {PHIS} or a number in (0, 1], got {self.phi!r}")
-        elif not (isinstance(self.phi, (int, float)) and 0 < self.phi <= 1):
-            raise ValueError(f"phi must be one of {PHIS} or a number in (0, 1], got {self.phi!r}")
-        if not (isinstance(self.m, int) and self.m >= 1):
-            raise ValueError(f"m must be an integer >= 1, got {self.m}")
+        _check_version(self.version)
+        if self.stages not in (1, 2, 3):
+            raise ValueError(f"SciRE stages must be 1, 2 or 3, got {self.stages}")
+        if self.allocation not in ("agile", "fixed"):
+            raise ValueError(f"SciRE allocation must be 'agile' or 'fixed', got {self.allocation!r}")
+        _check_phi(self.phi, self.m)
         if self.intermediate not in ("code", "taylor"):
             raise ValueError(f"intermediate must be 'code' or 'taylor', got {self.intermediate!r}")
-        if self.method == "multistep" and self.order == 1:
-            object.__setattr__(self, "method", "singlestep_fixed")
 
     @property
-    def learnable(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("pred",) if self.method == "multistep" else ()
+    def name(self) -> str:
+        """The registry name (``scire``, ``scire_3``, ``scire_v2``, ``scire_phi1``); other settings add their own
+        suffix (``_fixed``, ``_phi2024``, ``_phi0.5``, ``_taylor``, ``_code``, ``_m4``)."""
+        name = "scire" if self.stages == 2 else f"scire_{self.stages}"
+        name += "_fixed" if self.allocation == "fixed" else ""
+        name += "_v2" if self.version == "v2" else ""
+        name += _phi_suffix(self.phi, self.m)
+        if _phi_is_one(self.phi):
+            name += "_code" if self.intermediate == "code" else ""
+        else:
+            name += "_taylor" if self.intermediate == "taylor" else ""
+        return name
 
     @property
     def convergence_order(self):
         # a fixed φ ≠ 1 leaves a local error (1/φ − 1)h²ε̂'/2: first order; φ = 1 restores the order, except the
-        # published third-stage coefficient ("code" intermediate) and the multistep variant, which stop at 2
-        if self.phi != "one" and self.phi != 1:
+        # published third-stage coefficient ("code" intermediate), which stops at 2
+        if not _phi_is_one(self.phi):
             return 1
-        if self.method == "multistep" or (self.order == 3 and self.intermediate != "taylor"):
-            return min(self.order, 2)
-        return self.order
+        if self.stages == 3 and self.intermediate != "taylor":
+            return 2
+        return self.stages
 
     # ---- budget --------------------------------------------------------------------------------
     def _orders(self, nfe: int | None, num_steps: int) -> list[int]:
-        if self.method == "singlestep_agile" and nfe is not None:
-            return agile_orders(nfe, self.order)
-        if self.method == "multistep":
-            return _step_orders(self.order, num_steps, True)
-        return [self.order] * num_steps
+        if self.allocation == "agile" and nfe is not None:
+            return agile_orders(nfe, self.stages)
+        return [self.stages] * num_steps
 
     def num_steps(self, nfe):
         if nfe < 1:
             raise ValueError(f"SciRE needs nfe >= 1, got {nfe}")
-        if self.method == "singlestep_agile":
-            return len(agile_orders(nfe, self.order))
-        if self.method == "singlestep_fixed" and nfe % self.order:
-            raise ValueError(f"singlestep_fixed of order {self.order} needs nfe divisible by {self.order}, got {nfe}")
-        return nfe // (1 if self.method == "multistep" else self.order)
+        if self.allocation == "agile":
+            return len(agile_orders(nfe, self.stages))
+        if nfe % self.stages:
+            raise ValueError(
+                f"SciRE with {self.stages} stages per step needs nfe divisible by {self.stages}, got {nfe}"
+            )
+        return nfe // self.stages
 
     def nfe(self, num_steps):
-        return num_steps if self.method == "multistep" else self.order * num_steps
+        return self.stages * num_steps
 
     def build_grid(self, sde, nfe, kind, t_start=None):
-        if self.method != "singlestep_agile":
+        if self.allocation != "agile":
             return super().build_grid(sde, nfe, kind, t_start)
-        full = make_grid(
-            sde, nfe, kind, t_start=t_start
-        )  # outer points at the cumulative orders (DPM-Solver, non-logSNR grids)
-        return full[np.cumsum([0] + agile_orders(nfe, self.order))]
-
-    def _phis(self, num_steps: int, multistep: bool) -> np.ndarray:
-        if self.phi == "one":
-            return np.ones(num_steps)
-        if self.phi == "const":
-            return np.full(num_steps, phi_partial_sum(self.m))
-        if not isinstance(self.phi, str):
-            return np.full(num_steps, float(self.phi))
-        out = []  # schedule_2024 [code; the multistep shift is an interpretation]
-        for i in range(num_steps):
-            half = num_steps / 2
-            if i == half:
-                out.append(1 - math.exp(-1))
-            elif i < half:
-                out.append(phi_partial_sum(2 * i + (2 if multistep else 3)))
-            else:
-                out.append(phi_partial_sum(2 * (num_steps - i) + (3 if multistep else 2)))
-        return np.asarray(out)
-
-    # ---- variables -----------------------------------------------------------------------------
-    def _clock_scale(self, sde, ts):
-        tab = scalar_tables(sde, ts)
-        if self.version == "v1":
-            return tab["sigma"] / tab["alpha"], tab["alpha"]
-        return tab["alpha"] / tab["sigma"], tab["sigma"]
+        # outer points at the cumulative orders (DPM-Solver, non-logSNR grids)
+        full = make_grid(sde, nfe, kind, t_start=t_start)
+        return full[np.cumsum([0] + agile_orders(nfe, self.stages))]
 
     def _t_of_clock(self, sde, c):
         rho = c if self.version == "v1" else 1.0 / c
         return evaluate(sde.t_of_rho, rho)
 
-    # ---- single step ---------------------------------------------------------------------------
+    # ---- the step ------------------------------------------------------------------------------
     def coefficients(self, sde, ts, nfe):
         m = ts.shape[-1] - 1
         orders = self._orders(nfe, m)
-        if self.method == "multistep":
-            return self._multistep_coefficients(sde, ts, orders)
-        clock, scale = self._clock_scale(sde, ts)
+        clock, scale = clock_and_scale(self.version, sde, ts)
         h = xp_of(ts).diff(clock)
         r1 = np.where(np.asarray(orders) == 3, 1 / 3, 0.5)
         r2 = np.full(m, 2 / 3)
@@ -202,32 +213,22 @@ class SciRE(Solver):
         return {
             "order": np.asarray(orders, np.float64),
             "h": h,
-            "phi": self._phis(m, False),
+            "phi": phis(self.phi, self.m, m, False),
             "r1": r1,
             "r2": r2,
             "kappa": kappa,
             "t1": t1,
             "t2": t2,
             "scale": scale[:-1],
-            "scale1": self._clock_scale(sde, t1)[1],
-            "scale2": self._clock_scale(sde, t2)[1],
+            "scale1": clock_and_scale(self.version, sde, t1)[1],
+            "scale2": clock_and_scale(self.version, sde, t2)[1],
             "scale_next": scale[1:],
         }
 
     def _f(self, ctx, x, t):
         return ctx.model.eps(x, t) if self.version == "v1" else ctx.model.x0(x, t)
 
-    def init(self, ctx, y, coefs):
-        if self.method == "multistep":
-            return _SciREMultistep(prediction=self._prediction()).init(ctx, y, coefs)
-        return y
-
-    def _prediction(self):
-        return "eps" if self.version == "v1" else "x0"
-
     def step(self, ctx: Context, x, c):
-        if self.method == "multistep":
-            return _SciREMultistep(prediction=self._prediction()).step(ctx, x, c)
         z = x / c["scale"]
         f_s = self._f(ctx, x, c["t"])
         h, phi = c["h"], c["phi"]
@@ -251,22 +252,49 @@ class SciRE(Solver):
         z_next = jax.lax.switch(idx, [first, second, third], None)
         return c["scale_next"] * z_next
 
-    def current(self, ctx, state, c):
-        return state[1] if self.method == "multistep" else state
 
-    def output(self, ctx, state, coefs):
-        return state[1] if self.method == "multistep" else state
+@dataclasses.dataclass(frozen=True)
+class SciREMultistep(_LinearMultistep):
+    """Multistep SciRE-Solver (the 2024 code's 2M/3M): 1 NFE per step, a history of ``history`` predictions (ε̂
+    for v1, x̂0 for v2) combined with the code's r^{1/4} (2M) and φ-scaled (3M) step ratios, warm-up and lower
+    orders on the final steps. Learnable weight table ``pred``, like the other multistep solvers."""
 
-    # ---- multistep (2024 code) --------------------------------------------------------------
-    def _multistep_coefficients(self, sde, ts, orders):
+    version: str = "v1"
+    history: int = 2
+    phi: object = "const"
+    m: int = 3
+
+    def __post_init__(self):
+        _check_version(self.version)
+        if self.history not in (1, 2, 3):
+            raise ValueError(f"SciRE multistep history must be 1, 2 or 3, got {self.history}")
+        _check_phi(self.phi, self.m)
+
+    @property
+    def name(self) -> str:
+        """``scire_<history>m`` with the version and φ suffixes (``scire_2m``, ``scire_3m_v2``, …)."""
+        return f"scire_{self.history}m" + ("_v2" if self.version == "v2" else "") + _phi_suffix(self.phi, self.m)
+
+    default_grid: ClassVar[str] = "nsr"
+
+    @property
+    def prediction(self) -> str:
+        return "eps" if self.version == "v1" else "x0"
+
+    @property
+    def convergence_order(self):
+        # φ ≠ 1 biases the difference quotient (first order); with φ = 1 the r^{1/4} ratio stops it at 2
+        return min(self.history, 2) if _phi_is_one(self.phi) else 1
+
+    def coefficients(self, sde, ts, nfe):
         xp = xp_of(ts)
         m = ts.shape[-1] - 1
-        clock, scale = self._clock_scale(sde, ts)
+        clock, scale = clock_and_scale(self.version, sde, ts)
         rho = evaluate(sde.rho, ts)
-        phis = self._phis(m, True)
+        phi_of_step = phis(self.phi, self.m, m, True)
         rows = []
-        for i, p in enumerate(orders):
-            h, phi = clock[i + 1] - clock[i], phis[i]
+        for i, p in enumerate(_step_orders(self.history, m, True)):
+            h, phi = clock[i + 1] - clock[i], phi_of_step[i]
             c = [h, 0.0 * h, 0.0 * h]
             if p == 2:
                 r = (xp.log(rho[i - 1] / rho[i]) / xp.log(rho[i] / rho[i + 1])) ** 0.25
@@ -277,14 +305,5 @@ class SciRE(Solver):
                 r1 = phi / (1 + phi) * (rho[i - 1] - rho[i - 2]) / (rho[i] - rho[i - 1])
                 w1, w2 = h / (2 * r0 * phi), h / (6 * r0 * phi * r1 * phi)
                 c = [c[0] + w1 + w2, c[1] - w1 - 2 * w2, c[2] + w2]
-            rows.append(_row(xp, [scale[i + 1] * v for v in c[: self.order + 1]], self.order + 1, h))
+            rows.append(_row(xp, [scale[i + 1] * v for v in c[: self.history + 1]], self.history + 1, h))
         return {"a_pred": scale[1:] / scale[:-1], "pred": xp.stack(rows)}
-
-
-@dataclasses.dataclass(frozen=True)
-class _SciREMultistep(_LinearMultistep):
-    """The multistep scan body with SciRE's history (ε̂ for v1, x̂0 for v2)."""
-
-    name: ClassVar[str] = "scire_multistep"
-    traceable: ClassVar[bool] = False
-    prediction: str = "eps"

@@ -94,7 +94,7 @@ class PredictorCorrector(Solver):
             raise ValueError(f"n_corrector must be an integer >= 0, got {self.n_corrector}")
 
     @property
-    def evals_per_step(self) -> int:  # type: ignore[override]
+    def evals_per_step(self) -> int:
         return 1 + self.n_corrector
 
     def coefficients(self, sde, ts, nfe):

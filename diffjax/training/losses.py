@@ -36,18 +36,6 @@ class LossConfig:
     prediction: str = ""  # ε-family diffusions: 'eps', 'v', 'velocity' or 'x0' ('' = the diffusion's default)
     label_dropout: float = 0.0  # classifier-free guidance
     num_classes: int = 0
-    fdm_warmup: int | None = None  # deprecated (counted in steps): the Trainer converts it to images
-
-    def __post_init__(self):
-        if self.fdm_warmup is not None:
-            import warnings
-
-            warnings.warn(
-                "LossConfig(fdm_warmup=steps) is deprecated: give fdm_warmup_images (the Trainer converts "
-                "steps × batch size meanwhile)",
-                DeprecationWarning,
-                stacklevel=3,
-            )
 
     def recipe(self, sde: LinearDiffusion):
         """``sde``'s training recipe with these options."""
@@ -71,20 +59,9 @@ def diffusion_loss(
     labels: Any = None,
     images: Any = 0,
     cfg: LossConfig = LossConfig(),
-    step: Any = None,
 ) -> jax.Array:
     """The training loss of ``sde`` for the network ``net(x_in, c_noise, labels)`` on clean data ``x0``;
-    ``images``: training images seen before this batch (FDM's warm-up clamp). ``step=`` (deprecated) is read as
-    ``images = step × len(x0)``."""
-    if step is not None:
-        import warnings
-
-        warnings.warn(
-            "diffusion_loss(step=...) is deprecated: pass images= (training images seen)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        images = step * x0.shape[0]
+    ``images``: training images seen before this batch (FDM's warm-up clamp)."""
     k_l = jax.random.split(key, 3)[2]  # the recipe uses the first two keys of the same split
     if labels is not None and cfg.label_dropout > 0:
         drop = jax.random.bernoulli(k_l, cfg.label_dropout, (x0.shape[0],))

@@ -138,10 +138,6 @@ class Trainer:
     ):
         if cfg.distributed and jax.process_count() == 1 and not jax.distributed.is_initialized():
             jax.distributed.initialize()
-        if loss_cfg.fdm_warmup is not None:  # the deprecated step count
-            loss_cfg = dataclasses.replace(
-                loss_cfg, fdm_warmup_images=float(loss_cfg.fdm_warmup * cfg.batch_size), fdm_warmup=None
-            )
         if loss_cfg.fdm_warmup_images < 0:  # FDM's clamp ends where the official recipe's does within the lr ramp
             frac = getattr(sde, "loss_warmup_fraction", 0.0)
             loss_cfg = dataclasses.replace(loss_cfg, fdm_warmup_images=frac * cfg.warmup_steps * cfg.batch_size)
@@ -532,7 +528,7 @@ class Trainer:
 
     # ---- using the result ----------------------------------------------------------------------
     def model(self, ema: bool = True, labels: Any = None):
-        """The trained network as a :class:`diffjax.models.Model` for ``dj.sample`` (EMA weights by default)."""
+        """The trained network as a :class:`diffjax.prediction.Model` for ``dj.sample`` (EMA weights by default)."""
         net = self.net(self.state["ema" if ema else "params"])
         recipe = self.loss_cfg.recipe(self.sde)
         return Model(self.sde, Preconditioned(self.sde, recipe, net, labels), recipe.prediction)
