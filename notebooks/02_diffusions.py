@@ -40,9 +40,8 @@ fig, ax = plt.subplots(1, 2, figsize=(11, 4))
 for sde in [dj.VP(), dj.VP(sub_vp=True), dj.VE(), dj.EDM(), dj.FDM("edm"), dj.FDM("vp")]:
     t = jnp.linspace(sde.t_min, sde.T, 200)
     u = (t - sde.t_min) / (sde.T - sde.t_min)
-    label = (
-        f"{sde.name}{'(sub)' if getattr(sde, 'sub_vp', False) else ''}{'-' + sde.base if hasattr(sde, 'base') else ''}"
-    )
+    label = sde.name + ("(sub)" if getattr(sde, "sub_vp", False) else "")
+    label += "-" + sde.base.name if hasattr(sde, "base") else ""
     ax[0].plot(u, sde.alpha(t), label=label)
     ax[1].semilogy(u, sde.rho(t), label=label)
 ax[0].set_title("mean factor α(t)")

@@ -8,7 +8,7 @@ import scipy.integrate
 import scipy.linalg
 
 import diffjax as dj
-from diffjax.diffusions.base import bmm, btrans
+from diffjax.diffusions.blocks import bmm, btrans
 
 NEW = {
     "cld": lambda: dj.CLD(),
@@ -293,3 +293,41 @@ def test_every_generic_sampler_runs_and_converges(name):
     )
     assert err("gddim_3", 40) < 0.5 * err("gddim_3", 10)
     assert err("gddim_3", 40) < 0.05
+
+
+def test_fdm_over_a_base_diffusion_equals_the_string_bases_it_replaced(x64):
+    """FDM delegates time, ranges and recipe to a base diffusion object; for the official bases its kernels,
+    preconditioning, losses (with and without the warm-up clamp) and samples equal those of the earlier
+    string-based implementation (golden values written by it, tests/fixtures/fdm) to rounding — VE now on
+    dj.VE's own time instead of t = σ²."""
+    import json
+    import pathlib
+
+    from diffjax.diffusions.recipes import fdm_preconditioning
+    from diffjax.training import LossConfig, diffusion_loss
+
+    gold = json.loads((pathlib.Path(__file__).parent / "fixtures" / "fdm" / "string_bases_2026-12-07.json").read_text())
+    sig = np.array(gold["edm"]["sigma"])
+    x0 = jax.random.normal(jax.random.key(0), (64, 2)) * 0.7
+    net = lambda x, c, labels=None: jnp.tanh(x) * 0.3 + 0.01 * c[:, None]
+    ring = dj.testbed.ring()
+    for name, base in (("edm", dj.EDM()), ("vp", dj.VP()), ("ve", "ve")):
+        sde, g = dj.FDM(base), gold[name]
+        assert sde == dj.FDM(name) and type(sde.base).__name__ == name.upper()
+        t = sde.t_of_rho(sig)
+        np.testing.assert_allclose(sde.mean_factor(t), g["mean_factor"], rtol=1e-12)
+        np.testing.assert_allclose(sde.sigma(t), g["sigma_fdm"], rtol=1e-12)
+        for got, want in zip(fdm_preconditioning(sde, sig), g["precond"]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+        for w in (0, 3000):
+            cfg = LossConfig(fdm_warmup_images=float(w))
+            got = [
+                float(diffusion_loss(sde, net, jax.random.key(k), x0, images=im, cfg=cfg))
+                for k, im in ((1, 0.0), (2, 1000.0), (3, 10000.0))
+            ]
+            np.testing.assert_allclose(got, g[f"loss_w{w}"], rtol=1e-8)
+        z = jax.random.normal(jax.random.key(5), (16, 2))
+        x = dj.sample(jax.random.key(0), sde, ring.score_fn(sde), "edm_heun", nfe=11, init=sde.prior_std * z)
+        np.testing.assert_allclose(x, g["samples_edm_heun_11"], rtol=1e-7, atol=1e-9)
+    sd = dj.FDM(dj.EDM(sigma_data=0.3))  # the base's own fields reach FDM's recipe
+    assert LossConfig(fdm_warmup_images=0.0).recipe(sd).base.sigma_data == 0.3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import diffjax as dj
-from diffjax.diffusions.base import bmm, btrans
+from diffjax.diffusions.blocks import bmm, btrans
 
 SDES = {
     "vp": lambda: dj.VP(),

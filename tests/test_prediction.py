@@ -66,7 +66,7 @@ def test_bad_kinds():
 
 def test_fdm_preconditioning(x64):
     """c_in = s_F(σ); the rest is the base model's (EDM: equal to EDM's c_skip, c_out, c_noise)."""
-    from diffjax.models import fdm_preconditioning
+    from diffjax.diffusions.recipes import fdm_preconditioning
 
     sig = jnp.array([0.01, 1.0, 10.0, 40.0])
     for base in ("edm", "vp", "ve"):

@@ -58,6 +58,13 @@ def _checkpoints(workdir):
     return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
 
 
+def _train_in_process(workdir, *extra):
+    """train.py's main() in this process (the compiled steps are shared with the other in-process runs)."""
+    import train
+
+    train.main(_train_cmd(workdir, *extra)[2:])
+
+
 def _digest(workdir, step):
     return (pathlib.Path(workdir) / "checksums" / f"{step}.sha256").read_text().strip()
 
@@ -346,14 +353,7 @@ def test_sample_script_outputs_are_atomic_and_distinct(tmp_path, monkeypatch):
 def test_disk_full_during_training_is_one_paragraph_and_resumes(tmp_path):
     """A file-size limit (RLIMIT_FSIZE) makes the third checkpoint's write fail like a full disk."""
     work = tmp_path / "run"
-    ok = subprocess.run(
-        _train_cmd(work, "--set", "train.steps=20", "--set", "train.ckpt_every=10"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert ok.returncode == 0, ok.stderr[-2000:]
+    _train_in_process(work, "--set", "train.steps=20", "--set", "train.ckpt_every=10")
     size = max(p.stat().st_size for p in (work / "checkpoints").rglob("*") if p.is_file())
     limit = (
         "import resource, signal, runpy, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
@@ -368,23 +368,9 @@ def test_disk_full_during_training_is_one_paragraph_and_resumes(tmp_path):
         -3000:
     ]
     assert "Traceback" not in full.stderr and len(err) == 1, full.stderr[-3000:]  # one paragraph, nothing else
-    again = subprocess.run(
-        _train_cmd(work, "--set", "train.steps=30", "--set", "train.ckpt_every=10"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-2000:]
+    _train_in_process(work, "--set", "train.steps=30", "--set", "train.ckpt_every=10")  # resumes from 20
     fresh = tmp_path / "fresh"
-    subprocess.run(
-        _train_cmd(fresh, "--set", "train.steps=30", "--set", "train.ckpt_every=10"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    _train_in_process(fresh, "--set", "train.steps=30", "--set", "train.ckpt_every=10")
     assert _digest(work, 30) == _digest(fresh, 30)  # the resumed run equals an uninterrupted one, bit for bit
 
 
@@ -430,23 +416,9 @@ def test_ctrl_c_saves_the_step_exits_130_and_resumes_exactly(tmp_path):
     step = int(last.split()[3].rstrip(":"))
     assert _checkpoints(work)[-1] == step
     target = step + 10
-    cont = subprocess.run(
-        _train_cmd(work, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert cont.returncode == 0, cont.stderr[-2000:]
+    _train_in_process(work, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000")  # resumes
     fresh = tmp_path / "fresh"
-    subprocess.run(
-        _train_cmd(fresh, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000"),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    _train_in_process(fresh, "--set", f"train.steps={target}", "--set", "train.ckpt_every=1000")
     assert _digest(work, target) == _digest(fresh, target)
 
 

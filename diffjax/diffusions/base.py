@@ -24,62 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .blocks import bchol, binv, blogdet, bmm, bmv, btrans, scalar_block
+
 Array = jax.Array
 ScoreFn = Callable[[Any, Array], Any]
-
-
-# --------------------------------------------------------------------------------------------------
-# Small-block linear algebra on the trailing (k, k) axes, k ∈ {1, 2}, in closed form.
-# --------------------------------------------------------------------------------------------------
-def bmv(m: Array, v: Array) -> Array:
-    """Block matrix–vector product ``(…, k, k) @ (…, k) -> (…, k)`` with broadcasting."""
-    if m.shape[-1] == 1:
-        return m[..., 0] * v
-    return jnp.einsum("...ij,...j->...i", m, v)
-
-
-def bmm(a: Array, b: Array) -> Array:
-    """Block matrix product with broadcasting."""
-    if a.shape[-1] == 1:
-        return a * b
-    return jnp.einsum("...ij,...jk->...ik", a, b)
-
-
-def btrans(m: Array) -> Array:
-    """Transpose of the trailing (k, k) block axes."""
-    return jnp.swapaxes(m, -1, -2)
-
-
-def binv(m: Array) -> Array:
-    """Inverse of 1×1 or 2×2 blocks (closed form)."""
-    if m.shape[-1] == 1:
-        return 1.0 / m
-    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
-    det = a * d - b * c
-    return jnp.stack([jnp.stack([d, -b], -1), jnp.stack([-c, a], -1)], -2) / det[..., None, None]
-
-
-def bchol(m: Array) -> Array:
-    """Lower Cholesky factor of symmetric positive-definite 1×1 or 2×2 blocks."""
-    if m.shape[-1] == 1:
-        return jnp.sqrt(m)
-    l11 = jnp.sqrt(m[..., 0, 0])
-    l21 = m[..., 1, 0] / l11
-    l22 = jnp.sqrt(m[..., 1, 1] - l21**2)
-    zero = jnp.zeros_like(l11)
-    return jnp.stack([jnp.stack([l11, zero], -1), jnp.stack([l21, l22], -1)], -2)
-
-
-def blogdet(m: Array) -> Array:
-    """log det of positive-definite 1×1 or 2×2 blocks."""
-    if m.shape[-1] == 1:
-        return jnp.log(m[..., 0, 0])
-    return jnp.log(m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0])
-
-
-def scalar_block(c: Array) -> Array:
-    """Lift a scalar (any shape) to a 1×1 block."""
-    return jnp.asarray(c)[..., None, None]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import LinearDiffusion, check_positive, diffusion_dataclass, scalar_block
+from .base import LinearDiffusion, check_positive, diffusion_dataclass
+from .blocks import scalar_block
 from .dct import DCTBasis
 
 SCHEDULES = ("bdm", "cos2")

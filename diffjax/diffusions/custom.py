@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import LinearDiffusion, ScalarDiffusion, check_positive, scalar_block
+from .base import LinearDiffusion, ScalarDiffusion, check_positive
+from .blocks import scalar_block
 from .cld import PhaseSpace
 from .dct import DCTBasis
 

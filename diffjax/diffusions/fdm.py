@@ -1,61 +1,71 @@
-"""Fast Diffusion Model (Wu et al. 2023): the base process with the momentum mean factor s_F."""
+"""Fast Diffusion Model (Wu et al. 2023): a base diffusion with the momentum mean factor s_F."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from .base import ScalarDiffusion, check_positive, diffusion_dataclass
+from .edm import EDM
+from .ve import VE
 from .vp import VP
 
-# σ ranges of the official code (EDM-style noise levels of each base); VP's is σ_VP(1e-5) … σ_VP(1)
-_BASES = {"vp": None, "ve": (0.02, 100.0), "edm": (0.002, 80.0)}
-_VP = VP()  # the score_sde VP (β_min = 0.1, β_max = 20): its ρ = σ/α is VP-FDM's noise level
+_VP = VP()  # its integrated β, B(τ) = 0.1 τ + ½ 19.9 τ², is the momentum clock of every FDM
+
+
+def official_base(name: str) -> ScalarDiffusion:
+    """The base process of the official FDM code for ``"edm"``, ``"vp"`` or ``"ve"`` (its σ ranges: EDM
+    0.002…80, VP σ_VP(1e-5)…σ_VP(1) with score_sde's β, VE 0.02…100: a VE whose training and sampling start at
+    t = 1e-12, σ = 0.02 to 1e-11, as the official VE noise levels are log-uniform on [0.02, 100])."""
+    bases = {"edm": EDM, "vp": VP, "ve": lambda: VE(sigma_min=0.02, sigma_max=100.0, t_min=1e-12, t_eps=1e-12)}
+    if name not in bases:
+        raise ValueError(f"unknown FDM base {name!r}; accepted: a scalar diffusion or one of {sorted(bases)}")
+    return bases[name]()
 
 
 @diffusion_dataclass
 class FDM(ScalarDiffusion):
-    """FDM over a base process: ``x_t | x_0 ~ N(s_F x_0, s_F² σ² I)`` where σ(t) is the base model's EDM-style
-    noise level (VP: ``√(e^{B(t)} − 1)``; VE: ``√t``; EDM: ``t``) and
+    """FDM over a base scalar diffusion: ``x_t | x_0 ~ N(s_F x_0, s_F² ρ² I)`` where ρ(t) = σ_b(t)/α_b(t) is the
+    base's noise-to-signal ratio (its EDM-style noise level) and
 
-        s_F(τ) = e^{−γB(τ)} (1 + γB(τ)),  B(τ) = 0.1 τ + ½ 19.9 τ²,  τ = (σ − σ_min)/(σ_max − σ_min)
+        s_F(τ) = e^{−γB(τ)} (1 + γB(τ)),  B(τ) = 0.1 τ + ½ 19.9 τ²,  τ = (ρ − ρ_min)/(ρ_max − ρ_min)
 
-    (the x-mean of a critically damped oscillator run on the clock γB: "momentum"). The state is x only; the
-    linear SDE has ``f = d ln s_F/dt`` and ``g = s_F √(2σσ̇)``.
+    over the base's training range [ρ(t_eps), ρ(T)] (the x-mean of a critically damped oscillator run on the clock
+    γB: "momentum"). Time, grids and ranges are the base's; the state is x only; the linear SDE has
+    ``f = d ln s_F/dt`` and ``g = s_F √(2ρρ̇)``. ``base``: a diffusion (``FDM(dj.EDM(sigma_data=0.3))``) or the
+    name of the official one (``"edm"``, ``"vp"``, ``"ve"``: :func:`official_base`). ``gamma``: None is the
+    official value, 1 for a VE base and 2 otherwise.
 
-    Caveat: with an exact score FDM and its base produce the same samples — in unscaled
-    coordinates ``x/s_F`` the PF-ODE is the base's. The gain reported for FDM is in training (its network input
-    is ``c_in = s_F`` times the unscaled sample), not in sampling.
+    Training uses the base's recipe in unscaled coordinates ``x̃ = x/s_F`` — its preconditioning, noise levels and
+    loss weight — with the network input ``c_in x̃ = s_F x̃`` and the warm-up clamp of the weight
+    (:class:`.recipes.FDMRecipe`). With an exact score FDM and its base give the same samples: in ``x/s_F`` the
+    PF-ODE is the base's. The gain reported for FDM is in training, not in sampling.
     """
 
-    base: str = "edm"
-    gamma: float | None = None  # None: the official value, 2 for VP/EDM (fdm_multiplier) and 1 for VE (hard-wired)
-    t_min: float | None = None
-    sigma_data: float = 0.5  # the EDM preconditioning's data scale (EDM base)
+    base: Any = "edm"
+    gamma: float | None = None
 
     def __post_init__(self):
-        if self.base not in _BASES:
-            raise ValueError(f"unknown FDM base {self.base!r}; accepted: {sorted(_BASES)}")
+        if isinstance(self.base, str):
+            object.__setattr__(self, "base", official_base(self.base))
+        if not isinstance(self.base, ScalarDiffusion) or isinstance(self.base, FDM):
+            raise ValueError(f"FDM base must be a scalar diffusion (EDM, VP, VE, …) or a name, got {self.base!r}")
         if self.gamma is None:
-            object.__setattr__(self, "gamma", 1.0 if self.base == "ve" else 2.0)
+            object.__setattr__(self, "gamma", 1.0 if isinstance(self.base, VE) else 2.0)
         check_positive("gamma", self.gamma)
-        check_positive("sigma_data", self.sigma_data)
-        if self.t_min is None:
-            object.__setattr__(self, "t_min", {"vp": 1e-3, "ve": 0.02**2, "edm": 0.002}[self.base])
-        if not 0 < self.t_min < self.T:
-            raise ValueError(f"t_min must lie in (0, T={self.T}), got {self.t_min}")
 
     @property
     def loss_warmup_fraction(self) -> float:
         """Where the loss-weight clamp ends, as a fraction of the learning-rate ramp's images: the official
         CIFAR-10 recipe clamps for W = 200 (EDM) / 400 (VP, VE) iterations of batch 512 within a 10 Mimg ramp."""
-        return (200 if self.base == "edm" else 400) * 512 / 10e6
+        return (200 if isinstance(self.base, EDM) else 400) * 512 / 10e6
 
-    def training_recipe(
-        self, prediction=None, sigma_data=None, p_mean=-1.2, p_std=1.2, fdm_warmup_images=0.0, **options
-    ):
+    def training_recipe(self, prediction=None, fdm_warmup_images=0.0, **options):
         """The base's recipe on ``x̃ = y/s_F`` with ``c_in = s_F`` and the warm-up clamp over
-        ``fdm_warmup_images`` training images (:class:`.recipes.FDMRecipe`)."""
+        ``fdm_warmup_images`` training images (:class:`.recipes.FDMRecipe`); the other options go to the base's
+        recipe (``sigma_data``, ``p_mean``, ``p_std`` for an EDM base)."""
         from .recipes import FDMRecipe, check_options
 
         check_options(options, "FDM.training_recipe")
@@ -66,53 +76,38 @@ class FDM(ScalarDiffusion):
                 "fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
                 "does; give W in training images (0: no clamp)"
             )
-        return FDMRecipe(
-            sigma_data=self.sigma_data if sigma_data is None else float(sigma_data),
-            p_mean=p_mean,
-            p_std=p_std,
-            warmup_images=float(fdm_warmup_images),
-        )
+        return FDMRecipe(base=self.base.training_recipe(**options), warmup_images=float(fdm_warmup_images))
 
-    # ---- the base's time and noise level --------------------------------------------------
+    # ---- the base's time, grids and noise level ----------------------------------------------------------
     @property
     def T(self) -> float:
-        """The base's final time (VP 1, VE σ_max² = 100², EDM σ_max = 80)."""
-        return {"vp": 1.0, "ve": 100.0**2, "edm": 80.0}[self.base]
+        """The base's final time."""
+        return self.base.T
+
+    @property
+    def t_min(self) -> float:
+        """The base's sampling end time."""
+        return self.base.t_min
 
     @property
     def t_eps(self) -> float:
         """The base's smallest training time."""
-        return {"vp": 1e-5, "ve": 0.02**2, "edm": 0.002}[self.base]
+        return self.base.t_eps
 
     @property
     def preferred_grid(self):
-        """Karras (EDM ρ = 7 on σ) for every base: VE-FDM's time is σ², where uniform grids are unusable."""
+        """Karras (EDM ρ = 7 on the noise level) for every base."""
         return "karras"
 
-    def base_sigma(self, t):
-        """The base model's EDM-style noise level σ(t) (also this process's noise-to-signal ratio)."""
-        t = jnp.asarray(t)
-        if self.base == "vp":
-            return _VP.rho(t)
-        if self.base == "ve":
-            return jnp.sqrt(t)
-        return t
-
     def sigma_range(self) -> tuple[float, float]:
-        """``(σ_min, σ_max)`` of the base process."""
-        if self.base == "vp":
-            with jax.ensure_compile_time_eval(), jax.enable_x64(True):
-                return float(_VP.rho(jnp.float64(1e-5))), float(_VP.rho(jnp.float64(1.0)))
-        return _BASES[self.base]
+        """``(ρ_min, ρ_max) = (ρ_b(t_eps), ρ_b(T))``: the base's training range of noise levels, the span of τ."""
+        with jax.ensure_compile_time_eval(), jax.enable_x64(True):
+            return float(self.base.rho(jnp.float64(self.t_eps))), float(self.base.rho(jnp.float64(self.T)))
 
     def clock(self, t):
-        """τ(σ(t)) = (σ − σ_min)/(σ_max − σ_min) (not clamped, as in the official code)."""
+        """τ(ρ(t)) = (ρ − ρ_min)/(ρ_max − ρ_min) (not clamped, as in the official code)."""
         lo, hi = self.sigma_range()
-        return (self.base_sigma(t) - lo) / (hi - lo)
-
-    def _gamma_b(self, t):
-        """γB(τ) with B(τ) = 0.1τ + ½·19.9τ² (VP's integrated β on the clock τ)."""
-        return self.gamma * _VP.integrated_beta(self.clock(t))
+        return (self.base.rho(t) - lo) / (hi - lo)
 
     def mean_factor(self, t):
         """``s_F = e^{−γB(τ)}(1 + γB(τ))``."""
@@ -120,22 +115,17 @@ class FDM(ScalarDiffusion):
 
     # ---- ScalarDiffusion interface --------------------------------------------------------
     def log_alpha(self, t):
-        gb = self._gamma_b(t)
+        gb = self.gamma * _VP.integrated_beta(self.clock(t))
         return -gb + jnp.log1p(gb)
 
     def sigma(self, t):
-        return self.mean_factor(t) * self.base_sigma(t)
+        return self.mean_factor(t) * self.base.rho(t)
 
     def rho(self, t):
-        return self.base_sigma(t)
+        return self.base.rho(t)
 
     def t_of_rho(self, rho):
-        rho = jnp.asarray(rho)
-        if self.base == "vp":
-            return _VP.t_of_rho(rho)
-        if self.base == "ve":
-            return rho**2
-        return rho
+        return self.base.t_of_rho(rho)
 
     @property
     def prior_std(self) -> float:

@@ -104,6 +104,12 @@ class Recipe:
         """The regression target of the prediction and the per-sample weight ``(n,)``."""
         raise NotImplementedError
 
+    def x0_form(self, sde, t):
+        """``(c_skip, c_out, c_noise, λ)``: this recipe's model as a denoiser of the unscaled ``x̃ = y/α`` at
+        noise level ρ = σ/α, ``D(x̃) = c_skip x̃ + c_out F(c_in x̃, c_noise)``, with its loss weight λ on
+        ``‖D − x0‖²`` (what :class:`FDMRecipe` builds on). Recipes without such a form raise."""
+        raise ValueError(f"{type(self).__name__} (prediction {self.prediction!r}) has no denoiser form for FDM")
+
     def loss(self, sde, model_fn: Callable, key, x0, images=0.0):
         """``E w(t) ‖model_fn(u_t, t) − target‖²`` (mean over dimensions, then over the batch)."""
         k_t, k_z, _ = jax.random.split(key, 3)
@@ -139,6 +145,13 @@ class EpsRecipe(Recipe):
         a, b = sde.pair_coefficients(self.prediction, t)
         return _bcast(a, x0) * x0 + _bcast(b, x0) * z, one
 
+    def x0_form(self, sde, t):
+        """ε prediction: ``x0 = x̃ − ρ ε̂`` (c_skip 1, c_out −ρ, c_noise 999 t); ``‖ε̂ − ε‖² = ‖D − x0‖²/ρ²``."""
+        if self.prediction != "eps":
+            return super().x0_form(sde, t)
+        rho = sde.rho(t)
+        return jnp.ones_like(rho), -rho, 999.0 * jnp.asarray(t), 1.0 / rho**2
+
 
 @dataclasses.dataclass(frozen=True)
 class EDMRecipe(Recipe):
@@ -163,6 +176,12 @@ class EDMRecipe(Recipe):
     def target_and_weight(self, sde, x0, z, t, images):
         return x0, edm_weight(sde.rho(t), self.sigma_data)
 
+    def x0_form(self, sde, t):
+        """Karras et al.'s c_skip, c_out, c_noise at σ = ρ(t) and weight λ(σ)."""
+        rho = sde.rho(t)
+        c_skip, c_out, _, c_noise = edm_preconditioning(rho, self.sigma_data)
+        return c_skip, c_out, c_noise, edm_weight(rho, self.sigma_data)
+
 
 @dataclasses.dataclass(frozen=True)
 class VERecipe(Recipe):
@@ -177,51 +196,46 @@ class VERecipe(Recipe):
     def target_and_weight(self, sde, x0, z, t, images):
         return x0, 1.0 / sde.rho(t) ** 2
 
+    def x0_form(self, sde, t):
+        """``D = x̃ + σ F(x̃, ln(σ/2))``, weight 1/σ²."""
+        rho = sde.rho(t)
+        return jnp.ones_like(rho), rho, jnp.log(0.5 * rho), 1.0 / rho**2
+
 
 @dataclasses.dataclass(frozen=True)
-class FDMRecipe(EDMRecipe):
-    """FDM over its base (module docstring; EDM's σ_data, P_mean, P_std); ``warmup_images`` is W of the clamp
-    (0: none)."""
+class FDMRecipe(Recipe):
+    """FDM over its base (module docstring): the base recipe ``base`` in unscaled coordinates ``x̃ = y/s_F`` —
+    its denoiser form (:meth:`Recipe.x0_form`), training times and weight — with ``c_in = s_F`` and the weight
+    clamped during the first ``warmup_images`` training images (0: never)."""
 
+    base: Recipe = None
     warmup_images: float = 0.0
+    prediction: str = "x0"
 
     def apply(self, sde, net, labels, y, t):
-        c_skip, c_out, c_in, c_noise = fdm_preconditioning(sde, sde.rho(t), self.sigma_data)
+        c_skip, c_out, c_in, c_noise = fdm_preconditioning(sde, sde.rho(t), self.base)
         b = lambda c: _bcast(c, y)
         xt = y / b(sde.alpha(t))  # unscaled x̃; the network sees c_in x̃ = y
         return b(c_skip) * xt + b(c_out) * net(b(c_in) * xt, _labels_of(c_noise, y), labels)
 
     def sample_times(self, sde, key, n):
-        if sde.base == "edm":
-            sigma = jnp.clip(jnp.exp(self.p_mean + self.p_std * jax.random.normal(key, (n,))), 0.002, 80.0)
-            return sde.t_of_rho(sigma)
-        if sde.base == "ve":
-            lo, hi = jnp.log(0.02), jnp.log(100.0)
-            return sde.t_of_rho(jnp.exp(jax.random.uniform(key, (n,), minval=lo, maxval=hi)))
-        return uniform_times(sde, key, n)  # VP-FDM: σ_VP(t), t ~ U[1e-5, 1]
+        return self.base.sample_times(sde.base, key, n)
 
     def target_and_weight(self, sde, x0, z, t, images):
-        sigma = sde.rho(t)
-        lam = edm_weight(sigma, self.sigma_data) if sde.base == "edm" else 1.0 / sigma**2
+        lam = self.base.x0_form(sde.base, t)[3]
         return x0, jnp.minimum(lam, fdm_weight_cap(images, self.warmup_images))
 
 
-def fdm_preconditioning(sde, sigma, sigma_data: float = SIGMA_DATA):
-    """FDM's ``(c_skip, c_out, c_in, c_noise)`` at the base noise level σ: the base model's
-    ``c_skip, c_out, c_noise`` (EDM: Karras et al.; VP: ``1, −σ, 999·t(σ)``; VE: ``1, σ, ln(σ/2)``) with
+def fdm_preconditioning(sde, sigma, base_recipe: Recipe | None = None):
+    """FDM's ``(c_skip, c_out, c_in, c_noise)`` at the base noise level σ: the base recipe's denoiser form
+    (EDM: Karras et al.; VP: ``1, −σ, 999·t(σ)``; VE: ``1, σ, ln(σ/2)``; default: the base's own recipe) with
     ``c_in = s_F(σ)``, so the network sees the FDM-scaled sample ``s_F x̃`` of the unscaled ``x̃ = x/s_F``:
     ``D(x̃; σ) = c_skip x̃ + c_out F_θ(c_in x̃; c_noise)``."""
     if not hasattr(sde, "mean_factor") or not hasattr(sde, "base"):
         raise TypeError(f"fdm_preconditioning needs a dj.FDM diffusion, got {type(sde).__name__}")
-    sigma = jnp.asarray(sigma)
-    c_in = sde.mean_factor(sde.t_of_rho(sigma))
-    if sde.base == "edm":
-        c_skip, c_out, _, c_noise = edm_preconditioning(sigma, sigma_data)
-    elif sde.base == "vp":
-        c_skip, c_out, c_noise = jnp.ones_like(sigma), -sigma, 999.0 * sde.t_of_rho(sigma)
-    else:
-        c_skip, c_out, c_noise = jnp.ones_like(sigma), sigma, jnp.log(0.5 * sigma)
-    return c_skip, c_out, c_in, c_noise
+    t = sde.t_of_rho(jnp.asarray(sigma))
+    c_skip, c_out, c_noise, _ = (base_recipe or sde.base.training_recipe()).x0_form(sde.base, t)
+    return c_skip, c_out, sde.mean_factor(t), c_noise
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..diffusions.base import LinearDiffusion, ScalarDiffusion
 from ..prediction import Model
-from .schedules import _f64
+from .schedules import on_grid
 
 
 class Context(NamedTuple):
@@ -251,24 +251,19 @@ class Wrapper(Solver):
         self.base.check(sde)
 
 
-def xp_of(ts: Any):
-    """The array namespace of a grid: ``jax.numpy`` for a traced (or jax) grid, ``numpy`` for a concrete one.
+def xp_of(*arrays: Any):
+    """The array namespace of grids or tables: ``jax.numpy`` when any is a traced (or jax) array, else ``numpy``.
 
     Solvers write their coefficient formulas once against this namespace: a concrete grid gives float64 numpy
     tables computed once outside the scan; a traced grid (``dj.solvers.learn`` differentiating through the
     sampler) gives the same formulas as jnp, so gradients reach the grid times."""
-    return jnp if isinstance(ts, jax.Array) else np
-
-
-def evaluate(fn, *ts: Any) -> Any:
-    """``fn(*ts)`` in float64 numpy for concrete times, as a traced jnp expression when any is traced."""
-    return fn(*ts) if any(isinstance(t, jax.Array) for t in ts) else _f64(fn, *ts)
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 def scalar_tables(sde: ScalarDiffusion, ts: Any) -> dict[str, Any]:
     """α, σ, λ at every grid point (float64 for a concrete grid; traced for a traced one)."""
     return {
-        "alpha": evaluate(sde.alpha, ts),
-        "sigma": evaluate(sde.sigma, ts),
-        "lam": evaluate(sde.log_snr, ts),
+        "alpha": on_grid(sde.alpha, ts),
+        "sigma": on_grid(sde.sigma, ts),
+        "lam": on_grid(sde.log_snr, ts),
     }

@@ -32,7 +32,7 @@ from . import registry
 from .base import Context
 from .driver import sample as solve
 from .ode import EDMHeun
-from .schedules import _f64
+from .schedules import on_grid
 
 
 def level_times(sde: ScalarDiffusion, num_levels: int, t_low: float = 1e-3) -> np.ndarray:
@@ -144,7 +144,7 @@ class DLG:
 
     def sigmas(self, sde: ScalarDiffusion) -> np.ndarray:
         """Noise-to-signal ratio σ_j/α_j of every level (σ_j for VE/EDM)."""
-        return _f64(sde.rho, self.times(sde))
+        return on_grid(sde.rho, self.times(sde))
 
     # ---- chain ---------------------------------------------------------------------------------
     def _levels_from(self, logits: jax.Array, keys: jax.Array, sample: bool) -> jax.Array:
@@ -229,7 +229,7 @@ class DLG:
         self.times(sde)
         k_start, k_noise, k_burn = jax.random.split(key, 3)
         x = solve(k_start, sde, model, self.init_solver, nfe=self.init_nfe, shape=shape, kind=kind, dtype=dtype)
-        t0 = float(_f64(sde.t_of_rho, self.init_sigma))
+        t0 = float(on_grid(sde.t_of_rho, self.init_sigma))
         if not sde.t_min < t0 < sde.T:
             raise ValueError(f"init_sigma={self.init_sigma} is outside the noise range of {sde.name}")
         x, _ = sde.perturb(k_noise, x, jnp.asarray(t0, x.dtype))

@@ -28,24 +28,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diffusions.base import bmv
-from .base import Context, Solver, evaluate, xp_of
-from .schedules import _f64
+from ..diffusions.blocks import binv, bmm, bmv, btrans
+from .base import Context, Solver, xp_of
+from .schedules import on_grid
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
 
 
-def _mm(a, b):
-    xp = jnp if isinstance(a, jax.Array) or isinstance(b, jax.Array) else np
-    return xp.einsum("...ij,...jk->...ik", a, b)
+def _bmm(a, b):
+    return bmm(a, b, xp_of(a, b))
 
 
-def _tr(a):
-    return a.swapaxes(-1, -2)
+def _btr(a):
+    return btrans(a, xp_of(a))
 
 
-def _inv(a):
-    return np.linalg.inv(a) if a.shape[-1] > 1 else 1.0 / a
+def _binv(a):
+    return binv(a, xp_of(a))
 
 
 def _lagrange(nodes, j: int, x):
@@ -73,7 +72,7 @@ def _factor(sde, ts, factor: str):
                 raise ValueError(f"gDDIM's tables are traceable for 1×1 blocks only, not for {sde.name}")
             return jnp.sqrt(sde.cov_block(ts))
         return sde.gddim_factor(ts)
-    return _f64(lambda t: sde.cov_factor(t, 0), np.asarray(ts))  # Cholesky L_t
+    return on_grid(lambda t: sde.cov_factor(t, 0), np.asarray(ts))  # Cholesky L_t
 
 
 def gddim_coefficients(sde, ts, degree: int, method: str = "parts", factor: str = "R"):
@@ -92,7 +91,7 @@ def gddim_coefficients(sde, ts, degree: int, method: str = "parts", factor: str 
     xp = xp_of(ts)
     m = ts.shape[-1] - 1
     t0 = np.float64(ts[0]) if xp is np else ts[0]
-    cs_shape = np.broadcast_shapes(*(np.shape(evaluate(fn, t0)) for fn in (sde.cov_block, sde.drift_block)))
+    cs_shape = np.broadcast_shapes(*(np.shape(on_grid(fn, t0)) for fn in (sde.cov_block, sde.drift_block)))
     r_grid = _factor(sde, ts, factor)
     rows = []
     for n in range(m):
@@ -100,20 +99,20 @@ def gddim_coefficients(sde, ts, degree: int, method: str = "parts", factor: str 
         rn = min(degree, n)
         nodes = [ts[n - k] for k in range(rn + 1)]  # t_n, t_{n-1}, …
         row = [xp.zeros(cs_shape) + 0.0 * t0 for _ in range(degree + 1)]
-        psi_n = evaluate(sde.transition_block, t1, t0)
+        psi_n = on_grid(sde.transition_block, t1, t0)
         if rn == 0 and method == "parts":
-            row[0] = row[0] + r_grid[n + 1] - _mm(psi_n, r_grid[n])
+            row[0] = row[0] + r_grid[n + 1] - _bmm(psi_n, r_grid[n])
             rows.append(xp.stack(row))
             continue
         tau = 0.5 * (t0 + t1) + 0.5 * (t0 - t1) * _GL_NODES  # nodes on [t1, t0]
         w = -0.5 * (t0 - t1) * _GL_WEIGHTS  # oriented ∫_{t0}^{t1}
-        psi = evaluate(sde.transition_block, 0.0 * tau + t1, tau)
+        psi = on_grid(sde.transition_block, 0.0 * tau + t1, tau)
         r = _factor(sde, tau, factor)
         if method == "quadrature":
-            g = _f64(sde.diffusion_block, tau)
-            kernel = _mm(_mm(psi, 0.5 * _mm(g, _tr(g))), _tr(_inv(r)))
+            g = on_grid(sde.diffusion_block, tau)
+            kernel = _bmm(_bmm(psi, 0.5 * _bmm(g, _btr(g))), _btr(_binv(r)))
         else:
-            kernel = _mm(psi, r)
+            kernel = _bmm(psi, r)
         shape = (-1,) + (1,) * (kernel.ndim - 1)
         for j in range(rn + 1):
             val, der = _lagrange(nodes, j, tau)
@@ -123,7 +122,7 @@ def gddim_coefficients(sde, ts, degree: int, method: str = "parts", factor: str 
                 integral = xp.sum((w * der).reshape(shape) * kernel, axis=0)
                 v1, _ = _lagrange(nodes, j, t1)
                 v0, _ = _lagrange(nodes, j, t0)
-                row[j] = row[j] + v1 * r_grid[n + 1] - v0 * _mm(psi_n, r_grid[n]) - integral
+                row[j] = row[j] + v1 * r_grid[n + 1] - v0 * _bmm(psi_n, r_grid[n]) - integral
         rows.append(xp.stack(row))
     return xp.stack(rows)
 
@@ -135,7 +134,7 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
     m = len(ts) - 1
     t0 = np.float64(ts[0])
     shape = np.broadcast_shapes(
-        *(np.shape(_f64(fn, t0)) for fn in (sde.cov_block, sde.drift_block, sde.diffusion_block))
+        *(np.shape(on_grid(fn, t0)) for fn in (sde.cov_block, sde.drift_block, sde.diffusion_block))
     )
     k = shape[-1]
     psi_hat = np.zeros((m,) + shape)
@@ -163,19 +162,21 @@ def _stochastic_tables(sde, ts: np.ndarray, lam: float):
         def rhs(t, y):
             ph, p = y[:size].reshape(shape), y[size:].reshape(shape)
             fhat, ggt = fields(t)
-            return np.concatenate([_mm(fhat, ph).ravel(), (_mm(fhat, p) + _mm(p, _tr(fhat)) - lam**2 * ggt).ravel()])
+            return np.concatenate(
+                [_bmm(fhat, ph).ravel(), (_bmm(fhat, p) + _bmm(p, _btr(fhat)) - lam**2 * ggt).ravel()]
+            )
 
         y0 = np.concatenate([np.broadcast_to(np.eye(k), shape).ravel(), np.zeros(size)])
         sol = solve_ivp(rhs, (ts[n], ts[n + 1]), y0, method="DOP853", rtol=1e-10, atol=1e-14)
         if not sol.success:
             raise RuntimeError(f"stochastic gDDIM tables failed at step {n}: {sol.message}")
         ph, p = sol.y[:size, -1].reshape(shape), sol.y[size:, -1].reshape(shape)
-        p = 0.5 * (p + _tr(p))
+        p = 0.5 * (p + _btr(p))
         if k == 1:
             chol[n] = np.sqrt(np.maximum(p, 0.0))
         else:
             w, v = np.linalg.eigh(p)
-            chol[n] = _mm(v * np.sqrt(np.maximum(w, 0.0))[..., None, :], _tr(v))  # symmetric root (PSD-safe)
+            chol[n] = _bmm(v * np.sqrt(np.maximum(w, 0.0))[..., None, :], _btr(v))  # symmetric root (PSD-safe)
         psi_hat[n] = ph
     return psi_hat, chol
 
@@ -225,12 +226,12 @@ class GDDIM(Solver):
         return self.lam == 0 and self.factor == "R"
 
     def coefficients(self, sde, ts, nfe):
-        psi = evaluate(sde.transition_block, ts[1:], ts[:-1])
+        psi = on_grid(sde.transition_block, ts[1:], ts[:-1])
         r = _factor(sde, ts[:-1], self.factor)
-        out = {"psi": psi, "r_t": _tr(r)}
+        out = {"psi": psi, "r_t": _btr(r)}
         if self.lam > 0:
             psi_hat, chol = _stochastic_tables(sde, ts, self.lam)
-            out.update(eps_coef=_mm(psi_hat - psi, r)[:, None], noise_chol=chol)
+            out.update(eps_coef=_bmm(psi_hat - psi, r)[:, None], noise_chol=chol)
         else:
             out["eps_coef"] = gddim_coefficients(sde, ts, self.degree, factor=self.factor)
         return out

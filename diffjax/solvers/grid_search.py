@@ -28,15 +28,14 @@ import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
 from ..prediction import as_model
-from .base import evaluate
 from .learned import Learned, base_solver, diffusion_spec
-from .schedules import make_grid
+from .schedules import make_grid, on_grid
 
 
 def step_costs(sde: ScalarDiffusion, model, taus: np.ndarray, xs: jax.Array) -> np.ndarray:
     """``cost[j, k]`` (k > j): RMS error of a DDIM step from the teacher state ``xs[j]`` at ``taus[j]`` to
     ``taus[k]`` against ``xs[k]``; ``inf`` for k ≤ j."""
-    alpha, sigma = evaluate(sde.alpha, taus), evaluate(sde.sigma, taus)
+    alpha, sigma = on_grid(sde.alpha, taus), on_grid(sde.sigma, taus)
     dtype = xs.dtype
     x0 = jax.lax.map(lambda a: model.x0(a[0], a[1]), (xs, jnp.asarray(taus, dtype)))
 

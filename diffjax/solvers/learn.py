@@ -31,9 +31,9 @@ import numpy as np
 from ..diffusions.base import ScalarDiffusion
 from ..prediction import as_model
 from . import registry
-from .base import Context, Solver, evaluate, xp_of
+from .base import Context, Solver, xp_of
 from .learned import Learned, _nested, base_solver, diffusion_spec
-from .schedules import validate_grid
+from .schedules import on_grid, validate_grid
 
 LEARN_WHAT = ("grid", "coefs", "grid+coefs")
 
@@ -42,19 +42,19 @@ def grid_from_logits(sde: ScalarDiffusion, logits: Any, t_start: float, t_end: f
     """The strictly decreasing grid ``t_0 = t_start > … > t_M = t_end`` whose log ρ increments are the softmax
     of ``logits`` times ``log ρ(t_end) − log ρ(t_start)`` (traced for jax ``logits``, float64 numpy otherwise)."""
     xp = xp_of(logits)
-    lr0 = float(np.log(evaluate(sde.rho, np.float64(t_start))))
-    lr1 = float(np.log(evaluate(sde.rho, np.float64(t_end))))
+    lr0 = float(np.log(on_grid(sde.rho, np.float64(t_start))))
+    lr1 = float(np.log(on_grid(sde.rho, np.float64(t_end))))
     z = logits - xp.max(logits)
     frac = xp.exp(z) / xp.sum(xp.exp(z))
     cum = xp.concatenate([0.0 * frac[:1], xp.cumsum(frac)[:-1]])
-    ts_inner = evaluate(sde.t_of_rho, xp.exp(lr0 + cum[1:] * (lr1 - lr0)))
+    ts_inner = on_grid(sde.t_of_rho, xp.exp(lr0 + cum[1:] * (lr1 - lr0)))
     one = 1.0 + 0.0 * frac[:1]
     return xp.concatenate([t_start * one, ts_inner, t_end * one])
 
 
 def logits_of_grid(sde: ScalarDiffusion, ts: np.ndarray) -> np.ndarray:
     """Inverse of :func:`grid_from_logits` (up to a constant): the log of each step's share of ``Δ log ρ``."""
-    lr = np.log(evaluate(sde.rho, np.asarray(ts, np.float64)))
+    lr = np.log(on_grid(sde.rho, np.asarray(ts, np.float64)))
     return np.log(np.diff(lr) / (lr[-1] - lr[0]))
 
 
@@ -158,24 +158,8 @@ def learn(
       dtype: sampling dtype (default: jax's default float).
       progress: a tqdm bar with the held-out error.
     """
-    import optax
-
-    base = base_solver(sde, solver, "learned discretizations")
-    if base.stochastic or not base.traceable:
-        ok = [n for n in registry.available() if registry.get(n).traceable and not registry.get(n).stochastic]
-        raise ValueError(
-            f"cannot learn a discretization for {base.name!r}: it needs a deterministic solver whose "
-            f"coefficients are traceable; accepted: {ok}"
-        )
-    base.check(sde)
-    if what is None:
-        what = "grid+coefs" if base.learnable else "grid"
-    if what not in LEARN_WHAT:
-        raise ValueError(f"what must be one of {LEARN_WHAT}, got {what!r}")
-    if what != "grid" and not base.learnable:
-        raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid'")
-    if loss not in ("l2", "soft"):
-        raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
+    base = _learnable_base(sde, solver, what, loss)
+    what = what or ("grid+coefs" if base.learnable else "grid")
     for name, v in (
         ("num_fit", num_fit),
         ("num_heldout", num_heldout),
@@ -190,41 +174,116 @@ def learn(
     data_shape = tuple(int(s) for s in data_shape)
     sde.check_data_shape(data_shape)
     dtype = dtype or jnp.zeros(()).dtype
-    from .driver import plan, sample
 
-    solve, ts0, budget = differentiable_sampler(sde, model, base, nfe, kind, dtype)
-    if isinstance(init_grid, str) and init_grid == "optimized":
-        from .grid_search import optimized_grid
-
-        ts0 = np.asarray(optimized_grid(jax.random.fold_in(key, 2), sde, model, base, nfe, data_shape, kind=kind).times)
-    elif not (isinstance(init_grid, str) and init_grid == "base"):
-        ts0 = validate_grid(sde, init_grid)
-        if len(ts0) != len(plan(sde, base, nfe)[1]):
-            raise ValueError(
-                f"init_grid has {len(ts0) - 1} steps; {base.name!r} at nfe={nfe} needs "
-                f"{len(plan(sde, base, nfe)[1]) - 1}"
-            )
-    t_start, t_end = float(ts0[0]), float(ts0[-1])
-    shape_of = lambda n: (n,) + data_shape
-    prior = lambda k, n: sde.prior_sample(k, shape_of(n), dtype)
+    # 1. the start grid and the teacher's endpoints on the fitting and the held-out draws
+    solve, _, budget = differentiable_sampler(sde, model, base, nfe, kind, dtype)
+    ts0 = _start_grid(key, sde, model, kind, base, nfe, data_shape, init_grid)
+    prior = lambda k, n: sde.prior_sample(k, (n,) + data_shape, dtype)
     y_fit, y_val = prior(jax.random.fold_in(key, 0), num_fit), prior(jax.random.fold_in(key, 1), num_heldout)
     t0 = time.perf_counter()
     target_fit = _teacher(sde, model, kind, teacher, y_fit)
     target_val = _teacher(sde, model, kind, teacher, y_val)
     teacher_s = time.perf_counter() - t0
 
-    table_shapes = {k: np.shape(v) for k, v in base.coefficients(sde, ts0, budget).items()}
-    params = {"logits": jnp.asarray(logits_of_grid(sde, ts0), dtype)}
-    if what != "grid":
-        params["corr"] = {k: jnp.zeros(table_shapes[k], dtype) for k in base.learnable}
-    radius = soft_radius * float(np.sqrt(np.prod(data_shape))) * float(sde.prior_std)
-    if loss == "soft":
-        params["shift"] = jnp.zeros(shape_of(num_fit), dtype)
+    # 2. the fit: gradient steps on the fitting draws, the best iterate on the held-out draws
+    t_start, t_end = float(ts0[0]), float(ts0[-1])
     ts0_traced = jnp.asarray(ts0, dtype)
 
     def endpoint(p, y):
         ts = ts0_traced if what == "coefs" else grid_from_logits(sde, p["logits"].astype(dtype), t_start, t_end)
         return solve(ts, {k: coef_scale * v for k, v in p.get("corr", {}).items()}, y)
+
+    params = {"logits": jnp.asarray(logits_of_grid(sde, ts0), dtype)}
+    if what != "grid":
+        tables = base.coefficients(sde, ts0, budget)
+        params["corr"] = {k: jnp.zeros(np.shape(tables[k]), dtype) for k in base.learnable}
+    if loss == "soft":
+        params["shift"] = jnp.zeros((num_fit,) + data_shape, dtype)
+    radius = soft_radius * float(np.sqrt(np.prod(data_shape))) * float(sde.prior_std)
+    t0 = time.perf_counter()
+    best, start_err, history, done = _fit(
+        endpoint,
+        params,
+        (y_fit, target_fit),
+        (y_val, target_val),
+        optimizer,
+        steps,
+        learning_rate,
+        radius,
+        eval_every,
+        patience,
+        f"learn {base.name} nfe={nfe}" if progress else None,
+    )
+    fit_s = time.perf_counter() - t0
+
+    # 3. the result, kept only if it beats the base solver on the held-out draws through dj.sample
+    times = ts0 if what == "coefs" else grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end)
+    corrections = tuple(
+        (k, _nested(coef_scale * np.asarray(v, np.float64)))
+        for k, v in best.get("corr", {}).items()
+        if np.any(np.asarray(v) != 0)
+    )
+    info = {
+        "what": what,
+        "teacher": teacher if isinstance(teacher, str) else list(teacher),
+        "loss": loss,
+        "num_fit": num_fit,
+        "num_heldout": num_heldout,
+        "steps_run": done,
+        "init_grid": init_grid if isinstance(init_grid, str) else "given",
+        "teacher_seconds": teacher_s,
+        "fit_seconds": fit_s,
+        "heldout_history": history,
+        "heldout_rmse_start": start_err,
+    }
+    return _select(sde, model, kind, base, nfe, validate_grid(sde, times), corrections, info, y_val, target_val, dtype)
+
+
+def _learnable_base(sde, solver, what, loss) -> Solver:
+    """The base solver of a fit, checked: deterministic, traceable, runs on ``sde``; ``what`` and ``loss`` valid."""
+    base = base_solver(sde, solver, "learned discretizations")
+    if base.stochastic or not base.traceable:
+        ok = [n for n in registry.available() if registry.get(n).traceable and not registry.get(n).stochastic]
+        raise ValueError(
+            f"cannot learn a discretization for {base.name!r}: it needs a deterministic solver whose "
+            f"coefficients are traceable; accepted: {ok}"
+        )
+    base.check(sde)
+    if what is not None and what not in LEARN_WHAT:
+        raise ValueError(f"what must be one of {LEARN_WHAT}, got {what!r}")
+    if what not in (None, "grid") and not base.learnable:
+        raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid'")
+    if loss not in ("l2", "soft"):
+        raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
+    return base
+
+
+def _start_grid(key, sde, model, kind, base, nfe, data_shape, init_grid) -> np.ndarray:
+    """The grid the fit starts from: the optimized grid, the solver's default (``"base"``) or a given one."""
+    from .driver import plan
+
+    ts0 = np.asarray(plan(sde, base, nfe)[1])
+    if isinstance(init_grid, str) and init_grid == "optimized":
+        from .grid_search import optimized_grid
+
+        return np.asarray(
+            optimized_grid(jax.random.fold_in(key, 2), sde, model, base, nfe, data_shape, kind=kind).times
+        )
+    if isinstance(init_grid, str) and init_grid == "base":
+        return ts0
+    given = validate_grid(sde, init_grid)
+    if len(given) != len(ts0):
+        raise ValueError(f"init_grid has {len(given) - 1} steps; {base.name!r} at nfe={nfe} needs {len(ts0) - 1}")
+    return given
+
+
+def _fit(endpoint, params, fit, heldout, optimizer, steps, learning_rate, radius, eval_every, patience, label):
+    """Adam (warm-up, cosine decay) on the mean squared endpoint error over the fitting draws ``fit = (y,
+    target)``; every ``eval_every`` steps the held-out RMSE selects the best iterate and stops the fit after
+    ``patience`` evaluations without improvement. Returns ``(best, start error, history, steps run)``."""
+    import optax
+
+    (y_fit, target_fit), (y_val, target_val) = fit, heldout
 
     def objective(p, y, target):
         if "shift" in p:
@@ -246,22 +305,21 @@ def learn(
             p = dict(p, shift=p["shift"] * jnp.minimum(1.0, radius / jnp.maximum(norms, 1e-30)))
         return p, s, loss_val
 
-    heldout = jax.jit(lambda p: jnp.sqrt(jnp.mean((endpoint(p, y_val) - target_val) ** 2)))
-    best, best_err = params, float(heldout(params))
+    heldout_rmse = jax.jit(lambda p: jnp.sqrt(jnp.mean((endpoint(p, y_val) - target_val) ** 2)))
+    best, best_err = params, float(heldout_rmse(params))
     start_err, since = best_err, 0
     history = [(0, best_err)]
     bar = None
-    if progress:
+    if label is not None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=f"learn {base.name} nfe={nfe}", dynamic_ncols=True)
-    t0 = time.perf_counter()
+        bar = tqdm(total=steps, desc=label, dynamic_ncols=True)
     done = 0
     for step in range(1, steps + 1):
-        params, opt_state, loss_val = update(params, opt_state)
+        params, opt_state, _ = update(params, opt_state)
         done = step
         if step % eval_every == 0 or step == steps:
-            err = float(heldout(params))
+            err = float(heldout_rmse(params))
             history.append((step, err if np.isfinite(err) else None))
             if np.isfinite(err) and err < best_err:
                 best, best_err, since = params, err, 0
@@ -278,28 +336,15 @@ def learn(
     if bar is not None:
         bar.update(done - bar.n)
         bar.close()
-    fit_s = time.perf_counter() - t0
+    return best, start_err, history, done
 
-    times = ts0 if what == "coefs" else grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end)
-    times = validate_grid(sde, times)
-    corrections = tuple(
-        (k, _nested(coef_scale * np.asarray(v, np.float64)))
-        for k, v in best.get("corr", {}).items()
-        if np.any(np.asarray(v) != 0)
-    )
+
+def _select(sde, model, kind, base, nfe, times, corrections, info, y_val, target_val, dtype) -> Learned:
+    """The fitted solver if ``dj.sample`` with its float64-computed tables beats the base solver on the held-out
+    draws, else the base solver on its own grid (``info["fallback"]`` says so)."""
+    from .driver import plan, sample
+
     spec = diffusion_spec(sde)
-    info = {
-        "what": what,
-        "teacher": teacher if isinstance(teacher, str) else list(teacher),
-        "loss": loss,
-        "num_fit": num_fit,
-        "num_heldout": num_heldout,
-        "steps_run": done,
-        "init_grid": init_grid if isinstance(init_grid, str) else "given",
-        "teacher_seconds": teacher_s,
-        "fit_seconds": fit_s,
-        "heldout_history": history,
-    }
     learned = Learned(
         base=base,
         times=tuple(float(t) for t in times),
@@ -308,23 +353,22 @@ def learn(
         nfe_budget=int(nfe),
         info=info,
     )
-    # the guarantee, measured on the path users run: dj.sample with float64-computed tables
     run = lambda s: sample(
         jax.random.key(0), sde, model, solver=s, nfe=nfe, init=y_val, kind=kind, dtype=dtype, check_finite=False
     )
     base_err = _rmse(run(base), target_val)
     learned_err = _rmse(run(learned), target_val)
-    info.update(heldout_rmse_base=base_err, heldout_rmse_start=start_err)
-    if not learned_err < base_err:
-        info.update(heldout_rmse=base_err, fallback="the fitted discretization was not better on the held-out draws")
-        times = np.asarray(plan(sde, base, nfe)[1])
-        return Learned(
-            base=base,
-            times=tuple(float(t) for t in times),
-            corrections=(),
-            diffusion=spec,
-            nfe_budget=int(nfe),
-            info=info,
-        )
-    info.update(heldout_rmse=learned_err)
-    return learned
+    info.update(heldout_rmse_base=base_err)
+    if learned_err < base_err:
+        info.update(heldout_rmse=learned_err)
+        return learned
+    info.update(heldout_rmse=base_err, fallback="the fitted discretization was not better on the held-out draws")
+    times = np.asarray(plan(sde, base, nfe)[1])
+    return Learned(
+        base=base,
+        times=tuple(float(t) for t in times),
+        corrections=(),
+        diffusion=spec,
+        nfe_budget=int(nfe),
+        info=info,
+    )

@@ -48,7 +48,9 @@ def diffusion_spec(sde: LinearDiffusion) -> tuple:
     fields = []
     for f in dataclasses.fields(sde):
         v = getattr(sde, f.name)
-        if isinstance(v, (tuple, list)) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
+        if isinstance(v, LinearDiffusion):
+            v = diffusion_spec(v)  # a diffusion built on another (FDM's base)
+        elif isinstance(v, (tuple, list)) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v):
             v = tuple(float(e) for e in v)  # a table of numbers (DiscreteVP's ᾱ_i)
         elif not isinstance(v, (bool, int, float, str, type(None))):
             raise ValueError(
@@ -57,6 +59,15 @@ def diffusion_spec(sde: LinearDiffusion) -> tuple:
             )
         fields.append((f.name, v))
     return (type(sde).__name__, tuple(fields))
+
+
+def _frozen(cls_name: str, fields: dict) -> tuple:
+    """A diffusion spec read back from JSON: lists become tuples, nested specs (``[class, [[k, v], …]]``) too."""
+
+    def freeze(v):
+        return tuple(freeze(e) for e in v) if isinstance(v, list) else v
+
+    return (cls_name, tuple((k, freeze(v)) for k, v in fields.items()))
 
 
 def _short(v) -> str:
@@ -228,11 +239,7 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
             cls_name, fields = _fields_of_version_1(cls_name, fields)
         base = _solver_classes()[cls_name](**fields)
         diff = obj.get("diffusion")
-        spec = (
-            (diff["class"], tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in diff["fields"].items()))
-            if diff
-            else ()
-        )
+        spec = _frozen(diff["class"], diff["fields"]) if diff else ()
         corrections = tuple(
             (k, _nested(_numbers(v, f"{where}: correction {k!r}"))) for k, v in (obj.get("corrections") or {}).items()
         )

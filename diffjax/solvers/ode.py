@@ -11,7 +11,8 @@ import jax
 import numpy as np
 
 from ..diffusions.base import ScalarDiffusion
-from .base import Context, Solver, evaluate, tree_axpy, xp_of
+from .base import Context, Solver, tree_axpy, xp_of
+from .schedules import on_grid
 
 
 def _heun_plan(nfe: int, name: str, final_euler: bool) -> tuple[int, int]:
@@ -164,24 +165,24 @@ class EDMHeun(_HeunBudget, Solver):
     def coefficients(self, sde, ts, nfe):
         xp = xp_of(ts)
         m = ts.shape[-1] - 1
-        rho = evaluate(sde.rho, ts)
+        rho = on_grid(sde.rho, ts)
         r, rn = rho[:-1], rho[1:]
         if self.s_churn > 0:
             in_range = (r >= self.s_tmin) & (r <= self.s_tmax)
             gamma = xp.where(in_range, min(self.s_churn / m, math.sqrt(2.0) - 1.0), 0.0)
             r_hat = r * (1.0 + gamma)
-            t_hat = xp.where(gamma > 0, evaluate(sde.t_of_rho, r_hat), ts[:-1])
+            t_hat = xp.where(gamma > 0, on_grid(sde.t_of_rho, r_hat), ts[:-1])
             churn_std = xp.sqrt(xp.maximum(r_hat**2 - r**2, 0.0)) * self.s_noise
         else:
             r_hat, t_hat, churn_std = r, ts[:-1], 0.0 * r
-        alpha = evaluate(sde.alpha, ts)
+        alpha = on_grid(sde.alpha, ts)
         return {
             "rho": r,
             "rho_next": rn,
             "rho_hat": r_hat,
             "t_hat": t_hat,
             "alpha": alpha[:-1],
-            "alpha_hat": evaluate(sde.alpha, t_hat) if self.s_churn > 0 else alpha[:-1],
+            "alpha_hat": on_grid(sde.alpha, t_hat) if self.s_churn > 0 else alpha[:-1],
             "alpha_next": alpha[1:],
             "churn_std": churn_std,
             "w": 0.5 + 0.0 * r,

@@ -26,10 +26,14 @@ from ..diffusions.base import LinearDiffusion, ScalarDiffusion
 GRIDS = ("uniform", "quadratic", "logsnr", "karras", "nsr")
 
 
-def _f64(fn, *args) -> np.ndarray:
-    """Evaluate a jnp function eagerly in float64, even while a caller is being traced."""
+def on_grid(fn, *ts) -> Any:
+    """``fn(*ts)`` for a formula of the times (``sde.rho``, ``sde.transition_block``, …): in float64 numpy for
+    concrete times, computed eagerly even while a caller is being traced (solver tables are exact constants), and
+    as the traced jnp expression when any time is a jax array (a grid that ``dj.solvers.learn`` differentiates)."""
+    if any(isinstance(t, jax.Array) for t in ts):
+        return fn(*ts)
     with jax.ensure_compile_time_eval(), jax.enable_x64(True):
-        return np.array(fn(*[jnp.asarray(a, jnp.float64) for a in args]), np.float64)
+        return np.array(fn(*[jnp.asarray(a, jnp.float64) for a in ts]), np.float64)
 
 
 def make_grid(
@@ -58,7 +62,7 @@ def make_grid(
             raise ValueError(
                 f"grid {kind!r} needs a scalar diffusion (VP/VE/EDM); use 'uniform' or 'quadratic' for {sde.name}"
             )
-        r0, r1 = _f64(sde.rho, t0), _f64(sde.rho, t1)
+        r0, r1 = on_grid(sde.rho, t0), on_grid(sde.rho, t1)
         if kind == "logsnr":
             rhos = np.exp(np.log(r0) + frac * (np.log(r1) - np.log(r0)))
         elif kind == "nsr":
@@ -70,7 +74,7 @@ def make_grid(
             if not rho > 0:
                 raise ValueError(f"karras rho must be > 0, got {rho}")
             rhos = (r0 ** (1 / rho) + frac * (r1 ** (1 / rho) - r0 ** (1 / rho))) ** rho
-        ts = _f64(sde.t_of_rho, rhos)
+        ts = on_grid(sde.t_of_rho, rhos)
         ts[0], ts[-1] = t0, t1  # exact endpoints
     else:
         raise ValueError(f"unknown grid kind {kind!r}; accepted: {list(GRIDS)}")

@@ -35,9 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Context, Solver, evaluate, scalar_tables, xp_of
+from .base import Context, Solver, scalar_tables, xp_of
 from .multistep import _LinearMultistep, _row, _step_orders
-from .schedules import make_grid
+from .schedules import make_grid, on_grid
 
 PHIS = ("const", "schedule_2024", "one")
 
@@ -197,7 +197,7 @@ class SciRE(Solver):
 
     def _t_of_clock(self, sde, c):
         rho = c if self.version == "v1" else 1.0 / c
-        return evaluate(sde.t_of_rho, rho)
+        return on_grid(sde.t_of_rho, rho)
 
     # ---- the step ------------------------------------------------------------------------------
     def coefficients(self, sde, ts, nfe):
@@ -290,7 +290,7 @@ class SciREMultistep(_LinearMultistep):
         xp = xp_of(ts)
         m = ts.shape[-1] - 1
         clock, scale = clock_and_scale(self.version, sde, ts)
-        rho = evaluate(sde.rho, ts)
+        rho = on_grid(sde.rho, ts)
         phi_of_step = phis(self.phi, self.m, m, True)
         rows = []
         for i, p in enumerate(_step_orders(self.history, m, True)):

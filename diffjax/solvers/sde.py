@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diffusions.base import bchol, binv, bmv
+from ..diffusions.blocks import bchol, binv, bmm, bmv, btrans
 from .base import Context, Solver
-from .schedules import _f64
+from .schedules import on_grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +99,12 @@ class PredictorCorrector(Solver):
 
     def coefficients(self, sde, ts, nfe):
         t, tn = ts[:-1], ts[1:]
-        psi = _f64(sde.transition_block, t, tn)  # Ψ(t, t')
-        psi_inv = _f64(sde.transition_block, tn, t)
-        cov_t, cov_n = _f64(sde.cov_block, t), _f64(sde.cov_block, tn)
-        mm = lambda *ms: np.einsum("...ij,...jk->...ik", ms[0], mm(*ms[1:])) if len(ms) > 1 else ms[0]
-        tr = lambda a: np.swapaxes(a, -1, -2)
-        inv = lambda a: _f64(binv, a)
+        psi = on_grid(sde.transition_block, t, tn)  # Ψ(t, t')
+        psi_inv = on_grid(sde.transition_block, tn, t)
+        cov_t, cov_n = on_grid(sde.cov_block, t), on_grid(sde.cov_block, tn)
+        mm = lambda *ms: bmm(ms[0], mm(*ms[1:]), np) if len(ms) > 1 else ms[0]
+        tr = lambda a: btrans(a, np)
+        inv = lambda a: binv(a, np)
         q = cov_t - mm(psi, cov_n, tr(psi))
         var = np.mean(np.diagonal(cov_t, axis1=-2, axis2=-1).reshape(len(t), -1), axis=1)
         kind = self.predictor
@@ -119,7 +119,7 @@ class PredictorCorrector(Solver):
             to_clean = mm(noise, cn_inv, psi_inv)  # P⁻¹ Σ_{t'}⁻¹ Ψ(t',t)
             a = to_clean + mm(noise, tr(psi), q_inv)
             b = mm(to_clean, cov_t)
-        return {"a": a, "b": b, "noise_chol": np.asarray(_f64(bchol, noise)), "var": var}
+        return {"a": a, "b": b, "noise_chol": np.asarray(on_grid(bchol, noise)), "var": var}
 
     def init(self, ctx, y, coefs):
         return (y, y)

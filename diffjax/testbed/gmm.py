@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diffusions.base import LinearDiffusion, binv, blogdet, bmv
+from ..diffusions.base import LinearDiffusion
+from ..diffusions.blocks import binv, blogdet, bmv
 
 
 class GaussianMixture:
