@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .files import file_digest as _file_digest
+from .files import save_npz_atomic
 from .metrics import frechet_distance_moments
 
 
@@ -131,10 +132,7 @@ def _cached_npz(path: str, provenance: dict, compute: Callable[[], dict]) -> dic
         except (OSError, KeyError, ValueError):
             pass  # unreadable: recompute
     arrays = compute()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, provenance=want, **arrays)
-    os.replace(tmp, path)
+    save_npz_atomic(path, provenance=want, **arrays)
     return arrays
 
 

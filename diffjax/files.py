@@ -1,6 +1,7 @@
 """Files that never hold half-written or mixed results: atomic writes, SHA-256 digests, one writer per folder.
 
-* :func:`write_atomic` / :func:`save_npz_atomic` / :func:`save_npy_atomic` write a temporary file in the target's
+* :func:`write_atomic` / :func:`save_npz_atomic` / :func:`save_npy_atomic` / :func:`atomic_path` write a temporary
+  file in the target's
   folder and rename it over the target (``os.replace`` is atomic on POSIX): a reader sees the old file or the new
   one, never a truncated one, also when the disk fills up or the process dies mid-write.
 * :func:`file_digest` (SHA-256 of a file) and :func:`tree_digest` (of a PyTree's arrays and structure: the
@@ -15,6 +16,7 @@ No network library is needed (sampling and the training loop both use it).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -72,15 +74,25 @@ def write_atomic(path: str, data: str | bytes) -> None:
         raise
 
 
-def save_npz_atomic(path: str, **arrays) -> None:
-    """``np.savez(path, **arrays)``, atomically."""
-    tmp = _tmp_path(path, ".npz")
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """A temporary path beside ``path`` with the same extension, for any writer (``savefig``, ``np.savez``, …):
+    renamed over ``path`` when the block succeeds, removed when it fails; the folder is created if needed."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{os.getpid()}{ext}"
     try:
-        np.savez(tmp, **arrays)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def save_npz_atomic(path: str, **arrays) -> None:
+    """``np.savez(path, **arrays)``, atomically (``path`` should end in ``.npz``, as numpy appends it)."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def save_npy_atomic(path: str, array) -> str:

@@ -40,6 +40,7 @@ import diffjax as dj  # noqa: E402
 import diffjax.data as dd  # noqa: E402
 from diffjax import fid  # noqa: E402
 from diffjax.diffusions.recipes import edm_weight  # noqa: E402
+from diffjax.files import write_atomic  # noqa: E402
 from diffjax.training import LossConfig, TrainConfig, Trainer  # noqa: E402
 
 ARMS = {"edm": dj.EDM, "edm-fdm": lambda: dj.FDM(base="edm"), "vp": dj.VP, "vp-fdm": lambda: dj.FDM(base="vp")}
@@ -252,9 +253,7 @@ def main(argv=None):
                 continue
             new = [dict(r, config=cfg_key) for r in run_one(arm, seed, a, train, held)]
             rows = [r for r in rows if (r["arm"], r["seed"]) != (arm, seed)] + new
-            with open(path + ".tmp", "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
-            os.replace(path + ".tmp", path)
+            write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
     summarize(rows, a, tag)
 
 

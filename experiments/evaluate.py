@@ -45,7 +45,7 @@ from common import add_model_arguments, open_model  # noqa: E402
 
 import diffjax as dj  # noqa: E402
 from diffjax import fid  # noqa: E402
-from diffjax.files import FolderInUse, FolderLock, describe_os_error, write_atomic  # noqa: E402
+from diffjax.files import FolderInUse, FolderLock, atomic_path, describe_os_error, write_atomic  # noqa: E402
 
 
 def reference_images(source, num: int, batch: int = 500):
@@ -307,8 +307,8 @@ def write_sweep(eval_dir, rows):
     ax.set(xlabel="NFE", ylabel=metric, xscale="log", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(eval_dir, "sweep.tmp.png"), dpi=120)
-    os.replace(os.path.join(eval_dir, "sweep.tmp.png"), os.path.join(eval_dir, "sweep.png"))
+    with atomic_path(os.path.join(eval_dir, "sweep.png")) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return metric
 

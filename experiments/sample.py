@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from common import add_model_arguments, open_model  # noqa: E402
 
 import diffjax as dj  # noqa: E402
-from diffjax.files import save_npz_atomic  # noqa: E402
+from diffjax.files import atomic_path, save_npz_atomic  # noqa: E402
 from diffjax.plotting import save_grid  # noqa: E402
 
 
@@ -98,8 +98,8 @@ def main(argv=None):
         label=-1 if a.label is None else a.label,
         guidance=a.guidance,
     )
-    save_grid(x, stem + ".tmp.png")  # then renamed: a reader never sees half a picture
-    os.replace(stem + ".tmp.png", stem + ".png")
+    with atomic_path(stem + ".png") as tmp:  # a reader never sees half a picture
+        save_grid(x, tmp)
     print(f"wrote {stem}.png and {stem}.npz (model {m.identity})")
 
 

@@ -90,11 +90,3 @@ class _quiet_stderr:
         self.text = b"".join(self._chunks).decode(errors="replace")
         self._log.setLevel(self._level)
         return False
-
-
-def _write_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

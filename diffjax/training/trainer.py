@@ -34,11 +34,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..diffusions.base import LinearDiffusion
-from ..files import FolderLock, describe_os_error
+from ..files import FolderLock, describe_os_error, write_atomic
 from ..models.precond import Preconditioned
 from ..plotting import save_grid  # noqa: F401  (its former home)
 from ..prediction import Model
-from .checkpoints import CheckpointError, _quiet_stderr, _signature, _write_atomic, state_digest  # noqa: F401
+from .checkpoints import CheckpointError, _quiet_stderr, _signature, state_digest  # noqa: F401
 from .evaluation import heldout_loss, sample_score
 from .losses import LossConfig
 from .step import ema_decay, eval_step, make_optimizer, train_step  # noqa: F401
@@ -224,7 +224,7 @@ class Trainer:
                     f"{'; '.join(what[k] for k in differ) or 'unreadable signature'} differ; use a fresh workdir"
                 )
         elif jax.process_index() == 0:
-            _write_atomic(path, json.dumps(sig))
+            write_atomic(path, json.dumps(sig))
 
     def _digest_path(self, step: int) -> str:
         return os.path.join(self.workdir, "checksums", f"{step}.sha256")
@@ -242,7 +242,7 @@ class Trainer:
 
     def _save(self, step, ocp):
         if jax.process_index() == 0:
-            _write_atomic(self._digest_path(step), state_digest(self.state))
+            write_atomic(self._digest_path(step), state_digest(self.state))
         self.manager.save(step, args=ocp.args.StandardSave(self.state), force=True)
 
     def _check_finite(self, step: int, loss: float | None = None):
@@ -412,7 +412,7 @@ class Trainer:
                 col = next(csv.reader(lines[:1]), []).index("step") if lines else 0
                 keep = lines[:1] + [l for l in lines[1:] if int(float(next(csv.reader([l]))[col])) <= step]
             if len(keep) != len(lines):
-                _write_atomic(path, "".join(keep))
+                write_atomic(path, "".join(keep))
 
     def _log(self, row: dict):
         if not self.workdir or jax.process_index() != 0:

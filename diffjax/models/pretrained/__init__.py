@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ...files import file_digest
+from ...files import file_digest, save_npz_atomic, write_atomic
 from ...prediction import Model
 from ..precond import Preconditioned
 from . import edm, hf
@@ -234,12 +234,8 @@ def convert(src: str, out: str) -> tuple[str, str]:
     edm.load(spec, arrays, where=src)  # every name and shape checked before anything is written
     spec["source"]["digest"] = file_digest(src)
     stem = out[:-4] if out.endswith((".npz", ".pkl")) else out[:-5] if out.endswith(".json") else out
-    tmp = stem + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, stem + ".npz")
-    with open(stem + ".json.tmp", "w") as f:
-        json.dump(spec, f, indent=1)
-    os.replace(stem + ".json.tmp", stem + ".json")
+    save_npz_atomic(stem + ".npz", **arrays)
+    write_atomic(stem + ".json", json.dumps(spec, indent=1))
     return stem + ".npz", stem + ".json"
 
 
