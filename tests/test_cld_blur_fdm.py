@@ -329,5 +329,9 @@ def test_fdm_over_a_base_diffusion_equals_the_string_bases_it_replaced(x64):
         z = jax.random.normal(jax.random.key(5), (16, 2))
         x = dj.sample(jax.random.key(0), sde, ring.score_fn(sde), "edm_heun", nfe=11, init=sde.prior_std * z)
         np.testing.assert_allclose(x, g["samples_edm_heun_11"], rtol=1e-7, atol=1e-9)
+    with pytest.raises(ValueError, match="FDM over Flow cannot train: EpsRecipe \\(prediction 'velocity'\\)"):
+        dj.FDM(dj.Flow()).training_recipe()
+    with pytest.raises(ValueError, match="scalar diffusion"):
+        dj.FDM(dj.CLD())
     sd = dj.FDM(dj.EDM(sigma_data=0.3))  # the base's own fields reach FDM's recipe
     assert LossConfig(fdm_warmup_images=0.0).recipe(sd).base.sigma_data == 0.3

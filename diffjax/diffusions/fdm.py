@@ -76,7 +76,12 @@ class FDM(ScalarDiffusion):
                 "fdm_warmup_images < 0 means 'derive from the learning-rate ramp', which the Trainer "
                 "does; give W in training images (0: no clamp)"
             )
-        return FDMRecipe(base=self.base.training_recipe(**options), warmup_images=float(fdm_warmup_images))
+        base_recipe = self.base.training_recipe(**options)
+        try:  # FDM needs the base's model as a denoiser; say so now, not while a train step is traced
+            base_recipe.x0_form(self.base, jnp.asarray([self.T]))
+        except ValueError as e:
+            raise ValueError(f"FDM over {self.base.name} cannot train: {e}") from None
+        return FDMRecipe(base=base_recipe, warmup_images=float(fdm_warmup_images))
 
     # ---- the base's time, grids and noise level ----------------------------------------------------------
     @property
