@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test evaluate fid-crosscheck pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
+.PHONY: install demo lint test evaluate fid-crosscheck fdm-crosscheck pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ bench-speed: $(STAMP)
 	$(PY) experiments/bench_speed.py --gpu --dtypes fp32
 	$(PY) experiments/bench_speed.py --cpu
 	$(PY) experiments/bench_speed.py --report
+
+# one FDM training step vs the official code (a checkout of sail-sg/FDM, read at run time, never copied; torch in
+# .venv-pretrained): make fdm-crosscheck FDM_SRC=../FDM -> results/fdm_crosscheck.json (fixture: tests/fixtures/fdm)
+FDM_SRC ?=
+fdm-crosscheck: $(STAMP) .venv-pretrained/bin/python
+	test -n "$(FDM_SRC)" || (echo "give FDM_SRC=<checkout of sail-sg/FDM>"; exit 2)
+	.venv-pretrained/bin/python experiments/fdm_crosscheck.py reference .venv-pretrained/fdm_crosscheck \
+		--fdm-src $(FDM_SRC) --fdm-revision "$$(git -C $(FDM_SRC) rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	$(PY) experiments/fdm_crosscheck.py compare .venv-pretrained/fdm_crosscheck
 
 # FDM vs base training, 4 arms × 3 seeds (≈ 25 min on 2 CPU cores; results/bench_fdm_cpu.*)
 bench-fdm: $(STAMP)
