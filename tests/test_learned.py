@@ -291,3 +291,42 @@ def test_learn_variants_coefs_only_and_soft_teacher():
     soft = dj.solvers.learn(jax.random.key(0), sde, score, "ddim", 4, (2,), loss="soft", **opts)
     assert soft.info["loss"] == "soft" and soft.info["heldout_rmse"] <= soft.info["heldout_rmse_base"]
     assert dict(soft.corrections).keys() <= {"alpha_next", "c_eps"}
+
+
+@pytest.mark.parametrize("sde", [dj.VP(), dj.EDM()], ids=["vp", "edm"])
+def test_exported_sigmas_reproduce_the_grid_only_samples(sde):
+    """``grid_as`` gives the k-diffusion / diffusers noise levels ρ = σ/α of the fitted grid (checked against
+    ρ² = e^{B(t)} − 1 for VP, ρ = t for EDM); turned back into a grid by ``grid_from_sigmas`` and run by the base
+    solver, they reproduce the learned solver's samples exactly."""
+    score = dj.testbed.ring().score_fn(sde)
+    fitted = dj.solvers.optimized_grid(jax.random.key(1), sde, score, "dpmpp_2m", 5, (2,), num=32, candidates=40)
+    assert not fitted.corrections
+    sigmas = fitted.grid_as(sde)
+    t = np.asarray(fitted.times, np.float64)
+    by_hand = np.sqrt(np.expm1(0.1 * t + 0.5 * 19.9 * t**2)) if isinstance(sde, dj.VP) else t
+    np.testing.assert_allclose(sigmas, by_hand, rtol=1e-12)
+    np.testing.assert_array_equal(fitted.grid_as(sde, "t"), t)
+    grid = dj.solvers.grid_from_sigmas(sde, [float(s) for s in sigmas])  # as a plain list, like other libraries'
+    np.testing.assert_allclose(grid, t, rtol=1e-12)
+    assert grid[0] == sde.T
+    y = sde.prior_sample(jax.random.key(5), (64, 2))
+    a = dj.sample(jax.random.key(0), sde, score, fitted, nfe=5, init=y)
+    b = dj.sample(jax.random.key(0), sde, score, "dpmpp_2m", nfe=5, init=y, grid=grid)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-6)
+
+
+def test_grid_export_refuses_what_does_not_transfer(ring_learned):
+    sde, _, learned = ring_learned  # fitted with coefficient corrections
+    with pytest.raises(ValueError, match="fit what='grid'"):
+        learned.grid_as(sde)
+    assert len(learned.grid_as(sde, ignore_corrections=True)) == 6
+    with pytest.raises(ValueError, match="unknown grid form 'timesteps'"):
+        learned.grid_as(sde, "timesteps", ignore_corrections=True)
+    with pytest.raises(ValueError, match="not for VP"):
+        learned.grid_as(dj.VP(), ignore_corrections=True)
+    with pytest.raises(ValueError, match="drop the trailing 0"):
+        dj.solvers.grid_from_sigmas(sde, [80.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        dj.solvers.grid_from_sigmas(sde, [1.0, 80.0])
+    with pytest.raises(ValueError, match="T\\]"):
+        dj.solvers.grid_from_sigmas(sde, [200.0, 1.0])

@@ -14,7 +14,7 @@ from .multistep import DPMSolverPP, UniPC
 from .ode import EDMHeun, ODEEuler, ODEHeun
 from .pds import PDS, Preconditioner, preconditioner_from_images
 from .registry import available, get, known, register, unregister
-from .schedules import GRIDS, make_grid, on_grid, validate_grid
+from .schedules import GRIDS, grid_from_sigmas, make_grid, on_grid, validate_grid
 from .scire import SciRE, SciREMultistep
 from .sde import EulerMaruyama, PredictorCorrector
 
@@ -58,6 +58,7 @@ __all__ = [
     "Wrapper",
     "GRIDS",
     "make_grid",
+    "grid_from_sigmas",
     "on_grid",
     "validate_grid",
 ]

@@ -158,6 +158,33 @@ class Learned(Wrapper):
             tables[k] = np.asarray(tables[k]) + np.asarray(v, np.float64)
         return tables
 
+    # ---- export ----------------------------------------------------------------------------------
+    def grid_as(self, sde: LinearDiffusion, form: str = "sigmas", ignore_corrections: bool = False) -> np.ndarray:
+        """The fitted grid for other samplers (float64, ``M + 1`` values, decreasing):
+
+        * ``"sigmas"``: the noise levels ``ρ_i = σ(t_i)/α(t_i)`` (EDM's σ of ``x/α``) — the list that k-diffusion's
+          samplers and diffusers' ``scheduler.set_timesteps(sigmas=...)`` take. It ends at ``ρ(t_M) > 0`` as the
+          learned solver does; append a 0 for a final step to the denoised output (one more evaluation).
+          :func:`dj.solvers.grid_from_sigmas` turns it back into this grid.
+        * ``"t"``: the diffusion's own times.
+
+        Only the grid transfers: table corrections belong to this solver's update rule, so a solver fitted with
+        them raises unless ``ignore_corrections`` (fit ``what="grid"`` for a schedule meant for other samplers)."""
+        self.check(sde)
+        if self.corrections and not ignore_corrections:
+            raise ValueError(
+                "this learned solver also corrects its coefficient tables, which other samplers cannot use; fit "
+                "what='grid' for a schedule that transfers, or pass ignore_corrections=True for the grid alone"
+            )
+        ts = np.asarray(self.times, np.float64)
+        if form == "t":
+            return ts.copy()
+        if form == "sigmas":
+            from .schedules import on_grid
+
+            return on_grid(sde.rho, ts)
+        raise ValueError(f"unknown grid form {form!r}; accepted: 'sigmas', 't'")
+
     # ---- persistence ---------------------------------------------------------------------------
     def to_json(self) -> dict:
         """A JSON-ready dict: base solver (class and fields), diffusion, NFE, grid, corrections, info."""

@@ -81,6 +81,29 @@ def make_grid(
     return validate_grid(sde, ts)
 
 
+def grid_from_sigmas(sde: LinearDiffusion, sigmas: Any) -> np.ndarray:
+    """The diffjax time grid ``t_i = t(ρ_i)`` of a noise-level list ``ρ_0 > … > ρ_M > 0`` in the convention of
+    k-diffusion and diffusers' ``set_timesteps(sigmas=...)``: ρ = σ/α, the noise level of ``x/α`` (EDM's σ).
+    The inverse of :meth:`Learned.grid_as`. A trailing 0 is refused: diffjax grids end at a positive time, and
+    the final step to ρ = 0 (the model's denoised output) is ``dj.sample(..., denoise=True)``."""
+    try:
+        rho = np.asarray(sigmas, np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"sigmas must be a 1-D list of numbers, got {sigmas!r}") from e
+    if rho.ndim != 1 or len(rho) < 2 or not np.all(np.isfinite(rho)):
+        raise ValueError(f"sigmas must be a finite 1-D list of at least 2 noise levels, got {rho}")
+    if rho[-1] == 0.0:
+        raise ValueError(
+            "sigmas end at 0: drop the trailing 0 and sample with denoise=True (one more evaluation), which is the "
+            "final step to σ = 0"
+        )
+    if np.any(rho <= 0):
+        raise ValueError(f"noise levels must be positive, got {rho}")
+    ts = on_grid(sde.t_of_rho, rho)
+    ts = np.where(np.abs(ts - sde.T) <= 1e-9 * sde.T, sde.T, ts)  # ρ(T) maps back to T itself (the prior's time)
+    return validate_grid(sde, ts)
+
+
 def validate_grid(sde: LinearDiffusion, ts: Any) -> np.ndarray:
     """Check a user grid: 1-D, ≥ 2 points, finite, strictly decreasing, inside ``(0, T]``."""
     try:
