@@ -39,7 +39,9 @@ def main(argv=None):
     add_model_arguments(p)
     p.add_argument("--solver", required=True, help="base solver, e.g. unipc, ipndm, dpmpp_3m, edm_heun")
     p.add_argument("--nfe", type=int, required=True)
-    p.add_argument("--what", default=None, choices=["grid", "coefs", "grid+coefs"])
+    p.add_argument(
+        "--what", default=None, help="parts to fit joined by '+': grid, coefs, times (default: grid+coefs or grid)"
+    )
     p.add_argument("--teacher", default="reference", help="'reference' or SOLVER:NFE")
     p.add_argument("--num-fit", type=int, default=512)
     p.add_argument("--num-heldout", type=int, default=512)
@@ -51,6 +53,13 @@ def main(argv=None):
     if not dj.solvers.known(a.solver):  # canonical names and family defaults (unipc)
         raise SystemExit(f"unknown solver {a.solver!r}; accepted: {dj.solvers.available()}")
     teacher = parse_teacher(a.teacher)
+    if a.what is not None:
+        from diffjax.solvers.learn import parse_what
+
+        try:
+            parse_what(a.what)
+        except ValueError as e:
+            raise SystemExit(f"--what: {e}") from None
     m = open_model(a.workdir, a.pretrained, a.pretrained_config)
     try:
         learned = dj.solvers.learn(

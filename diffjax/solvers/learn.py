@@ -5,10 +5,17 @@
 
     L(θ) = E_{y_T ~ prior} ‖ Solve_θ(y_T) − Teacher(y_T) ‖²,
 
-over θ = (the time grid, optional per-step corrections Δ of the solver's coefficient tables). This is the idea of
-LD3 (Tong et al., "Learning to Discretize Denoising Diffusion ODEs", ICLR 2025: learn the N timesteps by
-backpropagating through the solver to a teacher's endpoints) extended, as in S4S (Frankel et al., 2025), with
-additive corrections to the solver's weights, initialized at zero so the starting point is the base solver.
+over θ = (the time grid, optional per-step corrections Δ of the solver's coefficient tables, optional decoupled
+evaluation times). This is the idea of LD3 (Tong et al., "Learning to Discretize Denoising Diffusion ODEs", ICLR
+2025: learn the N timesteps by backpropagating through the solver to a teacher's endpoints, and, in its second
+variant, the times at which the network is evaluated apart from the step boundaries) extended, as in S4S (Frankel
+et al., 2025), with additive corrections to the solver's weights, initialized at zero so the starting point is the
+base solver.
+
+Decoupled evaluation times move the network's input time at grid time ``t_i`` to ``t'_i`` with
+``log ρ(t'_i) = log ρ(t_i) + ½ tanh(δ_i) w_i``, ``w_i`` the smaller of the two adjacent steps in ``log ρ`` (so the
+``t'_i`` stay ordered, each within half a step of its grid time, never above T), ``δ`` initialized at zero; the
+last time (the end of the grid) is not moved.
 
 The grid is parameterized so that it is strictly decreasing between the fixed end points by construction: the
 log noise-to-signal ratio ``log ρ = log(σ/α)`` moves from ``log ρ(T)`` to ``log ρ(t_min)`` in increments
@@ -32,10 +39,30 @@ from ..diffusions.base import ScalarDiffusion
 from ..prediction import as_model
 from . import registry
 from .base import Context, Solver, xp_of
-from .learned import Learned, _nested, base_solver, diffusion_spec
+from .learned import Learned, _nested, base_solver, diffusion_spec, shifted_model
 from .schedules import on_grid, validate_grid
 
-LEARN_WHAT = ("grid", "coefs", "grid+coefs")
+LEARN_PARTS = ("grid", "coefs", "times")  # `what` joins them with '+': "grid", "grid+coefs", "grid+times", …
+
+
+def parse_what(what: str) -> frozenset:
+    """The parts of ``what`` ("grid+coefs+times" → {grid, coefs, times}), checked."""
+    parts = what.split("+") if isinstance(what, str) else []
+    if not parts or any(p not in LEARN_PARTS for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"what must join distinct parts of {LEARN_PARTS} with '+' (e.g. 'grid+coefs'), got {what!r}")
+    return frozenset(parts)
+
+
+def eval_times_of(sde: ScalarDiffusion, ts: Any, offsets: Any) -> Any:
+    """The decoupled evaluation times for grid ``ts`` (``M + 1`` times) and offsets ``δ`` (``M``): module docstring.
+    Traced for jax ``offsets``, float64 numpy otherwise."""
+    xp = xp_of(offsets)
+    lr = xp.log(on_grid(sde.rho, ts))
+    d = xp.abs(xp.diff(lr))
+    w = xp.concatenate([d[:1], xp.minimum(d[:-1], d[1:])])
+    lr_eval = lr[:-1] + 0.5 * xp.tanh(offsets) * w
+    lr_eval = xp.concatenate([xp.minimum(lr_eval[:1], lr[:1]), lr_eval[1:]])
+    return xp.concatenate([on_grid(sde.t_of_rho, xp.exp(lr_eval)), ts[-1:]])
 
 
 def grid_from_logits(sde: ScalarDiffusion, logits: Any, t_start: float, t_end: float) -> Any:
@@ -70,9 +97,10 @@ def traced_tables(sde, solver: Solver, ts: Any, budget: int | None, corrections:
 
 
 def differentiable_sampler(sde, model: Any, solver: Any, nfe: int, kind: str = "score", dtype=None):
-    """``(solve, ts0, budget)``: ``solve(ts, corrections, y)`` runs ``solver`` from the states ``y`` over the
-    (traceable) grid ``ts`` with additive table ``corrections`` (a dict, may be empty) and returns the data part
-    of the endpoint; differentiable in ``ts`` and the corrections. ``ts0`` is the solver's default grid."""
+    """``(solve, ts0, budget)``: ``solve(ts, corrections, y, eval_ts=None)`` runs ``solver`` from the states ``y``
+    over the (traceable) grid ``ts`` with additive table ``corrections`` (a dict, may be empty) and the network
+    evaluated at ``eval_ts`` (None: ``ts``), and returns the data part of the endpoint; differentiable in ``ts``, the
+    corrections and ``eval_ts``. ``ts0`` is the solver's default grid."""
     from .driver import plan, run_tables
 
     base = registry.get(solver)
@@ -81,9 +109,10 @@ def differentiable_sampler(sde, model: Any, solver: Any, nfe: int, kind: str = "
     dtype = dtype or jnp.zeros(()).dtype
     dummy = jax.random.split(jax.random.key(0), 1)
 
-    def solve(ts, corrections, y):
+    def solve(ts, corrections, y, eval_ts=None):
         tables = traced_tables(sde, base, ts, budget, corrections, dtype)
-        ctx = Context(sde, model, jnp.broadcast_to(dummy, (y.shape[0],)))
+        used = model if eval_ts is None else shifted_model(model, ts, eval_ts)
+        ctx = Context(sde, used, jnp.broadcast_to(dummy, (y.shape[0],)))
         return sde.data_part(run_tables(base, ctx, y, tables)[0])
 
     return solve, ts0, budget
@@ -140,8 +169,9 @@ def learn(
         ``ipndm``, ``ipndm_v``, ``edm_heun``, ``ode_euler``, ``ode_heun`` or an instance of their classes).
       nfe: the evaluation budget (exactly spent by the result).
       data_shape: the shape of one sample.
-      what: ``"grid"``, ``"coefs"`` or ``"grid+coefs"`` (default: grid + coefficients when the solver has
-        learnable tables, else grid).
+      what: the parts fitted, joined by ``+``: ``"grid"`` (the times), ``"coefs"`` (table corrections),
+        ``"times"`` (decoupled evaluation times), e.g. ``"grid+coefs+times"`` (default: ``"grid+coefs"`` when
+        the solver has learnable tables, else ``"grid"``).
       init_grid: ``"optimized"`` (default: the training-free dynamic-programming grid of
         :func:`diffjax.solvers.optimized_grid`, a few seconds, never worse than the default grid on its batch),
         ``"base"`` (the solver's default grid) or an explicit grid.
@@ -160,6 +190,7 @@ def learn(
     """
     base = _learnable_base(sde, solver, what, loss)
     what = what or ("grid+coefs" if base.learnable else "grid")
+    parts = parse_what(what)
     for name, v in (
         ("num_fit", num_fit),
         ("num_heldout", num_heldout),
@@ -190,11 +221,14 @@ def learn(
     ts0_traced = jnp.asarray(ts0, dtype)
 
     def endpoint(p, y):
-        ts = ts0_traced if what == "coefs" else grid_from_logits(sde, p["logits"].astype(dtype), t_start, t_end)
-        return solve(ts, {k: coef_scale * v for k, v in p.get("corr", {}).items()}, y)
+        ts = grid_from_logits(sde, p["logits"].astype(dtype), t_start, t_end) if "grid" in parts else ts0_traced
+        eval_ts = eval_times_of(sde, ts, p["eval"]) if "times" in parts else None
+        return solve(ts, {k: coef_scale * v for k, v in p.get("corr", {}).items()}, y, eval_ts)
 
     params = {"logits": jnp.asarray(logits_of_grid(sde, ts0), dtype)}
-    if what != "grid":
+    if "times" in parts:
+        params["eval"] = jnp.zeros((len(ts0) - 1,), dtype)
+    if "coefs" in parts:
         tables = base.coefficients(sde, ts0, budget)
         params["corr"] = {k: jnp.zeros(np.shape(tables[k]), dtype) for k in base.learnable}
     if loss == "soft":
@@ -217,7 +251,8 @@ def learn(
     fit_s = time.perf_counter() - t0
 
     # 3. the result, kept only if it beats the base solver on the held-out draws through dj.sample
-    times = ts0 if what == "coefs" else grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end)
+    times = grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end) if "grid" in parts else ts0
+    eval_times = eval_times_of(sde, np.asarray(times), np.asarray(best["eval"], np.float64)) if "times" in parts else ()
     corrections = tuple(
         (k, _nested(coef_scale * np.asarray(v, np.float64)))
         for k, v in best.get("corr", {}).items()
@@ -236,7 +271,8 @@ def learn(
         "heldout_history": history,
         "heldout_rmse_start": start_err,
     }
-    return _select(sde, model, kind, base, nfe, validate_grid(sde, times), corrections, info, y_val, target_val, dtype)
+    times = validate_grid(sde, times)
+    return _select(sde, model, kind, base, nfe, times, corrections, eval_times, info, y_val, target_val, dtype)
 
 
 def _learnable_base(sde, solver, what, loss) -> Solver:
@@ -249,10 +285,8 @@ def _learnable_base(sde, solver, what, loss) -> Solver:
             f"coefficients are traceable; accepted: {ok}"
         )
     base.check(sde)
-    if what is not None and what not in LEARN_WHAT:
-        raise ValueError(f"what must be one of {LEARN_WHAT}, got {what!r}")
-    if what not in (None, "grid") and not base.learnable:
-        raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid'")
+    if what is not None and "coefs" in parse_what(what) and not base.learnable:
+        raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid' (or 'grid+times')")
     if loss not in ("l2", "soft"):
         raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
     return base
@@ -339,7 +373,7 @@ def _fit(endpoint, params, fit, heldout, optimizer, steps, learning_rate, radius
     return best, start_err, history, done
 
 
-def _select(sde, model, kind, base, nfe, times, corrections, info, y_val, target_val, dtype) -> Learned:
+def _select(sde, model, kind, base, nfe, times, corrections, eval_times, info, y_val, target_val, dtype) -> Learned:
     """The fitted solver if ``dj.sample`` with its float64-computed tables beats the base solver on the held-out
     draws, else the base solver on its own grid (``info["fallback"]`` says so)."""
     from .driver import plan, sample
@@ -351,6 +385,7 @@ def _select(sde, model, kind, base, nfe, times, corrections, info, y_val, target
         corrections=corrections,
         diffusion=spec,
         nfe_budget=int(nfe),
+        eval_times=tuple(float(t) for t in eval_times),
         info=info,
     )
     run = lambda s: sample(

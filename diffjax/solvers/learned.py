@@ -3,7 +3,9 @@
 ``dj.solvers.learn`` (``learn.py``) and ``dj.solvers.optimized_grid`` (``grid_search.py``) return a
 :class:`Learned`; ``dj.sample(key, sde, score, solver=learned, nfe=learned.nfe_budget, ...)`` runs it like any
 other solver: the base solver's step on the stored grid, with its tables ``T_k`` replaced by ``T_k + Δ_k`` for the
-learned corrections ``Δ`` (zero: the base solver exactly). A learned solver belongs to one diffusion and one
+learned corrections ``Δ`` (zero: the base solver exactly) and, optionally, the network evaluated at decoupled times
+``t'_i`` instead of the grid times ``t_i`` (LD3's decoupled evaluation times; the step's coefficients and the
+conversion of the network's output stay those of ``t_i``). A learned solver belongs to one diffusion and one
 budget; using it with another diffusion or NFE raises. ``save(path)`` / :func:`load` round-trip it through JSON
 (exact float representations, so the samples are bit-identical).
 """
@@ -14,6 +16,7 @@ import dataclasses
 import json
 from typing import Any, ClassVar
 
+import jax.numpy as jnp
 import numpy as np
 
 from ..diffusions.base import LinearDiffusion
@@ -21,7 +24,8 @@ from ..files import write_atomic
 from .base import Solver, Wrapper
 
 FORMAT = "diffjax.learned_solver"
-VERSION = 2  # 2: solver fields named for what they are (UniPC.predictor_order, IPNDM.history, GDDIM.degree, SciRE)
+VERSION = 3  # 2: solver fields named for what they are (UniPC.predictor_order, IPNDM.history, GDDIM.degree, SciRE)
+#             3: decoupled evaluation times ("eval_times"; absent: the grid's own times)
 
 
 def _numbers(v: Any, what: str) -> np.ndarray:
@@ -82,12 +86,28 @@ def _spec_str(spec: tuple) -> str:
     return f"{spec[0]}(" + ", ".join(f"{k}={_short(v)}" for k, v in spec[1]) + ")"
 
 
+def shifted_model(model: Any, times: Any, eval_times: Any) -> Any:
+    """``model`` whose network is evaluated at ``φ(t)`` for the piecewise-linear time map with ``φ(t_i) = t'_i``
+    (``times`` decreasing): the network input time moves, the conversion of its output to other predictions
+    stays at ``t``. Traceable in ``eval_times`` (``dj.solvers.learn`` differentiates through it)."""
+    xs = jnp.asarray(times)[::-1]
+    fs = jnp.asarray(eval_times)[::-1]
+
+    def fn(y, t):
+        t = jnp.asarray(t)
+        return model.fn(y, jnp.interp(t, xs.astype(t.dtype), fs.astype(t.dtype)))
+
+    return dataclasses.replace(model, fn=fn)
+
+
 @dataclasses.dataclass(frozen=True)
 class Learned(Wrapper):
     """``base`` on the grid ``times`` (``t_0 > … > t_M``) with additive table corrections ``corrections``
     (``((table name, values), …)``, values shaped like the base solver's table), fitted for ``diffusion``
-    (see :func:`diffusion_spec`) and ``nfe_budget`` evaluations. ``info``: how it was fitted and its held-out
-    errors (not part of equality). Everything else is the base solver's (:class:`.base.Wrapper`)."""
+    (see :func:`diffusion_spec`) and ``nfe_budget`` evaluations. ``eval_times`` (empty: ``times``): the times
+    ``t'_i`` at which the network is evaluated when a step asks for it at ``t_i`` (:func:`shifted_model`).
+    ``info``: how it was fitted and its held-out errors (not part of equality). Everything else is the base
+    solver's (:class:`.base.Wrapper`)."""
 
     name: ClassVar[str] = "learned"
     traceable: ClassVar[bool] = False  # its grid is data, not a function of a traced grid
@@ -96,6 +116,7 @@ class Learned(Wrapper):
     corrections: tuple = ()
     diffusion: tuple = ()
     nfe_budget: int = 0
+    eval_times: tuple = ()
     info: dict | None = dataclasses.field(default=None, compare=False, hash=False)
 
     def __post_init__(self):
@@ -113,6 +134,13 @@ class Learned(Wrapper):
                 f"a grid of {len(ts) - 1} steps does not spend the recorded nfe={self.nfe_budget} "
                 f"with {self.base.name!r}"
             )
+        if self.eval_times:
+            te = np.asarray(self.eval_times, np.float64)
+            if te.shape != ts.shape or not np.all(np.isfinite(te)) or not np.all(te > 0) or not np.all(np.diff(te) < 0):
+                raise ValueError(
+                    f"eval_times must be {len(ts)} finite, positive, strictly decreasing times (one per grid time), "
+                    f"got {self.eval_times}"
+                )
         for k, _ in self.corrections:
             if k not in self.base.learnable:
                 raise ValueError(f"{self.base.name!r} has no learnable table {k!r} (learnable: {self.base.learnable})")
@@ -140,6 +168,20 @@ class Learned(Wrapper):
         spec = diffusion_spec(sde)
         if self.diffusion and spec != tuple(self.diffusion):
             raise ValueError(f"this solver was learned for {_spec_str(self.diffusion)}, not for {_spec_str(spec)}")
+        if self.eval_times and max(self.eval_times) > sde.T * (1 + 1e-9):
+            raise ValueError(f"eval_times reach beyond T = {sde.T}: {self.eval_times}")
+
+    def _ctx(self, ctx):
+        return ctx._replace(model=shifted_model(ctx.model, self.times, self.eval_times)) if self.eval_times else ctx
+
+    def init(self, ctx, y, coefs):
+        return self.base.init(self._ctx(ctx), y, coefs)
+
+    def step(self, ctx, state, c):
+        return self.base.step(self._ctx(ctx), state, c)
+
+    def output(self, ctx, state, coefs):
+        return self.base.output(self._ctx(ctx), state, coefs)
 
     def coefficients(self, sde, ts, nfe):
         tables = self.base.coefficients(sde, ts, nfe)
@@ -197,6 +239,7 @@ class Learned(Wrapper):
             "nfe": self.nfe_budget,
             "grid": [float(t) for t in self.times],
             "corrections": {k: np.asarray(v).tolist() for k, v in self.corrections},
+            **({"eval_times": [float(t) for t in self.eval_times]} if self.eval_times else {}),
             "info": self.info or {},
         }
 
@@ -256,9 +299,9 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
     """Rebuild a :class:`Learned` from :meth:`Learned.to_json` output (raises ValueError naming what is wrong)."""
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{where} is not a diffjax learned solver (missing format {FORMAT!r})")
-    if obj.get("version") not in (1, VERSION):
+    if obj.get("version") not in (1, 2, VERSION):
         raise ValueError(
-            f"{where} has format version {obj.get('version')!r}; this diffjax reads versions 1 and {VERSION}"
+            f"{where} has format version {obj.get('version')!r}; this diffjax reads versions 1 to {VERSION}"
         )
     try:
         cls_name, fields = obj["base"]["class"], dict(obj["base"]["fields"])
@@ -279,6 +322,7 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
             corrections=corrections,
             diffusion=spec,
             nfe_budget=int(obj["nfe"]),
+            eval_times=tuple(float(t) for t in _numbers(obj.get("eval_times") or [], f"{where}: eval_times")),
             info=obj.get("info") or {},
         )
     except (KeyError, TypeError) as e:
