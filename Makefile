@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test evaluate fid-crosscheck fdm-crosscheck pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
+.PHONY: install demo lint test evaluate fid-crosscheck fdm-crosscheck fdm-official-digits pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ fdm-crosscheck: $(STAMP) .venv-pretrained/bin/python
 		--fdm-src $(FDM_SRC) --fdm-revision "$$(git -C $(FDM_SRC) rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	$(PY) experiments/fdm_crosscheck.py compare .venv-pretrained/fdm_crosscheck
 
+# VP and VP-FDM trained by the official FDM code on bench-fdm's problem (torch env; ≈ 5 min per arm and seed)
+fdm-official-digits: $(STAMP) .venv-pretrained/bin/python
+	test -n "$(FDM_SRC)" || (echo "give FDM_SRC=<checkout of sail-sg/FDM>"; exit 2)
+	$(PY) experiments/fdm_official_digits.py data .venv-pretrained/fdm_official_digits
+	.venv-pretrained/bin/python experiments/fdm_official_digits.py train .venv-pretrained/fdm_official_digits \
+		--fdm-src $(FDM_SRC) $(FDM_ARGS)
+	$(PY) experiments/fdm_official_digits.py compare .venv-pretrained/fdm_official_digits
+
 # FDM vs base training, 4 arms × 3 seeds (≈ 25 min on 2 CPU cores; results/bench_fdm_cpu.*)
 bench-fdm: $(STAMP)
 	$(PY) experiments/bench_fdm.py
@@ -95,7 +103,7 @@ SCORE_SDE_SRC ?=
 XCHECK_FULL ?=
 XCHECK_OUT ?= .venv-pretrained/crosscheck$(XCHECK_FULL)
 .venv-pretrained/bin/python:
-	$(PYTHON) -m venv .venv-pretrained && .venv-pretrained/bin/pip install -q torch diffusers safetensors numpy
+	$(PYTHON) -m venv .venv-pretrained && .venv-pretrained/bin/pip install -q torch diffusers safetensors numpy click tqdm pillow
 pretrained-crosscheck: $(STAMP) .venv-pretrained/bin/python
 	test -n "$(EDM_SRC)" -a -n "$(SCORE_SDE_SRC)" || (echo "give EDM_SRC=<checkout of NVlabs/edm> SCORE_SDE_SRC=<checkout of yang-song/score_sde>"; exit 2)
 	.venv-pretrained/bin/python experiments/pretrained_crosscheck.py reference $(XCHECK_OUT) --edm-src $(EDM_SRC) \

@@ -43,8 +43,14 @@ from diffjax.diffusions.recipes import edm_weight  # noqa: E402
 from diffjax.files import write_atomic  # noqa: E402
 from diffjax.training import LossConfig, TrainConfig, Trainer  # noqa: E402
 
-ARMS = {"edm": dj.EDM, "edm-fdm": lambda: dj.FDM(base="edm"), "vp": dj.VP, "vp-fdm": lambda: dj.FDM(base="vp")}
-BASE_OF = {"edm-fdm": "edm", "vp-fdm": "vp"}
+ARMS = {
+    "edm": dj.EDM,
+    "edm-fdm": lambda: dj.FDM(base="edm"),
+    "vp": dj.VP,
+    "vp-fdm": lambda: dj.FDM(base="vp"),
+    "vp-fdm-g1": lambda: dj.FDM(base="vp", gamma=1.0),  # the official FFHQ recipe's momentum multiplier
+}
+BASE_OF = {"edm-fdm": "edm", "vp-fdm": "vp", "vp-fdm-g1": "vp"}
 SIGMAS = np.exp(np.linspace(np.log(0.002), np.log(80.0), 16))
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -216,7 +222,7 @@ def summarize(rows, a, tag):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--gpu", action="store_true", help="the GPU setting: 16×16, 64 channels, 4000 steps, batch 256")
-    p.add_argument("--arms", default="edm,edm-fdm,vp,vp-fdm")
+    p.add_argument("--arms", default="edm,edm-fdm,vp,vp-fdm,vp-fdm-g1")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None)

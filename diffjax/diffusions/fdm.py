@@ -42,6 +42,10 @@ class FDM(ScalarDiffusion):
     loss weight — with the network input ``c_in x̃ = s_F x̃`` and the warm-up clamp of the weight
     (:class:`.recipes.FDMRecipe`). With an exact score FDM and its base give the same samples: in ``x/s_F`` the
     PF-ODE is the base's. The gain reported for FDM is in training, not in sampling.
+
+    Over VP, the network input ``s_F x̃`` has a standard deviation ≈ ``s_F σ`` (≈ 25 near σ = 40, 6e-6 at σ_max)
+    while VP's ε-form needs the noise back to a precision ≈ σ_data/σ: in small runs VP-FDM trains far worse than
+    VP, with the official code as well (docs/RESULTS.md, "Training and FDM"); EDM-FDM does not have this problem.
     """
 
     base: Any = "edm"
