@@ -26,11 +26,11 @@ import diffjax as dj  # noqa: E402
 
 
 def parse_teacher(text: str):
-    if text == "reference":
-        return "reference"
+    if text in ("auto", "reference"):
+        return text
     solver, sep, nfe = text.partition(":")
     if not sep or not nfe.isdigit():
-        raise SystemExit(f"--teacher must be 'reference' or SOLVER:NFE (e.g. unipc:100), got {text!r}")
+        raise SystemExit(f"--teacher must be 'auto', 'reference' or SOLVER:NFE (e.g. unipc:100), got {text!r}")
     return (solver, int(nfe))
 
 
@@ -42,7 +42,7 @@ def main(argv=None):
     p.add_argument(
         "--what", default=None, help="parts to fit joined by '+': grid, coefs, times (default: grid+coefs or grid)"
     )
-    p.add_argument("--teacher", default="reference", help="'reference' or SOLVER:NFE")
+    p.add_argument("--teacher", default="auto", help="'auto', 'reference' or SOLVER:NFE")
     p.add_argument("--num-fit", type=int, default=512)
     p.add_argument("--num-heldout", type=int, default=512)
     p.add_argument("--steps", type=int, default=300)

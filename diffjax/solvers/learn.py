@@ -118,6 +118,15 @@ def differentiable_sampler(sde, model: Any, solver: Any, nfe: int, kind: str = "
     return solve, ts0, budget
 
 
+def resolve_teacher(teacher: Any, nfe: int, dtype) -> Any:
+    """``"auto"``: UniPC with ``max(100, 10·nfe)`` evaluations in float32 (its endpoint error on the 64-d digits
+    test bed, 9e-5 at 100, is a few per cent of a learned NFE-10 solver's and 8× cheaper than the reference), the
+    adaptive reference in float64; anything else is returned as given."""
+    if isinstance(teacher, str) and teacher == "auto":
+        return "reference" if jnp.dtype(dtype) == jnp.float64 else ("unipc", max(100, 10 * int(nfe)))
+    return teacher
+
+
 def _teacher(sde, model, kind, teacher, y):
     from ..interop import reference_sample
     from .driver import sample
@@ -127,7 +136,7 @@ def _teacher(sde, model, kind, teacher, y):
         return reference_sample(sde, model, y, rtol=tol, atol=tol, kind=kind)
     if isinstance(teacher, tuple) and len(teacher) == 2:
         return sample(jax.random.key(0), sde, model, solver=teacher[0], nfe=int(teacher[1]), init=y, kind=kind)
-    raise ValueError(f"teacher must be 'reference' (adaptive diffrax) or a (solver, nfe) pair, got {teacher!r}")
+    raise ValueError(f"teacher must be 'auto', 'reference' (adaptive diffrax) or a (solver, nfe) pair, got {teacher!r}")
 
 
 def _rmse(a, b) -> float:
@@ -145,7 +154,7 @@ def learn(
     kind: str = "score",
     what: str | None = None,
     init_grid: Any = "optimized",
-    teacher: Any = "reference",
+    teacher: Any = "auto",
     num_fit: int = 512,
     num_heldout: int = 512,
     loss: str = "l2",
@@ -156,6 +165,7 @@ def learn(
     coef_scale: float = 0.05,
     eval_every: int = 10,
     patience: int = 10,
+    batch_size: int | None = 128,
     dtype=None,
     progress: bool = True,
 ) -> Learned:
@@ -175,8 +185,9 @@ def learn(
       init_grid: ``"optimized"`` (default: the training-free dynamic-programming grid of
         :func:`diffjax.solvers.optimized_grid`, a few seconds, never worse than the default grid on its batch),
         ``"base"`` (the solver's default grid) or an explicit grid.
-      teacher: ``"reference"`` (adaptive diffrax Dopri8, tolerance 1e-5 in float32, 1e-9 in float64) or a
-        ``(solver, nfe)`` pair, e.g. ``("unipc", 100)``.
+      teacher: ``"auto"`` (default: ``("unipc", max(100, 10·nfe))`` in float32, ``"reference"`` in float64),
+        ``"reference"`` (adaptive diffrax Dopri8, tolerance 1e-5 in float32, 1e-9 in float64) or a
+        ``(solver, nfe)`` pair, e.g. ``("unipc", 200)``.
       num_fit, num_heldout: prior draws to fit on and to select/validate on (never the same).
       loss: ``"l2"`` (pathwise squared error) or ``"soft"`` (LD3's relaxed teacher: each fitting draw may move
         within a ball of radius ``soft_radius·√d·prior_std`` around its latent; regularizes with few draws).
@@ -184,6 +195,9 @@ def learn(
         ``learning_rate``, then cosine decay to a tenth of it).
       steps, eval_every, patience: optimizer steps; held-out evaluation period; evaluations without improvement
         before stopping.
+      batch_size: fitting draws per optimizer step, a new shuffle of all ``num_fit`` draws each epoch (None or
+        ≥ ``num_fit``: every draw at every step). 128 of 512 fits digits at NFE 10 as well as the full batch in a
+        quarter of the time.
       coef_scale: corrections are ``coef_scale × parameters`` (their step size relative to the grid logits').
       dtype: sampling dtype (default: jax's default float).
       progress: a tqdm bar with the held-out error.
@@ -197,6 +211,7 @@ def learn(
         ("steps", steps),
         ("eval_every", eval_every),
         ("patience", patience),
+        ("batch_size", 1 if batch_size is None else batch_size),
     ):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -211,6 +226,7 @@ def learn(
     ts0 = _start_grid(key, sde, model, kind, base, nfe, data_shape, init_grid)
     prior = lambda k, n: sde.prior_sample(k, (n,) + data_shape, dtype)
     y_fit, y_val = prior(jax.random.fold_in(key, 0), num_fit), prior(jax.random.fold_in(key, 1), num_heldout)
+    teacher = resolve_teacher(teacher, nfe, dtype)
     t0 = time.perf_counter()
     target_fit = _teacher(sde, model, kind, teacher, y_fit)
     target_val = _teacher(sde, model, kind, teacher, y_val)
@@ -247,6 +263,8 @@ def learn(
         eval_every,
         patience,
         f"learn {base.name} nfe={nfe}" if progress else None,
+        batch_size,
+        jax.random.fold_in(key, 3),
     )
     fit_s = time.perf_counter() - t0
 
@@ -264,6 +282,7 @@ def learn(
         "loss": loss,
         "num_fit": num_fit,
         "num_heldout": num_heldout,
+        "batch_size": batch_size,
         "steps_run": done,
         "init_grid": init_grid if isinstance(init_grid, str) else "given",
         "teacher_seconds": teacher_s,
@@ -311,17 +330,24 @@ def _start_grid(key, sde, model, kind, base, nfe, data_shape, init_grid) -> np.n
     return given
 
 
-def _fit(endpoint, params, fit, heldout, optimizer, steps, learning_rate, radius, eval_every, patience, label):
+def _fit(
+    endpoint, params, fit, heldout, optimizer, steps, learning_rate, radius, eval_every, patience, label, batch, key
+):
     """Adam (warm-up, cosine decay) on the mean squared endpoint error over the fitting draws ``fit = (y,
-    target)``; every ``eval_every`` steps the held-out RMSE selects the best iterate and stops the fit after
-    ``patience`` evaluations without improvement. Returns ``(best, start error, history, steps run)``."""
+    target)``, ``batch`` of them per step (each epoch a new permutation from ``key``); every ``eval_every`` steps
+    the held-out RMSE selects the best iterate and stops the fit after ``patience`` evaluations without
+    improvement. Returns ``(best, start error, history, steps run)``."""
     import optax
 
     (y_fit, target_fit), (y_val, target_val) = fit, heldout
 
-    def objective(p, y, target):
-        if "shift" in p:
-            y = y + p["shift"]
+    n = y_fit.shape[0]
+    batch = n if batch is None or batch >= n else int(batch)
+
+    def objective(p, idx):
+        y, target = y_fit[idx], target_fit[idx]
+        if "shift" in p:  # LD3's soft teacher: each draw's own latent shift
+            y = y + p["shift"][idx]
         return jnp.mean((endpoint(p, y) - target) ** 2)
 
     # warm-up: Adam's first steps move every parameter by the full rate; from a good start that overshoots
@@ -330,8 +356,8 @@ def _fit(endpoint, params, fit, heldout, optimizer, steps, learning_rate, radius
     opt_state = tx.init(params)
 
     @jax.jit
-    def update(p, s):
-        loss_val, g = jax.value_and_grad(objective)(p, y_fit, target_fit)
+    def update(p, s, idx):
+        loss_val, g = jax.value_and_grad(objective)(p, idx)
         upd, s = tx.update(g, s, p)
         p = optax.apply_updates(p, upd)
         if "shift" in p:  # project every latent shift onto its ball
@@ -349,8 +375,14 @@ def _fit(endpoint, params, fit, heldout, optimizer, steps, learning_rate, radius
 
         bar = tqdm(total=steps, desc=label, dynamic_ncols=True)
     done = 0
+    order, pos = np.arange(n), n
     for step in range(1, steps + 1):
-        params, opt_state, _ = update(params, opt_state)
+        if pos + batch > n:  # a new epoch: a new permutation of the fitting draws (the full batch needs none)
+            order = order if batch == n else np.asarray(jax.random.permutation(jax.random.fold_in(key, step), n))
+            pos = 0
+        idx = order[pos : pos + batch]
+        pos += batch
+        params, opt_state, _ = update(params, opt_state, jnp.asarray(idx))
         done = step
         if step % eval_every == 0 or step == steps:
             err = float(heldout_rmse(params))
