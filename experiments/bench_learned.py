@@ -53,11 +53,14 @@ def problems():
 
 def plan_low_nfe():
     """NFE 3 and 4 on digits / EDM: every untuned solver, then iPNDM and UniPC learned with and without the
-    decoupled evaluation times (today's ``learn`` defaults)."""
+    decoupled evaluation times (today's ``learn`` defaults); iPNDM the same at NFE 5 and 10."""
     rows = [("EDM", "digits", solver, n, "untuned") for solver in SOLVERS for n in (3, 4)]
     for solver in ("ipndm", "unipc"):
         for n in (3, 4):
             rows += [("EDM", "digits", solver, n, v) for v in ("learned grid+coefs", "learned grid+coefs+times")]
+    for n in (5, 10):  # the evaluation times at the budgets of the main table, with today's defaults
+        rows += [("EDM", "digits", "ipndm", n, "untuned")]
+        rows += [("EDM", "digits", "ipndm", n, v) for v in ("learned grid+coefs", "learned grid+coefs+times")]
     return rows
 
 

@@ -181,7 +181,7 @@ def learn(
       data_shape: the shape of one sample.
       what: the parts fitted, joined by ``+``: ``"grid"`` (the times), ``"coefs"`` (table corrections),
         ``"times"`` (decoupled evaluation times), e.g. ``"grid+coefs+times"`` (default: ``"grid+coefs"`` when
-        the solver has learnable tables, else ``"grid"``).
+        the solver has learnable tables, else ``"grid"``; plus ``"+times"`` at ``nfe ≤ 5``).
       init_grid: ``"optimized"`` (default: the training-free dynamic-programming grid of
         :func:`diffjax.solvers.optimized_grid`, a few seconds, never worse than the default grid on its batch),
         ``"base"`` (the solver's default grid) or an explicit grid.
@@ -203,7 +203,8 @@ def learn(
       progress: a tqdm bar with the held-out error.
     """
     base = _learnable_base(sde, solver, what, loss)
-    what = what or ("grid+coefs" if base.learnable else "grid")
+    if what is None:  # decoupled evaluation times helped at NFE 3-5 and hurt at 10 (bench_learned --low-nfe)
+        what = ("grid+coefs" if base.learnable else "grid") + ("+times" if nfe <= 5 else "")
     parts = parse_what(what)
     for name, v in (
         ("num_fit", num_fit),
