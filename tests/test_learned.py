@@ -352,6 +352,9 @@ def test_grid_export_refuses_what_does_not_transfer(ring_learned):
     with pytest.raises(ValueError, match="fit what='grid'"):
         learned.grid_as(sde)
     assert len(learned.grid_as(sde, ignore_corrections=True)) == 6
+    timed = dataclasses.replace(learned, corrections=(), eval_times=learned.times)
+    with pytest.raises(ValueError, match="decouples its evaluation times"):
+        timed.grid_as(sde)
     with pytest.raises(ValueError, match="unknown grid form 'timesteps'"):
         learned.grid_as(sde, "timesteps", ignore_corrections=True)
     with pytest.raises(ValueError, match="not for VP"):

@@ -210,13 +210,15 @@ class Learned(Wrapper):
           :func:`dj.solvers.grid_from_sigmas` turns it back into this grid.
         * ``"t"``: the diffusion's own times.
 
-        Only the grid transfers: table corrections belong to this solver's update rule, so a solver fitted with
-        them raises unless ``ignore_corrections`` (fit ``what="grid"`` for a schedule meant for other samplers)."""
+        Only the grid transfers: table corrections and decoupled evaluation times belong to this solver, so a
+        solver fitted with them raises unless ``ignore_corrections`` (fit ``what="grid"`` for a schedule meant for
+        other samplers)."""
         self.check(sde)
-        if self.corrections and not ignore_corrections:
+        if (self.corrections or self.eval_times) and not ignore_corrections:
+            extra = "corrects its coefficient tables" if self.corrections else "decouples its evaluation times"
             raise ValueError(
-                "this learned solver also corrects its coefficient tables, which other samplers cannot use; fit "
-                "what='grid' for a schedule that transfers, or pass ignore_corrections=True for the grid alone"
+                f"this learned solver also {extra}, which other samplers cannot use; fit what='grid' for a "
+                "schedule that transfers, or pass ignore_corrections=True for the grid alone"
             )
         ts = np.asarray(self.times, np.float64)
         if form == "t":
