@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,3 +31,16 @@ def nfe_to_reach(nfes, errs, target) -> float:
             x0, x1, y0, y1 = np.log(nfes[i - 1]), np.log(nfes[i]), np.log(errs[i - 1]), np.log(errs[i])
             return float(np.exp(x0 + (np.log(target) - y0) * (x1 - x0) / (y1 - y0)))
     return float("inf")
+
+
+def write_crosscheck(name: str, result: dict, failure: str) -> str:
+    """Record a cross-check against original code: ``result`` (with ``max_rel_diff`` and ``tolerance``), plus the
+    jax version and backend, to ``results/<name>``; exits with ``failure`` beyond the tolerance."""
+    result = dict(result, jax=jax.__version__, backend=jax.default_backend())
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"max relative difference {result['max_rel_diff']:.2e} (tolerance {result['tolerance']:g}); wrote {out}")
+    if result["max_rel_diff"] > result["tolerance"]:
+        raise SystemExit(failure)
+    return out

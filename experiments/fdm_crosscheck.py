@@ -143,7 +143,6 @@ def compare_step(folder, bases=tuple(CASES)) -> dict:
 
 
 def compare(out):
-    import jax
 
     results = compare_step(out)
     worst = max(v for r in results.values() for k, v in r.items() if k != "clamp")
@@ -151,14 +150,12 @@ def compare(out):
         print(f"{key:8s} " + "  ".join(f"{k} {v:.2e}" for k, v in r.items()))
     with open(os.path.join(out, "versions.json")) as f:
         versions = json.load(f)
+    from benchutil import write_crosscheck
+
     result = {"cases": results, "max_rel_diff": worst, "tolerance": TOLERANCE, "reference": versions}
-    result.update(jax=jax.__version__, backend=jax.default_backend())
-    path = os.path.join(HERE, "results", "fdm_crosscheck.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"max relative difference {worst:.2e} (tolerance {TOLERANCE:g}); wrote {path}")
-    if worst > TOLERANCE:
-        raise SystemExit("diffjax's FDM step differs from the official one beyond the tolerance")
+    write_crosscheck(
+        "fdm_crosscheck.json", result, "diffjax's FDM step differs from the official one beyond the tolerance"
+    )
 
 
 def main(argv=None):

@@ -503,23 +503,17 @@ def compare(a):
         print(f"{entry:40s} " + "  ".join(f"{k} {v:.2e}" for k, v in rows.items()))
     with open(os.path.join(a.out, "versions.json")) as f:
         versions = json.load(f)
-    import jax
 
     result = {
         "cases": results,
         "max_rel_diff": worst,
         "tolerance": TOLERANCE,
         "reference": versions,
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
     }
+    from benchutil import write_crosscheck
+
     name = "pretrained_crosscheck_full.json" if versions.get("full") else "pretrained_crosscheck.json"
-    out = os.path.join(HERE, "results", name)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"max relative difference {worst:.2e} (tolerance {TOLERANCE:g}); wrote {out}")
-    if worst > TOLERANCE:
-        raise SystemExit("a port differs from its original beyond the tolerance")
+    write_crosscheck(name, result, "a port differs from its original beyond the tolerance")
 
 
 def main(argv=None):

@@ -345,6 +345,17 @@ def _fit(
     n = y_fit.shape[0]
     batch = n if batch is None or batch >= n else int(batch)
 
+    per_epoch = n // batch
+
+    def batch_indices(step):
+        """The draws of (1-based) ``step``: a slice of its epoch's permutation (``key`` folded with the epoch's first
+        step), computed in the compiled update — no host round trip."""
+        epoch, k = jnp.divmod(step - 1, per_epoch)
+        order = (
+            jnp.arange(n) if batch == n else jax.random.permutation(jax.random.fold_in(key, epoch * per_epoch + 1), n)
+        )
+        return jax.lax.dynamic_slice(order, (k * batch,), (batch,))
+
     def objective(p, idx):
         y, target = y_fit[idx], target_fit[idx]
         if "shift" in p:  # LD3's soft teacher: each draw's own latent shift
@@ -357,8 +368,8 @@ def _fit(
     opt_state = tx.init(params)
 
     @jax.jit
-    def update(p, s, idx):
-        loss_val, g = jax.value_and_grad(objective)(p, idx)
+    def update(p, s, step):
+        loss_val, g = jax.value_and_grad(objective)(p, batch_indices(step))
         upd, s = tx.update(g, s, p)
         p = optax.apply_updates(p, upd)
         if "shift" in p:  # project every latent shift onto its ball
@@ -376,14 +387,8 @@ def _fit(
 
         bar = tqdm(total=steps, desc=label, dynamic_ncols=True)
     done = 0
-    order, pos = np.arange(n), n
     for step in range(1, steps + 1):
-        if pos + batch > n:  # a new epoch: a new permutation of the fitting draws (the full batch needs none)
-            order = order if batch == n else np.asarray(jax.random.permutation(jax.random.fold_in(key, step), n))
-            pos = 0
-        idx = order[pos : pos + batch]
-        pos += batch
-        params, opt_state, _ = update(params, opt_state, jnp.asarray(idx))
+        params, opt_state, _ = update(params, opt_state, jnp.int32(step))
         done = step
         if step % eval_every == 0 or step == steps:
             err = float(heldout_rmse(params))
