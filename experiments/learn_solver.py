@@ -40,7 +40,9 @@ def main(argv=None):
     p.add_argument("--solver", required=True, help="base solver, e.g. unipc, ipndm, dpmpp_3m, edm_heun")
     p.add_argument("--nfe", type=int, required=True)
     p.add_argument(
-        "--what", default=None, help="parts to fit joined by '+': grid, coefs, times (default: grid+coefs or grid)"
+        "--what",
+        default=None,
+        help="parts to fit joined by '+': grid, coefs, history, times (default: learn's, by solver and NFE)",
     )
     p.add_argument("--teacher", default="auto", help="'auto', 'reference' or SOLVER:NFE")
     p.add_argument("--num-fit", type=int, default=512)

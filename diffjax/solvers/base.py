@@ -103,6 +103,12 @@ class Solver:
         return ()
 
     @property
+    def history_tables(self) -> tuple[str, ...]:
+        """Tables whose second axis weights earlier evaluations (column j: the evaluation j steps back); a learned
+        correction may widen them to the whole history (zero weights on the added columns: the same solver)."""
+        return ()
+
+    @property
     def convergence_order(self) -> float | None:
         """The global convergence order of this configuration on smooth problems (endpoint error ∝ h^order),
         checked against measurements for every registered solver by the test suite; None where there is no
@@ -212,6 +218,10 @@ class Wrapper(Solver):
     @property
     def learnable(self) -> tuple[str, ...]:
         return self.base.learnable
+
+    @property
+    def history_tables(self) -> tuple[str, ...]:
+        return self.base.history_tables
 
     @property
     def convergence_order(self) -> float | None:

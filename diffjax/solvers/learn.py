@@ -5,12 +5,19 @@
 
     L(θ) = E_{y_T ~ prior} ‖ Solve_θ(y_T) − Teacher(y_T) ‖²,
 
-over θ = (the time grid, optional per-step corrections Δ of the solver's coefficient tables, optional decoupled
-evaluation times). This is the idea of LD3 (Tong et al., "Learning to Discretize Denoising Diffusion ODEs", ICLR
+over θ = (the time grid, optional per-step corrections Δ of the solver's coefficient tables, optional corrections
+of a multistep solver's weights on every earlier prediction, optional decoupled evaluation times). This is the
+idea of LD3 (Tong et al., "Learning to Discretize Denoising Diffusion ODEs", ICLR
 2025: learn the N timesteps by backpropagating through the solver to a teacher's endpoints, and, in its second
 variant, the times at which the network is evaluated apart from the step boundaries) extended, as in S4S (Frankel
 et al., 2025), with additive corrections to the solver's weights, initialized at zero so the starting point is the
 base solver.
+
+Full-history corrections (after the additive, zero-initialised corrections of Gaussian-surrogate solver search,
+2025, which found S4S's unconstrained weights unstable at NFE 4) let step i of a multistep solver weight every
+earlier prediction, not only its last few: ``Δ_ij = scale · s_i δ_ij`` on the prediction j steps back and
+``−Σ_j Δ_ij`` on the current one (``s_i`` the step's total weight; :func:`history_correction`), so every corrected
+step still integrates a constant prediction exactly.
 
 Decoupled evaluation times move the network's input time at grid time ``t_i`` to ``t'_i`` with
 ``log ρ(t'_i) = log ρ(t_i) + ½ tanh(δ_i) w_i``, ``w_i`` the smaller of the two adjacent steps in ``log ρ`` (so the
@@ -39,10 +46,10 @@ from ..diffusions.base import ScalarDiffusion
 from ..prediction import as_model
 from . import registry
 from .base import Context, Solver, xp_of
-from .learned import Learned, _nested, base_solver, diffusion_spec, shifted_model
+from .learned import Learned, _nested, base_solver, corrected_tables, diffusion_spec, shifted_model
 from .schedules import on_grid, validate_grid
 
-LEARN_PARTS = ("grid", "coefs", "times")  # `what` joins them with '+': "grid", "grid+coefs", "grid+times", …
+LEARN_PARTS = ("grid", "coefs", "history", "times")  # `what` joins them with '+': "grid", "grid+coefs", …
 
 
 def parse_what(what: str) -> frozenset:
@@ -63,6 +70,23 @@ def eval_times_of(sde: ScalarDiffusion, ts: Any, offsets: Any) -> Any:
     lr_eval = lr[:-1] + 0.5 * xp.tanh(offsets) * w
     lr_eval = xp.concatenate([xp.minimum(lr_eval[:1], lr[:1]), lr_eval[1:]])
     return xp.concatenate([on_grid(sde.t_of_rho, xp.exp(lr_eval)), ts[-1:]])
+
+
+def history_correction(tables: dict, delta: Any, scale: float) -> dict:
+    """The full-history correction of a multistep solver's ``pred`` weights (M steps, ``delta`` of shape (M, M)):
+
+        Δ_ij = scale · s_i · δ_ij   (1 ≤ j ≤ i: the prediction j steps back),    Δ_i0 = −Σ_{j≥1} Δ_ij,
+
+    ``s_i = Σ_j pred_ij`` the step's total weight (its first-order, DDIM-like part). Relative to the step and
+    summing to zero, the corrected weights still integrate a constant prediction exactly (the step stays
+    consistent however large δ grows), and ``δ = 0`` is the base solver. Traced for jax ``delta``."""
+    pred = tables["pred"]
+    xp = xp_of(pred, delta)
+    m = delta.shape[0]
+    lags = np.arange(m)
+    mask = (lags[None, :] <= lags[:, None]) & (lags[None, :] >= 1)
+    lagged = scale * xp.sum(pred, axis=1)[:, None] * delta * mask
+    return {"pred": xp.concatenate([-xp.sum(lagged, axis=1, keepdims=True), lagged[:, 1:]], axis=1)}
 
 
 def grid_from_logits(sde: ScalarDiffusion, logits: Any, t_start: float, t_end: float) -> Any:
@@ -89,8 +113,9 @@ def traced_tables(sde, solver: Solver, ts: Any, budget: int | None, corrections:
     """The solver's tables on a traced grid, plus corrections, ``t``, ``t_next`` and ``i``, in ``dtype``."""
     m = ts.shape[-1] - 1
     tables = dict(solver.coefficients(sde, ts, budget))
-    for k, v in (corrections or {}).items():
-        tables[k] = tables[k] + v
+    if callable(corrections):  # corrections that depend on the (traced) base tables
+        corrections = corrections(tables)
+    tables = corrected_tables(solver, tables, corrections or {})
     tables = {k: jnp.asarray(v, dtype) for k, v in tables.items()}
     tables.update(t=ts[:-1].astype(dtype), t_next=ts[1:].astype(dtype), i=jnp.arange(m, dtype=jnp.int32))
     return tables
@@ -163,6 +188,7 @@ def learn(
     steps: int = 300,
     learning_rate: float = 0.05,
     coef_scale: float = 0.05,
+    history_scale: float = 0.2,
     eval_every: int = 10,
     patience: int = 10,
     batch_size: int | None = 128,
@@ -180,8 +206,10 @@ def learn(
       nfe: the evaluation budget (exactly spent by the result).
       data_shape: the shape of one sample.
       what: the parts fitted, joined by ``+``: ``"grid"`` (the times), ``"coefs"`` (table corrections),
+        ``"history"`` (multistep solvers: corrections on every earlier prediction, :func:`history_correction`),
         ``"times"`` (decoupled evaluation times), e.g. ``"grid+coefs+times"`` (default: ``"grid+coefs"`` when
-        the solver has learnable tables, else ``"grid"``; plus ``"+times"`` at ``nfe ≤ 5``).
+        the solver has learnable tables, else ``"grid"``; plus ``"+history"`` for multistep solvers and
+        ``"+times"`` at ``nfe ≤ 5``).
       init_grid: ``"optimized"`` (default: the training-free dynamic-programming grid of
         :func:`diffjax.solvers.optimized_grid`, a few seconds, never worse than the default grid on its batch),
         ``"base"`` (the solver's default grid) or an explicit grid.
@@ -199,12 +227,19 @@ def learn(
         ≥ ``num_fit``: every draw at every step). 128 of 512 fits digits at NFE 10 as well as the full batch in a
         quarter of the time.
       coef_scale: corrections are ``coef_scale × parameters`` (their step size relative to the grid logits').
+      history_scale: the full-history corrections' ``scale`` (:func:`history_correction`; relative to each step's
+        weight).
       dtype: sampling dtype (default: jax's default float).
       progress: a tqdm bar with the held-out error.
     """
     base = _learnable_base(sde, solver, what, loss)
-    if what is None:  # decoupled evaluation times helped at NFE 3-5 and hurt at 10 (bench_learned --low-nfe)
-        what = ("grid+coefs" if base.learnable else "grid") + ("+times" if nfe <= 5 else "")
+    if what is None:  # measured on digits (bench_learned --low-nfe): the full history helped at NFE 3-10, the
+        # decoupled evaluation times at NFE 3-5 and not at 10
+        what = (
+            ("grid+coefs" if base.learnable else "grid")
+            + ("+history" if "pred" in base.history_tables else "")
+            + ("+times" if nfe <= 5 else "")
+        )
     parts = parse_what(what)
     for name, v in (
         ("num_fit", num_fit),
@@ -216,8 +251,8 @@ def learn(
     ):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if not (learning_rate > 0 and coef_scale > 0 and soft_radius >= 0):
-        raise ValueError("learning_rate and coef_scale must be > 0 and soft_radius >= 0")
+    if not (learning_rate > 0 and coef_scale > 0 and history_scale > 0 and soft_radius >= 0):
+        raise ValueError("learning_rate, coef_scale and history_scale must be > 0 and soft_radius >= 0")
     data_shape = tuple(int(s) for s in data_shape)
     sde.check_data_shape(data_shape)
     dtype = dtype or jnp.zeros(()).dtype
@@ -240,7 +275,15 @@ def learn(
     def endpoint(p, y):
         ts = grid_from_logits(sde, p["logits"].astype(dtype), t_start, t_end) if "grid" in parts else ts0_traced
         eval_ts = eval_times_of(sde, ts, p["eval"]) if "times" in parts else None
-        return solve(ts, {k: coef_scale * v for k, v in p.get("corr", {}).items()}, y, eval_ts)
+        return solve(ts, lambda tables: corrections_of(p, tables), y, eval_ts)
+
+    def corrections_of(p, tables):
+        """The additive table corrections of parameters ``p`` on the base ``tables`` (numpy or traced)."""
+        corr = {k: coef_scale * v for k, v in p.get("corr", {}).items()}
+        if "hist" in p:
+            full = history_correction(tables, p["hist"], history_scale)
+            corr = corrected_tables(base, corr, full) if corr else full
+        return corr
 
     params = {"logits": jnp.asarray(logits_of_grid(sde, ts0), dtype)}
     if "times" in parts:
@@ -248,6 +291,8 @@ def learn(
     if "coefs" in parts:
         tables = base.coefficients(sde, ts0, budget)
         params["corr"] = {k: jnp.zeros(np.shape(tables[k]), dtype) for k in base.learnable}
+    if "history" in parts:
+        params["hist"] = jnp.zeros((len(ts0) - 1, len(ts0) - 1), dtype)
     if loss == "soft":
         params["shift"] = jnp.zeros((num_fit,) + data_shape, dtype)
     radius = soft_radius * float(np.sqrt(np.prod(data_shape))) * float(sde.prior_std)
@@ -272,11 +317,9 @@ def learn(
     # 3. the result, kept only if it beats the base solver on the held-out draws through dj.sample
     times = grid_from_logits(sde, np.asarray(best["logits"], np.float64), t_start, t_end) if "grid" in parts else ts0
     eval_times = eval_times_of(sde, np.asarray(times), np.asarray(best["eval"], np.float64)) if "times" in parts else ()
-    corrections = tuple(
-        (k, _nested(coef_scale * np.asarray(v, np.float64)))
-        for k, v in best.get("corr", {}).items()
-        if np.any(np.asarray(v) != 0)
-    )
+    fitted = jax.tree.map(lambda v: np.asarray(v, np.float64), {k: v for k, v in best.items() if k in ("corr", "hist")})
+    final = corrections_of(fitted, base.coefficients(sde, np.asarray(times, np.float64), budget))
+    corrections = tuple((k, _nested(np.asarray(v, np.float64))) for k, v in final.items() if np.any(np.asarray(v) != 0))
     info = {
         "what": what,
         "teacher": teacher if isinstance(teacher, str) else list(teacher),
@@ -307,6 +350,12 @@ def _learnable_base(sde, solver, what, loss) -> Solver:
     base.check(sde)
     if what is not None and "coefs" in parse_what(what) and not base.learnable:
         raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid' (or 'grid+times')")
+    if what is not None and "history" in parse_what(what) and "pred" not in base.history_tables:
+        multistep = [n for n in registry.available() if "pred" in registry.get(n).history_tables]
+        raise ValueError(
+            f"what='history' corrects a multistep solver's weights on all earlier predictions; {base.name!r} keeps "
+            f"no history (multistep solvers: {multistep})"
+        )
     if loss not in ("l2", "soft"):
         raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
     return base

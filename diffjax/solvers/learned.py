@@ -3,7 +3,8 @@
 ``dj.solvers.learn`` (``learn.py``) and ``dj.solvers.optimized_grid`` (``grid_search.py``) return a
 :class:`Learned`; ``dj.sample(key, sde, score, solver=learned, nfe=learned.nfe_budget, ...)`` runs it like any
 other solver: the base solver's step on the stored grid, with its tables ``T_k`` replaced by ``T_k + Δ_k`` for the
-learned corrections ``Δ`` (zero: the base solver exactly) and, optionally, the network evaluated at decoupled times
+learned corrections ``Δ`` (zero: the base solver exactly; a multistep solver's weight table may be widened to
+weight every earlier prediction, :func:`corrected_tables`) and, optionally, the network evaluated at decoupled times
 ``t'_i`` instead of the grid times ``t_i`` (LD3's decoupled evaluation times; the step's coefficients and the
 conversion of the network's output stay those of ``t_i``). A learned solver belongs to one diffusion and one
 budget; using it with another diffusion or NFE raises. ``save(path)`` / :func:`load` round-trip it through JSON
@@ -21,11 +22,12 @@ import numpy as np
 
 from ..diffusions.base import LinearDiffusion
 from ..files import write_atomic
-from .base import Solver, Wrapper
+from .base import Solver, Wrapper, xp_of
 
 FORMAT = "diffjax.learned_solver"
-VERSION = 3  # 2: solver fields named for what they are (UniPC.predictor_order, IPNDM.history, GDDIM.degree, SciRE)
+VERSION = 4  # 2: solver fields named for what they are (UniPC.predictor_order, IPNDM.history, GDDIM.degree, SciRE)
 #             3: decoupled evaluation times ("eval_times"; absent: the grid's own times)
+#             4: a multistep weight correction may be wider than the solver's table (full-history corrections)
 
 
 def _numbers(v: Any, what: str) -> np.ndarray:
@@ -84,6 +86,31 @@ def _short(v) -> str:
 
 def _spec_str(spec: tuple) -> str:
     return f"{spec[0]}(" + ", ".join(f"{k}={_short(v)}" for k, v in spec[1]) + ")"
+
+
+def corrected_tables(solver: Solver, tables: dict, corrections: dict) -> dict:
+    """``tables + corrections`` (numpy or traced). A correction of one of ``solver.history_tables`` may be wider than
+    its table (it weights earlier evaluations too): every history table and correction is then widened to the
+    widest with zero columns, which the base weights do not use, so zero corrections give the base solver."""
+    if not corrections:
+        return tables
+    out = dict(tables)
+    hist = [k for k in solver.history_tables if k in out]
+    widths = [np.shape(corrections[k])[1] for k in hist if k in corrections] + [np.shape(out[k])[1] for k in hist]
+    width = max(widths, default=0)
+
+    def widen(a):
+        short = width - np.shape(a)[1]
+        if short <= 0:
+            return a
+        xp = xp_of(a)
+        return xp.concatenate([a, xp.zeros((np.shape(a)[0], short), a.dtype)], axis=1)
+
+    for k in hist:
+        out[k] = widen(out[k])
+    for k, v in corrections.items():
+        out[k] = out[k] + (widen(v) if k in hist else v)
+    return out
 
 
 def shifted_model(model: Any, times: Any, eval_times: Any) -> Any:
@@ -189,16 +216,19 @@ class Learned(Wrapper):
             return tables
         if ts.shape != (len(self.times),) or not np.array_equal(np.asarray(ts), np.asarray(self.times)):
             raise ValueError("learned coefficient corrections belong to the learned grid; do not pass another grid")
-        tables = dict(tables)
+        m = len(self.times) - 1
         for k, v in self.corrections:
             want, got = np.shape(tables[k]), np.shape(v)
-            if got != want:
+            wide = max(m, want[1])  # a history table may weight every earlier prediction
+            widened = k in self.base.history_tables and len(got) == 2 and got[0] == want[0] and got[1] <= wide
+            if got != want and not widened:
                 raise ValueError(
                     f"the learned correction of table {k!r} has shape {got}; {self.base.name!r} at "
-                    f"nfe={self.nfe_budget} has a table of shape {want} (a hand-edited or foreign file?)"
+                    f"nfe={self.nfe_budget} has a table of shape {want}"
+                    + (f" (or up to {wide} history columns)" if k in self.base.history_tables else "")
+                    + " (a hand-edited or foreign file?)"
                 )
-            tables[k] = np.asarray(tables[k]) + np.asarray(v, np.float64)
-        return tables
+        return corrected_tables(self.base, tables, {k: np.asarray(v, np.float64) for k, v in self.corrections})
 
     # ---- export ----------------------------------------------------------------------------------
     def grid_as(self, sde: LinearDiffusion, form: str = "sigmas", ignore_corrections: bool = False) -> np.ndarray:
@@ -301,7 +331,7 @@ def from_json(obj: dict, where: str = "the learned solver") -> Learned:
     """Rebuild a :class:`Learned` from :meth:`Learned.to_json` output (raises ValueError naming what is wrong)."""
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{where} is not a diffjax learned solver (missing format {FORMAT!r})")
-    if obj.get("version") not in (1, 2, VERSION):
+    if obj.get("version") not in range(1, VERSION + 1):
         raise ValueError(
             f"{where} has format version {obj.get('version')!r}; this diffjax reads versions 1 to {VERSION}"
         )

@@ -55,6 +55,7 @@ class _LinearMultistep(Solver):
         return False
 
     learnable: ClassVar[tuple[str, ...]] = ("pred",)
+    history_tables: ClassVar[tuple[str, ...]] = ("pred", "corr")  # the carried history is as wide as these
     traceable: ClassVar[bool] = True
 
     def init(self, ctx, y, coefs):
