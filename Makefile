@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test evaluate fid-crosscheck fdm-crosscheck fdm-official-digits pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
+.PHONY: install demo lint test test-slow test-all evaluate fid-crosscheck fdm-crosscheck fdm-official-digits pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# `make test`: every test not listed in tests/slow_tests.txt; `make test-slow`: those; `make test-all`: both in one run
 test: lint
+	$(PY) -m pytest -n 2 -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n 2 -m slow tests
+
+test-all: lint
 	$(PY) -m pytest -n 2 tests
 
 bench: $(STAMP)

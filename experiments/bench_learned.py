@@ -63,7 +63,8 @@ def problems():
 
 def plan_low_nfe():
     """NFE 3 and 4 on digits / EDM: every untuned solver, then iPNDM and UniPC learned with and without the
-    decoupled evaluation times (today's ``learn`` defaults); iPNDM the same at NFE 5 and 10."""
+    decoupled evaluation times and the full-history corrections; iPNDM the same at NFE 5 and 10; then NFE 3-4 on
+    the other problems and under VP with today's defaults."""
     rows = [("EDM", "digits", solver, n, "untuned") for solver in SOLVERS for n in (3, 4)]
     for solver in ("ipndm", "unipc"):
         for n in (3, 4):
@@ -75,6 +76,10 @@ def plan_low_nfe():
     for solver, n in (("ipndm", 3), ("unipc", 3), ("ipndm", 4), ("unipc", 4), ("ipndm", 5)):
         rows += [("EDM", "digits", solver, n, "learned grid+coefs+history+times")]
     rows += [("EDM", "digits", "ipndm", 10, "learned grid+coefs+history")]
+    # breadth at NFE 3-4 with today's defaults: the other problems and VP (iPNDM and UniPC)
+    for s, p in [("EDM", "spectral"), ("VP", "digits"), ("EDM", "ring"), ("VP", "ring"), ("VP", "spectral")]:
+        rows += [(s, p, solver, n, "untuned") for solver in SOLVERS for n in (3, 4)]
+        rows += [(s, p, solver, n, "learned grid+coefs+history+times") for solver in ("ipndm", "unipc") for n in (3, 4)]
     return rows
 
 

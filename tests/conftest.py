@@ -11,6 +11,8 @@ import os
 if os.environ.get("DIFFJAX_TEST_FAST_COMPILE", "1") != "0":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+from pathlib import Path  # noqa: E402
+
 import jax  # noqa: E402  (after the compiler setting is in the environment)
 import pytest  # noqa: E402
 
@@ -24,3 +26,27 @@ def x64():
     """Run the test body with 64-bit floats (orders and tight oracles)."""
     with jax.enable_x64(True):
         yield
+
+
+# Two tiers. `make test` runs the tests that are not marked slow (every module's unit tests and oracles, minutes);
+# `make test-slow` the slow ones (end-to-end runs of the scripts, notebooks and recipes, and the largest numerical
+# studies); CI runs both. A test is slow when it is listed in slow_tests.txt (node ids measured at >= 20 s on a
+# clean clone; the file says how to regenerate it), so a parametrized case can be slow while its siblings are not.
+SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+
+
+def slow_node_ids() -> set[str]:
+    """The node ids listed in ``slow_tests.txt`` (comment lines start with ``#``)."""
+    lines = (line.strip() for line in SLOW_LIST.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test listed in tests/slow_tests.txt (run by `make test-slow`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = slow_node_ids()
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)

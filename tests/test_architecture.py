@@ -195,3 +195,22 @@ def test_register_a_solver_of_your_own():
         dj.solvers.register("not_a_solver", lambda: object())
     with pytest.raises(ValueError, match="already registered"):
         dj.solvers.register("ddim", dj.solvers.DDIM)
+
+
+def test_every_slow_test_listed_exists():
+    """tests/slow_tests.txt names real tests (file, function, and a parameter id the test can produce): a renamed
+    or deleted test must leave the list, or it would silently move back into `make test`'s tier."""
+    from conftest import slow_node_ids
+
+    root = pathlib.Path(__file__).parent
+    listed = slow_node_ids()
+    assert listed, "the slow tier is empty: `make test-slow` would collect nothing"
+    for node in sorted(listed):
+        path, _, name = node.partition("::")
+        func = name.split("[")[0]
+        file = root.parent / path
+        assert file.is_file(), f"slow_tests.txt: no file {path}"
+        tree = ast.parse(file.read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == func for n in tree.body), (
+            f"slow_tests.txt: no test {func} in {path}"
+        )

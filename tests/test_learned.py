@@ -371,23 +371,8 @@ def test_learned_evaluation_times_improve_on_the_grid_alone_and_round_trip(tmp_p
     """``what="grid+times"`` starts where ``"grid"`` does and fits more: better on the held-out draws here (0.075
     vs 0.107; after 40 steps on 64 draws it is not: a short fit of more parameters may not be). The times are
     stored, reloaded and used by dj.sample; eval_times equal to the grid is no decoupling, bit for bit."""
-    sde = dj.EDM()
-    score = dj.testbed.ring().score_fn(sde)
-    opts = dict(num_fit=128, num_heldout=128, steps=100, progress=False, teacher=("unipc", 60))
-    grid = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", 4, (2,), what="grid", **opts)
-    timed = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", 4, (2,), what="grid+times", **opts)
-    assert not grid.eval_times and len(timed.eval_times) == 5 and timed.eval_times != timed.times
-    assert timed.info["heldout_rmse"] < grid.info["heldout_rmse"] < grid.info["heldout_rmse_base"], (
-        timed.info,
-        grid.info,
-    )
-    loaded = dj.solvers.load(timed.save(str(tmp_path / "timed.json")))
-    assert loaded == timed
-    y = sde.prior_sample(jax.random.key(9), (32, 2))
-    a = dj.sample(jax.random.key(0), sde, score, timed, nfe=4, init=y)
-    np.testing.assert_array_equal(
-        np.asarray(a), np.asarray(dj.sample(jax.random.key(0), sde, score, loaded, nfe=4, init=y))
-    )
+    sde, score, timed, y, a = _fit_beats_the_grid_and_round_trips(tmp_path, 4, "grid+times")
+    assert len(timed.eval_times) == 5 and timed.eval_times != timed.times
     plain = dataclasses.replace(timed, eval_times=())
     same = dataclasses.replace(timed, eval_times=timed.times)
     b = dj.sample(jax.random.key(0), sde, score, plain, nfe=4, init=y)
@@ -442,23 +427,31 @@ def test_learned_full_history_improves_on_the_base_weights_and_round_trips(tmp_p
     """``what="grid+history"`` fits a correction on every earlier prediction (iPNDM, NFE 5 on the ring: more columns
     than the solver's own four); it beats the grid alone on the held-out draws, is stored and reloaded exactly, and
     a solver without a history is refused by name."""
+    sde, score, full, _, _ = _fit_beats_the_grid_and_round_trips(tmp_path, 5, "grid+history")
+    ((name, corr),) = full.corrections
+    assert name == "pred" and np.shape(corr) == (5, 5), np.shape(corr)
+    with pytest.raises(ValueError, match="keeps no history"):
+        dj.solvers.learn(jax.random.key(0), sde, score, "ddim", 5, (2,), what="grid+history")
+
+
+def _fit_beats_the_grid_and_round_trips(tmp_path, nfe, what):
+    """Fit iPNDM on the ring (EDM) with ``what="grid"`` and with ``what`` from the same draws; assert that the second
+    is better on the held-out draws and survives save/load bit for bit. Returns (sde, score, fitted, y, samples)."""
     sde = dj.EDM()
     score = dj.testbed.ring().score_fn(sde)
     opts = dict(num_fit=128, num_heldout=128, steps=100, progress=False, teacher=("unipc", 60))
-    grid = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", 5, (2,), what="grid", **opts)
-    full = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", 5, (2,), what="grid+history", **opts)
-    ((name, corr),) = full.corrections
-    assert name == "pred" and np.shape(corr) == (5, 5), np.shape(corr)
-    assert full.info["heldout_rmse"] < grid.info["heldout_rmse"] < grid.info["heldout_rmse_base"], (
-        full.info,
+    grid = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", nfe, (2,), what="grid", **opts)
+    fitted = dj.solvers.learn(jax.random.key(0), sde, score, "ipndm", nfe, (2,), what=what, **opts)
+    assert not grid.eval_times and not grid.corrections
+    assert fitted.info["heldout_rmse"] < grid.info["heldout_rmse"] < grid.info["heldout_rmse_base"], (
+        fitted.info,
         grid.info,
     )
-    loaded = dj.solvers.load(full.save(str(tmp_path / "full.json")))
-    assert loaded == full
+    loaded = dj.solvers.load(fitted.save(str(tmp_path / "fitted.json")))
+    assert loaded == fitted
     y = sde.prior_sample(jax.random.key(9), (32, 2))
+    a = dj.sample(jax.random.key(0), sde, score, fitted, nfe=nfe, init=y)
     np.testing.assert_array_equal(
-        np.asarray(dj.sample(jax.random.key(0), sde, score, full, nfe=5, init=y)),
-        np.asarray(dj.sample(jax.random.key(0), sde, score, loaded, nfe=5, init=y)),
+        np.asarray(a), np.asarray(dj.sample(jax.random.key(0), sde, score, loaded, nfe=nfe, init=y))
     )
-    with pytest.raises(ValueError, match="keeps no history"):
-        dj.solvers.learn(jax.random.key(0), sde, score, "ddim", 5, (2,), what="grid+history")
+    return sde, score, fitted, y, a

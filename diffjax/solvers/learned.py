@@ -219,13 +219,14 @@ class Learned(Wrapper):
         m = len(self.times) - 1
         for k, v in self.corrections:
             want, got = np.shape(tables[k]), np.shape(v)
-            wide = max(m, want[1])  # a history table may weight every earlier prediction
-            widened = k in self.base.history_tables and len(got) == 2 and got[0] == want[0] and got[1] <= wide
+            history = k in self.base.history_tables  # may weight every earlier prediction: up to max(M, width)
+            wide = max(m, want[1]) if history else 0
+            widened = history and len(got) == 2 and got[0] == want[0] and got[1] <= wide
             if got != want and not widened:
                 raise ValueError(
                     f"the learned correction of table {k!r} has shape {got}; {self.base.name!r} at "
                     f"nfe={self.nfe_budget} has a table of shape {want}"
-                    + (f" (or up to {wide} history columns)" if k in self.base.history_tables else "")
+                    + (f" (or up to {wide} history columns)" if history else "")
                     + " (a hand-edited or foreign file?)"
                 )
         return corrected_tables(self.base, tables, {k: np.asarray(v, np.float64) for k, v in self.corrections})
