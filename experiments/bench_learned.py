@@ -16,7 +16,7 @@ selection inside ``learn``; their float64 Dopri8 solutions (rtol = atol = 1e-10)
 pathwise RMSE at t_min, the median per-path RMS error, the fraction of paths whose most likely mixture
 component differs from the reference's ("mode flips"), and the fitting time (2 CPU cores).
 
-    python experiments/bench_learned.py [--quick] [--out experiments/results]
+    python experiments/bench_learned.py [--quick | --low-nfe] [--variants untuned,...] [--out experiments/results]
 
 Rows are appended to bench_learned.jsonl as they finish; a rerun skips finished rows (delete the file to start
 over). Then bench_learned.{json,md,png} are written from all rows.
@@ -99,7 +99,16 @@ def plan(quick: bool):
     head = len(grid) + sum(
         1 for g in grid if g[0] == "EDM" and g[1] in ("digits", "spectral")
     )  # untuned + target optimized
-    rows = rows[:head] + first + [r for r in rows[head:] if r not in first]
+    # learn's defaults since the full-history corrections (+ evaluation times at NFE <= 5): the targets first
+    today = [
+        ("EDM", p, solver, n, "learned grid+coefs+history" + ("+times" if n <= 5 else ""))
+        for ns in ([5, 10], [20])
+        for solver in ["ipndm", "unipc", "dpmpp_3m"]
+        for p in (["digits"] if quick else ["digits", "spectral"])
+        for n in ns
+        if n in learn_nfes
+    ]
+    rows = rows[:head] + first + today + [r for r in rows[head:] if r not in first]
     rows += [g + ("optimized",) for g in grid if g + ("optimized",) not in rows]
     if not quick:
         for solver in ["dpmpp_2m", "ddim", "edm_heun"]:  # the other bases, at low NFE
@@ -113,12 +122,6 @@ def plan(quick: bool):
                 rows.append((s, p, "ipndm", n, "learned grid+coefs"))
         for n in [3, 4, 6, 8]:
             rows.append(("EDM", "digits", "ipndm", n, "learned grid+coefs"))
-        # learn's defaults since the full-history corrections (+ evaluation times at NFE <= 5): the targets first
-        for ns in ([5, 10], [20]):
-            for solver in ["ipndm", "unipc", "dpmpp_3m"]:
-                for p in ["digits", "spectral"]:
-                    for n in ns:
-                        rows.append(("EDM", p, solver, n, "learned grid+coefs+history" + ("+times" if n <= 5 else "")))
     return rows
 
 
@@ -138,7 +141,13 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--low-nfe", action="store_true", help="NFE 3-4 rows only (results/bench_learned_low_nfe.*)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    ap.add_argument(
+        "--variants", default=None, help="comma-separated variants to run (default: all; the report uses every row)"
+    )
     args = ap.parse_args()
+    only = None if args.variants is None else set(args.variants.split(","))
+    if only is not None and not only <= set(VARIANTS):
+        raise SystemExit(f"--variants: unknown {sorted(only - set(VARIANTS))}; known: {VARIANTS}")
     os.makedirs(args.out, exist_ok=True)
     name = "bench_learned_low_nfe" if args.low_nfe else "bench_learned_quick" if args.quick else "bench_learned"
     log = os.path.join(args.out, f"{name}.jsonl")
@@ -152,7 +161,7 @@ def main():
     probs = problems()
     cache = {}
     for row in plan_low_nfe() if args.low_nfe else plan(args.quick):
-        if row in done:
+        if row in done or (only is not None and row[4] not in only):
             continue
         s, p, solver, nfe, variant = row
         sde, (data, n) = sdes[s], probs[p]
@@ -177,7 +186,15 @@ def main():
             )
             extra = {
                 k: chosen.info.get(k)
-                for k in ("steps_run", "heldout_rmse", "heldout_rmse_base", "fallback", "teacher_seconds", "teacher")
+                for k in (
+                    "steps_run",
+                    "heldout_rmse",
+                    "heldout_rmse_base",
+                    "fallback",
+                    "teacher_seconds",
+                    "teacher",
+                    "history_scale",
+                )
             }
         fit_s = time.perf_counter() - t0
         x = dj.sample(jax.random.key(0), sde, score, chosen, nfe=nfe, init=y)
