@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test test-slow test-all evaluate fid-crosscheck fdm-crosscheck fdm-official-digits pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
+.PHONY: install demo lint test test-slow test-all evaluate fid-crosscheck fdm-crosscheck fdm-official-digits pretrained-crosscheck bench-pretrained bench bench-gddim bench-pds bench-dlg bench-custom bench-learned bench-learned-seeds bench-learned-trained bench-speed bench-fdm bench-fdm-gpu notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-custom: $(STAMP)
 # learned / optimized discretizations on the test bed (resumable: rows in results/bench_learned.jsonl)
 bench-learned: $(STAMP)
 	cd experiments && ../$(PY) bench_learned.py
+
+# the headline learned cells refitted with three fit keys (how much one fit's figure varies)
+bench-learned-seeds: $(STAMP)
+	cd experiments && ../$(PY) bench_learned_seeds.py
 
 bench-learned-trained: $(STAMP)
 	cd experiments && ../$(PY) bench_learned_trained.py

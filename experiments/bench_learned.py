@@ -16,7 +16,8 @@ selection inside ``learn``; their float64 Dopri8 solutions (rtol = atol = 1e-10)
 pathwise RMSE at t_min, the median per-path RMS error, the fraction of paths whose most likely mixture
 component differs from the reference's ("mode flips"), and the fitting time (2 CPU cores).
 
-    python experiments/bench_learned.py [--quick | --low-nfe] [--variants untuned,...] [--out experiments/results]
+    python experiments/bench_learned.py [--quick | --low-nfe] [--variants untuned,...] [--solvers ipndm,...]
+        [--nfes 5,10] [--out experiments/results]
 
 Rows are appended to bench_learned.jsonl as they finish; a rerun skips finished rows (delete the file to start
 over). Then bench_learned.{json,md,png} are written from all rows.
@@ -144,10 +145,16 @@ def main():
     ap.add_argument(
         "--variants", default=None, help="comma-separated variants to run (default: all; the report uses every row)"
     )
+    ap.add_argument("--solvers", default=None, help="comma-separated base solvers to run (default: all)")
+    ap.add_argument("--nfes", default=None, help="comma-separated NFEs to run (default: all)")
     args = ap.parse_args()
     only = None if args.variants is None else set(args.variants.split(","))
     if only is not None and not only <= set(VARIANTS):
         raise SystemExit(f"--variants: unknown {sorted(only - set(VARIANTS))}; known: {VARIANTS}")
+    solvers = None if args.solvers is None else set(args.solvers.split(","))
+    if solvers is not None and not solvers <= set(SOLVERS):
+        raise SystemExit(f"--solvers: unknown {sorted(solvers - set(SOLVERS))}; known: {SOLVERS}")
+    nfes = None if args.nfes is None else {int(n) for n in args.nfes.split(",")}
     os.makedirs(args.out, exist_ok=True)
     name = "bench_learned_low_nfe" if args.low_nfe else "bench_learned_quick" if args.quick else "bench_learned"
     log = os.path.join(args.out, f"{name}.jsonl")
@@ -161,7 +168,8 @@ def main():
     probs = problems()
     cache = {}
     for row in plan_low_nfe() if args.low_nfe else plan(args.quick):
-        if row in done or (only is not None and row[4] not in only):
+        wanted = all(f is None or v in f for f, v in ((only, row[4]), (solvers, row[2]), (nfes, row[3])))
+        if row in done or not wanted:
             continue
         s, p, solver, nfe, variant = row
         sde, (data, n) = sdes[s], probs[p]
