@@ -298,6 +298,11 @@ def test_learn_rejects_what_it_cannot_fit():
         dj.solvers.learn(k, sde, score, "ddim", 5, (2,), num_fit=0)
     with pytest.raises(ValueError, match="init_grid has 3 steps"):
         dj.solvers.learn(k, sde, score, "ddim", 5, (2,), init_grid=[80.0, 1.0, 0.1, 0.002])
+    for name, bad in (("learning_rate", float("inf")), ("history_scale", -1.0), ("coef_scale", float("nan"))):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
+            dj.solvers.learn(k, sde, score, "ipndm", 5, (2,), **{name: bad})
+    with pytest.raises(ValueError, match="soft_radius must be a finite number >= 0"):
+        dj.solvers.learn(k, sde, score, "ipndm", 5, (2,), soft_radius=-0.1)
 
 
 def test_optimized_grid_is_never_worse_than_the_default_on_its_batch():

@@ -252,8 +252,14 @@ def learn(
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if history_scale is None:
         history_scale = min(0.5, 5.0 / base.num_steps(nfe) ** 2)
-    if not (learning_rate > 0 and coef_scale > 0 and history_scale > 0 and soft_radius >= 0):
-        raise ValueError("learning_rate, coef_scale and history_scale must be > 0 and soft_radius >= 0")
+    for name, v, positive in (
+        ("learning_rate", learning_rate, True),
+        ("coef_scale", coef_scale, True),
+        ("history_scale", history_scale, True),
+        ("soft_radius", soft_radius, False),
+    ):
+        if not (isinstance(v, (int, float, np.number)) and np.isfinite(v) and (v > 0 if positive else v >= 0)):
+            raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
     data_shape = tuple(int(s) for s in data_shape)
     sde.check_data_shape(data_shape)
     dtype = dtype or jnp.zeros(()).dtype
