@@ -40,16 +40,12 @@ KEYS = [1, 2, 3]
 def best_untuned(out):
     """The best untuned RMSE of every (problem, nfe) under EDM in bench_learned's rows."""
     best = {}
-    for line in open(os.path.join(out, "bench_learned.jsonl")):
-        r = json.loads(line)
-        if r["sde"] == "EDM" and r["variant"] == "untuned":
-            k = (r["problem"], r["nfe"])
-            best[k] = min(best.get(k, np.inf), r["rmse"])
-    for line in open(os.path.join(out, "bench_learned_low_nfe.jsonl")):
-        r = json.loads(line)
-        if r["sde"] == "EDM" and r["variant"] == "untuned":
-            k = (r["problem"], r["nfe"])
-            best[k] = min(best.get(k, np.inf), r["rmse"])
+    for name in ("bench_learned.jsonl", "bench_learned_low_nfe.jsonl"):
+        for line in open(os.path.join(out, name)):
+            r = json.loads(line)
+            if r["sde"] == "EDM" and r["variant"] == "untuned":
+                k = (r["problem"], r["nfe"])
+                best[k] = min(best.get(k, np.inf), r["rmse"])
     return best
 
 
