@@ -236,9 +236,9 @@ def learn(
     base = _learnable_base(sde, solver, what, loss)
     if what is None:  # measured (bench_learned): at NFE 3-5 the full history and the decoupled evaluation times
         # helped every multistep solver tried; at NFE 10 the times hurt and the history helped iPNDM, not UniPC
-        what = ("grid+coefs" if base.learnable else "grid") + (
-            ("+history" if "pred" in base.history_tables else "") + "+times" if nfe <= 5 else ""
-        )
+        what = "grid+coefs" if base.learnable else "grid"
+        if nfe <= 5:
+            what += ("+history" if _keeps_history(base) else "") + "+times"
     parts = parse_what(what)
     for name, v in (
         ("num_fit", num_fit),
@@ -358,8 +358,8 @@ def _learnable_base(sde, solver, what, loss) -> Solver:
     base.check(sde)
     if what is not None and "coefs" in parse_what(what) and not base.learnable:
         raise ValueError(f"{base.name!r} has no learnable coefficient tables; use what='grid' (or 'grid+times')")
-    if what is not None and "history" in parse_what(what) and "pred" not in base.history_tables:
-        multistep = [n for n in registry.available() if "pred" in registry.get(n).history_tables]
+    if what is not None and "history" in parse_what(what) and not _keeps_history(base):
+        multistep = [n for n in registry.available() if _keeps_history(registry.get(n))]
         raise ValueError(
             f"what='history' corrects a multistep solver's weights on all earlier predictions; {base.name!r} keeps "
             f"no history (multistep solvers: {multistep})"
@@ -367,6 +367,11 @@ def _learnable_base(sde, solver, what, loss) -> Solver:
     if loss not in ("l2", "soft"):
         raise ValueError(f"loss must be 'l2' or 'soft', got {loss!r}")
     return base
+
+
+def _keeps_history(solver: Solver) -> bool:
+    """Whether ``solver`` weights earlier predictions (a multistep solver), so ``what="history"`` applies."""
+    return "pred" in solver.history_tables
 
 
 def _start_grid(key, sde, model, kind, base, nfe, data_shape, init_grid) -> np.ndarray:
