@@ -303,6 +303,8 @@ def test_learn_rejects_what_it_cannot_fit():
             dj.solvers.learn(k, sde, score, "ipndm", 5, (2,), **{name: bad})
     with pytest.raises(ValueError, match="soft_radius must be a finite number >= 0"):
         dj.solvers.learn(k, sde, score, "ipndm", 5, (2,), soft_radius=-0.1)
+    tiny = dict(num_fit=8, num_heldout=8, init_grid="base", teacher=("unipc", 20), progress=False)
+    assert dj.solvers.learn(k, sde, score, "ipndm", 4, (2,), steps=1, **tiny).info["steps_run"] == 1  # no warm-up
 
 
 def test_optimized_grid_is_never_worse_than_the_default_on_its_batch():

@@ -425,7 +425,8 @@ def _fit(
         return jnp.mean((endpoint(p, y) - target) ** 2)
 
     # warm-up: Adam's first steps move every parameter by the full rate; from a good start that overshoots
-    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, max(1, steps // 10), steps, 0.1 * learning_rate)
+    warmup = max(1, steps // 10) if steps > 1 else 0  # a single step has no room for a warm-up
+    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, steps, 0.1 * learning_rate)
     tx = optimizer or optax.adam(schedule)
     opt_state = tx.init(params)
 
